@@ -1,0 +1,23 @@
+"""Small helpers shared by the CLI command modules."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print an error for a person and exit with `code`."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def print_json(obj: Any) -> None:
+    """Write one JSON object to stdout (machine-readable output of `--json`)."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")

@@ -1,0 +1,98 @@
+"""How the scripted roles write and read facts in plain text.
+
+Facts travel as `- order id: ORD-1234` lines: natural enough for training data, and exact enough
+that the scripted assistant reads back what the scripted user typed (and nothing it did not).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+GENERIC_TOKENS = {"id", "number", "name", "no", "code"}
+CONFIRM_WORDS = ("proceed", "confirm", "go ahead", "shall i", "should i", "would you like me", "is that correct",
+                 "is that right", "do you want me")
+
+
+def humanize(key: str) -> str:
+    """`order_id` → `order id`."""
+    return key.replace("_", " ").replace("-", " ").strip()
+
+
+def render_value(value: Any) -> str:
+    """A value as the user types it: strings bare, everything else as JSON."""
+    if isinstance(value, str) and "\n" not in value and value.strip() == value and value:
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def fact_lines(facts: dict[str, Any]) -> str:
+    """Facts as `- key: value` lines."""
+    return "\n".join(f"- {humanize(k)}: {render_value(v)}" for k, v in facts.items())
+
+
+def find_fact(texts: list[str], key: str) -> str | None:
+    """The latest raw value given for `key` in `- key: value` lines of `texts` (newest last)."""
+    pattern = re.compile(rf"^\s*[-*•]\s*{re.escape(humanize(key))}\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+    for text in reversed(texts):
+        hits = pattern.findall(text or "")
+        if hits:
+            return hits[-1]
+    return None
+
+
+def coerce(raw: str, schema: dict[str, Any] | None) -> Any:
+    """Read a typed value back from its text, guided by the parameter's JSON Schema type."""
+    schema = schema if isinstance(schema, dict) else {}
+    typ = schema.get("type")
+    if isinstance(typ, list):
+        typ = next((t for t in typ if t != "null"), None)
+    if typ == "string" or (typ is None and not raw.startswith(("{", "[", '"'))):
+        if raw.startswith('"'):
+            try:
+                decoded = json.loads(raw)
+                if isinstance(decoded, str):
+                    return decoded
+            except ValueError:
+                pass
+        if typ is None:
+            for cast in (int, float):
+                try:
+                    return cast(raw)
+                except ValueError:
+                    continue
+        return raw
+    if typ == "boolean":
+        return raw.strip().lower() in ("true", "yes", "1", "on")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def question_sentences(text: str) -> list[str]:
+    """The sentences of `text` that end with a question mark."""
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text or "") if s.strip().endswith("?")]
+
+
+def keys_asked(text: str, keys: list[str]) -> list[str]:
+    """Which of `keys` a message asks for (only its questions count, longest keys first)."""
+    questions = " ".join(question_sentences(text)).lower()
+    if not questions:
+        return []
+    words = set(re.findall(r"[a-z0-9]+", questions))
+    asked = []
+    for key in sorted(keys, key=len, reverse=True):
+        tokens = [t for t in re.findall(r"[a-z0-9]+", key.lower())]
+        specific = [t for t in tokens if t not in GENERIC_TOKENS]
+        need = specific or tokens
+        if need and all(t in words or (t.endswith("s") and t[:-1] in words) for t in need):
+            asked.append(key)
+    return asked
+
+
+def is_confirmation_request(text: str) -> bool:
+    """True when the assistant asks the user to confirm before acting."""
+    questions = " ".join(question_sentences(text)).lower()
+    return any(w in questions for w in CONFIRM_WORDS)

@@ -1,0 +1,195 @@
+"""The scripted assistant: follows the reference plan, honestly.
+
+It knows the plan's *shape* (which tool comes next and where each argument comes from) but takes
+every value from the conversation: what the user typed, or what an earlier tool returned. When a
+value is missing it asks; when a tool fails it recovers (retry a transient failure, log in again
+after an expired session, ask the user to re-check a value the backend rejected). Consecutive
+calls of the same stage that do not depend on each other go out as parallel tool calls.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from gem_agents.policies.dialogue_text import coerce, find_fact, humanize
+from graphs.roles import RoleView
+from tools_runtime.binding import bind_tools
+from tools_runtime.exec_graph import parse_graph, stages
+from tools_runtime.executor import parse_tool_content
+from tools_runtime.records import PlannedCall, Scenario
+from tools_runtime.replay import call_name_args, tool_calls_of
+from tools_runtime.state import get_path
+
+MAX_SAME_FAILURES = 3
+
+
+@dataclass
+class Progress:
+    """Where the dialogue stands against the plan, derived from the transcript alone."""
+
+    done: int = 0
+    results: dict[int, Any] = field(default_factory=dict)
+    calls_made: int = 0
+    last_errors: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    failures_in_a_row: int = 0
+
+
+def read_progress(messages: list[dict[str, Any]], scenario: Scenario) -> Progress:
+    """Walk the transcript: match successful results to plan steps in order."""
+    prog = Progress()
+    calls: dict[str, dict[str, Any]] = {}
+    plan = scenario.plan
+    for m in messages:
+        role = m.get("role")
+        if role == "assistant":
+            made = tool_calls_of(m)
+            prog.calls_made += len(made)
+            if made:
+                prog.last_errors = []
+            for call in made:
+                calls[call_name_args(call)[2]] = call
+        elif role == "tool":
+            call = calls.get(str(m.get("tool_call_id") or ""), {})
+            name = call_name_args(call)[0] or str(m.get("name") or "")
+            is_err, payload = parse_tool_content(m.get("content"))
+            if is_err:
+                prog.last_errors.append((call, payload.get("error", {}) if isinstance(payload, dict) else {}))
+                prog.failures_in_a_row += 1
+                continue
+            prog.failures_in_a_row = 0
+            if prog.done < len(plan) and plan[prog.done].tool == name:
+                prog.results[prog.done] = payload
+                prog.done += 1
+    return prog
+
+
+def _user_texts(messages: list[dict[str, Any]]) -> list[str]:
+    return [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
+
+
+def resolve(call: PlannedCall, index: int, scenario: Scenario, messages: list[dict[str, Any]],
+            prog: Progress) -> tuple[dict[str, Any], list[str]]:
+    """The arguments of a planned call from the conversation, and the user keys still missing."""
+    spec = scenario.workflow.tool(call.tool)
+    props = spec.properties if spec else {}
+    texts = _user_texts(messages)
+    args: dict[str, Any] = {}
+    missing: list[str] = []
+    for param, src in call.sources.items():
+        if src.kind == "const":
+            args[param] = call.arguments.get(param)
+        elif src.kind == "result":
+            try:
+                args[param] = get_path(prog.results[src.call], src.path or param)  # type: ignore[index]
+            except (KeyError, IndexError, ValueError, TypeError):
+                args[param] = call.arguments.get(param)
+        else:
+            raw = find_fact(texts, src.key or param)
+            if raw is None:
+                missing.append(src.key or param)
+            else:
+                args[param] = coerce(raw, props.get(param))
+    return {k: args[k] for k in call.arguments if k in args}, missing
+
+
+def _stage_of(scenario: Scenario) -> dict[str, int]:
+    try:
+        return {n: i for i, st in enumerate(stages(parse_graph(scenario.workflow.execution_graph))) for n in st}
+    except ValueError:
+        return {}
+
+
+def _tool_call(n: int, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    return {"id": f"call_{n:03d}", "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}}
+
+
+def _summary(scenario: Scenario, prog: Progress, goal: int) -> str:
+    last = max((i for i, c in enumerate(scenario.plan) if c.goal == goal), default=None)
+    result = prog.results.get(last) if last is not None else None
+    facts = []
+    if isinstance(result, dict):
+        for k, v in result.items():
+            if isinstance(v, str | int | float) and not isinstance(v, bool) and len(facts) < 5:
+                facts.append(f"{humanize(k)}: {v}")
+    detail = (" Here is the result — " + "; ".join(facts) + ".") if facts else ""
+    return f"All done.{detail} Is there anything else I can help you with?"
+
+
+def _ask(keys: list[str]) -> str:
+    names = [humanize(k) for k in keys]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"To continue, could you please tell me your {listed}?"
+
+
+def _recover(view: RoleView, prog: Progress) -> dict[str, Any] | None:
+    scenario = view.scenario
+    call, err = prog.last_errors[0]
+    name, raw_args, _ = call_name_args(call)
+    code = str(err.get("code", ""))
+    if prog.failures_in_a_row > MAX_SAME_FAILURES:
+        return {"role": "assistant", "content": f"I'm sorry, I couldn't complete that: {err.get('message', code)}."}
+    if code == "service_unavailable":
+        try:
+            args = json.loads(raw_args) if isinstance(raw_args, str) else dict(raw_args or {})
+        except ValueError:
+            args = {}
+        return {"role": "assistant", "content": "The service had a hiccup; let me try that again.",
+                "tool_calls": [_tool_call(prog.calls_made + 1, name, args)]}
+    if code in ("permission_denied", "unauthorized") and not err.get("param"):
+        bindings = bind_tools(scenario.tools)
+        login = next((i for i, c in enumerate(scenario.plan)
+                      if bindings[c.tool].op == "session" and bindings[c.tool].mode == "login"), None)
+        if login is not None:
+            args, missing = resolve(scenario.plan[login], login, scenario, view.messages, prog)
+            if missing:
+                return {"role": "assistant", "content": _ask(missing)}
+            return {"role": "assistant", "content": "Your session expired; I'll sign you in again.",
+                    "tool_calls": [_tool_call(prog.calls_made + 1, scenario.plan[login].tool, args)]}
+    param = err.get("param")
+    step = scenario.plan[prog.done] if prog.done < len(scenario.plan) else None
+    src = step.sources.get(param) if step and param else None
+    if src is not None and src.kind == "user" and src.key:
+        what = humanize(src.key)
+        return {"role": "assistant",
+                "content": f"That didn't work: {err.get('message', code)} Could you double-check your {what}?"}
+    return {"role": "assistant", "content": f"I'm sorry, I couldn't complete that: {err.get('message', code)}."}
+
+
+async def scripted_assistant(view: RoleView) -> dict[str, Any]:
+    """The next assistant message for this view."""
+    scenario = view.scenario
+    messages = view.messages
+    plan = scenario.plan
+    prog = read_progress(messages, scenario)
+    last = messages[-1] if messages else {}
+    if last.get("role") == "tool":
+        if prog.last_errors:
+            recovery = _recover(view, prog)
+            if recovery is not None:
+                return recovery
+        finished_goal = plan[prog.done - 1].goal if prog.done else None
+        if prog.done == len(plan) or (finished_goal is not None and plan[prog.done].goal != finished_goal):
+            return {"role": "assistant", "content": _summary(scenario, prog, finished_goal or 0)}
+    elif prog.done == len(plan):
+        return {"role": "assistant", "content": "You're welcome! Have a great day."}
+    stage_of = _stage_of(scenario)
+    batch: list[tuple[str, dict[str, Any]]] = []
+    first = prog.done
+    for i in range(first, len(plan)):
+        call = plan[i]
+        if batch:
+            same_stage = stage_of.get(call.tool, -1) == stage_of.get(plan[first].tool, -2)
+            depends = any(s.kind == "result" and s.call is not None and s.call >= first for s in call.sources.values())
+            if not same_stage or depends or call.goal != plan[first].goal or any(call.tool == b[0] for b in batch):
+                break
+        args, missing = resolve(call, i, scenario, messages, prog)
+        if missing:
+            if batch:
+                break
+            return {"role": "assistant", "content": _ask(missing)}
+        batch.append((call.tool, args))
+    calls = [_tool_call(prog.calls_made + 1 + k, name, args) for k, (name, args) in enumerate(batch)]
+    return {"role": "assistant", "content": "", "tool_calls": calls}

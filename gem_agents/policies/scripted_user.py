@@ -1,0 +1,85 @@
+"""The scripted user: states goals one by one, answers questions from what it knows, then stops.
+
+Deterministic and model-free. It sees only its own view (roles flipped: its own lines are
+`assistant`, the assistant's replies are `user`) and keeps no memory outside the transcript, so a
+rewound or edited dialogue continues consistently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gem_agents.policies.dialogue_text import (
+    fact_lines,
+    humanize,
+    is_confirmation_request,
+    keys_asked,
+    question_sentences,
+)
+from graphs.roles import STOP_TOKEN, RoleView
+from tools_runtime.records import Scenario
+
+GREETINGS = ["Hi!", "Hello,", "Hey there.", "Good morning!", "Hi there,"]
+CLOSINGS = ["Thanks, that's all I needed!", "Great, thank you — that's everything.", "Perfect, thanks for your help!"]
+
+
+def _said(view: RoleView) -> list[str]:
+    return [str(m.get("content") or "") for m in view.messages if m.get("role") == "assistant"]
+
+
+def value_for(scenario: Scenario, key: str, already_said: list[str]) -> Any:
+    """What the user says for `key`: a planned wrong value the first time, the true one after."""
+    mistake = next((e for e in scenario.planned_errors
+                    if e.kind in ("not_found", "invalid_value") and e.key == key), None)
+    if mistake is not None:
+        line = f"- {humanize(key)}:"
+        times = sum(text.lower().count(line.lower()) for text in already_said)
+        if times == 0:
+            return mistake.wrong_value
+    return scenario.known_info[key]
+
+
+def goal_message(scenario: Scenario, index: int, said: list[str]) -> str:
+    """The message that states goal `index`, with the facts the user volunteers for it."""
+    goal = scenario.goals[index]
+    facts = {k: value_for(scenario, k, said) for k in goal.volunteer if k in scenario.known_info}
+    opener = ""
+    if index == 0:
+        opener = GREETINGS[scenario.seed % len(GREETINGS)] + " "
+    text = f"{opener}{goal.description}"
+    if facts:
+        text += "\nHere are the details:\n" + fact_lines(facts)
+    return text
+
+
+def goals_stated(scenario: Scenario, said: list[str]) -> int:
+    """How many goals the user has already stated (they are stated in order)."""
+    n = 0
+    for i, goal in enumerate(scenario.goals):
+        if any(goal.description in text for text in said):
+            n = i + 1
+    return n
+
+
+async def scripted_user(view: RoleView) -> dict[str, Any]:
+    """The next user message for this view."""
+    scenario = view.scenario
+    said = _said(view)
+    if not said:
+        return {"role": "user", "content": goal_message(scenario, 0, said)}
+    last = view.messages[-1]
+    reply = str(last.get("content") or "") if last.get("role") == "user" else ""
+    asked = keys_asked(reply, list(scenario.known_info))
+    if asked:
+        facts = {k: value_for(scenario, k, said) for k in asked}
+        return {"role": "user", "content": "Sure.\n" + fact_lines(facts)}
+    if is_confirmation_request(reply):
+        return {"role": "user", "content": "Yes, please go ahead."}
+    questions = question_sentences(reply)
+    n = goals_stated(scenario, said)
+    wants_more = questions and any(w in questions[-1].lower() for w in ("anything else", "help you with"))
+    if questions and not wants_more:
+        return {"role": "user", "content": "Sorry, I don't have that information. Please go ahead with what I gave you."}
+    if n < len(scenario.goals):
+        return {"role": "user", "content": goal_message(scenario, n, said)}
+    return {"role": "user", "content": f"{CLOSINGS[scenario.seed % len(CLOSINGS)]} {STOP_TOKEN}", "stop": True}

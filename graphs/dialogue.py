@@ -1,0 +1,178 @@
+"""The dialogue graph (DESIGN §3): user ⇄ assistant ⇄ tools, then verify.
+
+    START → user ─┬→ assistant ─┬→ tools → assistant …
+                  │             ├→ user            (a text reply)
+                  │             └→ verify          (reply to the user's closing message)
+                  └→ verify → END                  (user done, or the turn budget is spent)
+
+State holds one transcript in OpenAI format, the backend snapshot and the executed steps, so a
+checkpoint is everything needed to inspect, edit, rewind and resume a dialogue. Per-rollout
+dependencies (scenario, policies, budgets) travel in the run context, which is not checkpointed,
+so one compiled graph serves every rollout.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from graphs.roles import Roles, RoleView, assistant_view, is_stop, strip_stop, user_view
+from tools_runtime.binding import bind_tools
+from tools_runtime.executor import ToolEnvironment, tool_message_content
+from tools_runtime.records import ExecRecord, Scenario
+from tools_runtime.replay import call_name_args, tool_calls_of
+from tools_runtime.stats import compute_stats
+from tools_runtime.verify import verify
+
+
+class DialogueState(TypedDict, total=False):
+    """The checkpointed state of one dialogue."""
+
+    messages: Annotated[list[dict[str, Any]], operator.add]
+    backend: dict[str, Any]
+    steps: Annotated[list[dict[str, Any]], operator.add]
+    user_turns: int
+    rounds: int
+    closing: bool
+    ended_by: str
+    verdict: dict[str, Any] | None
+    stats: dict[str, Any] | None
+
+
+@dataclass
+class SimContext:
+    """Per-rollout dependencies, not checkpointed."""
+
+    scenario: Scenario
+    roles: Roles
+    max_user_turns: int = 24
+    max_tool_rounds: int = 16
+
+
+def initial_state(scenario: Scenario) -> DialogueState:
+    """The state a dialogue starts from: no messages, the scenario's seeded backend."""
+    return {"messages": [], "backend": scenario.initial_state, "steps": [], "user_turns": 0, "rounds": 0,
+            "closing": False, "ended_by": "", "verdict": None, "stats": None}
+
+
+def _occurrences(messages: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for m in messages:
+        for call in tool_calls_of(m):
+            name = call_name_args(call)[0]
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+async def user_node(state: DialogueState, runtime: Runtime[SimContext]) -> dict[str, Any]:
+    """The user simulator speaks (or ends the conversation)."""
+    ctx = runtime.context
+    turns = state.get("user_turns", 0)
+    if turns >= ctx.max_user_turns:
+        return {"ended_by": "turn_budget"}
+    view = RoleView(role="user", messages=user_view(state["messages"]), scenario=ctx.scenario, turn=turns)
+    msg = await ctx.roles.user(view)
+    if is_stop(msg):
+        closing = strip_stop(msg)
+        if closing["content"] and turns > 0:
+            return {"messages": [closing], "user_turns": turns + 1, "closing": True, "rounds": 0}
+        return {"ended_by": "user"}
+    return {"messages": [{"role": "user", "content": str(msg.get("content") or "")}],
+            "user_turns": turns + 1, "rounds": 0}
+
+
+async def assistant_node(state: DialogueState, runtime: Runtime[SimContext]) -> dict[str, Any]:
+    """The assistant answers in text or calls tools."""
+    ctx = runtime.context
+    view = RoleView(role="assistant", messages=assistant_view(state["messages"]), scenario=ctx.scenario,
+                    tools=[t.to_openai() for t in ctx.scenario.tools], turn=state.get("user_turns", 0))
+    msg = await ctx.roles.assistant(view)
+    out: dict[str, Any] = {"role": "assistant", "content": msg.get("content") or ""}
+    if msg.get("tool_calls"):
+        out["tool_calls"] = msg["tool_calls"]
+    update: dict[str, Any] = {"messages": [out]}
+    if out.get("tool_calls"):
+        update["rounds"] = state.get("rounds", 0) + 1
+    return update
+
+
+async def tools_node(state: DialogueState, runtime: Runtime[SimContext]) -> dict[str, Any]:
+    """The mock tool environment executes every call of the last assistant message."""
+    ctx = runtime.context
+    scenario = ctx.scenario
+    messages = state["messages"]
+    last = messages[-1]
+    env = ToolEnvironment(scenario.workflow, state["backend"], scenario.planned_errors,
+                          _occurrences(messages[:-1]))
+    bindings = bind_tools(scenario.tools) if ctx.roles.tool_env else {}
+    tool_messages, steps = [], []
+    for call in tool_calls_of(last):
+        name, raw_args, call_id = call_name_args(call)
+        binding = bindings.get(name)
+        if ctx.roles.tool_env is not None and binding is not None and binding.op == "action":
+            rec = await _proposed(ctx, env, name, raw_args, call_id, messages)
+        else:
+            rec = env.call(name, raw_args, call_id)
+        tool_messages.append({"role": "tool", "tool_call_id": call_id, "name": name,
+                              "content": tool_message_content(rec)})
+        steps.append(rec.model_dump())
+    return {"messages": tool_messages, "steps": steps, "backend": env.backend.snapshot()}
+
+
+async def _proposed(ctx: SimContext, env: ToolEnvironment, name: str, raw_args: Any, call_id: str,
+                    messages: list[dict[str, Any]]) -> ExecRecord:
+    """A call no operation fits: the tool-env model proposes a result; the backend still records it."""
+    rec = env.call(name, raw_args, call_id)
+    if not rec.ok or ctx.roles.tool_env is None:
+        return rec
+    view = RoleView(role="tool_env", messages=assistant_view(messages), scenario=ctx.scenario,
+                    request={"name": name, "arguments": rec.arguments, "default_result": rec.result})
+    proposal = await ctx.roles.tool_env(view)
+    result = proposal.get("result")
+    if isinstance(result, dict) and "error" not in result:
+        rec = rec.model_copy(update={"result": result})
+    return rec
+
+
+async def verify_node(state: DialogueState, runtime: Runtime[SimContext]) -> dict[str, Any]:
+    """Verify the finished dialogue against the scenario."""
+    ctx = runtime.context
+    messages = state["messages"]
+    ended_by = state.get("ended_by") or ("tool_budget" if messages and tool_calls_of(messages[-1]) else "user")
+    verdict, _, recovered = verify(messages, ctx.scenario, ended_by=ended_by)
+    stats = compute_stats(messages, recovered)
+    return {"verdict": verdict.model_dump(), "stats": stats.model_dump(), "ended_by": ended_by}
+
+
+def route_after_user(state: DialogueState) -> Literal["assistant", "verify"]:
+    """A new user message goes to the assistant; an ended conversation goes to verification."""
+    return "verify" if state.get("ended_by") else "assistant"
+
+
+def route_after_assistant(state: DialogueState, runtime: Runtime[SimContext]) -> Literal["tools", "user", "verify"]:
+    """Tool calls go to the tools; a text reply goes back to the user (or ends a closing turn)."""
+    last = state["messages"][-1]
+    if tool_calls_of(last):
+        if state.get("rounds", 0) > runtime.context.max_tool_rounds:
+            return "verify"
+        return "tools"
+    return "verify" if state.get("closing") else "user"
+
+
+def build_dialogue_graph(checkpointer: Any = None, interrupt_before: list[str] | None = None) -> Any:
+    """Compile the dialogue graph (optionally with a checkpointer and static breakpoints)."""
+    g = StateGraph(DialogueState, context_schema=SimContext)
+    g.add_node("user", user_node)
+    g.add_node("assistant", assistant_node)
+    g.add_node("tools", tools_node)
+    g.add_node("verify", verify_node)
+    g.add_edge(START, "user")
+    g.add_conditional_edges("user", route_after_user, ["assistant", "verify"])
+    g.add_conditional_edges("assistant", route_after_assistant, ["tools", "user", "verify"])
+    g.add_edge("tools", "assistant")
+    g.add_edge("verify", END)
+    return g.compile(checkpointer=checkpointer, interrupt_before=interrupt_before)

@@ -1,0 +1,262 @@
+"""The scenario builder: one Workflow + one seed → one Scenario with a reference plan that runs.
+
+The builder seeds the backend, then walks the execution graph's reference order and picks each
+call's arguments so the call succeeds on that state: record ids from the seeded records (the
+user knows their order id), values a later call needs from an earlier result (the id a search
+returned), new values for writes (the new address). Running the plan on a scratch backend proves
+it executes; the verifier later replays it to get the reference final state.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any
+
+from tools_runtime.backend import SimBackend, credential_args, same
+from tools_runtime.binding import PAGING_ARGS, QUERY_ARGS, Binding
+from tools_runtime.exec_graph import parse_graph, reference_order, validate_graph
+from tools_runtime.executor import ToolEnvironment, execute_call, session_required
+from tools_runtime.records import ArgSource, Goal, PlannedCall, Scenario, Workflow
+from tools_runtime.seeding import fake_value, seed_state
+
+PERSONAS = [
+    "a busy parent who writes short, direct messages",
+    "a retired teacher who is polite and a little unsure with technology",
+    "a student who types quickly and casually",
+    "a small-business owner who wants things done right the first time",
+    "a software developer who is precise and impatient with vague answers",
+    "a nurse on a night shift who needs this sorted quickly",
+    "a traveller on a phone with a patchy connection",
+    "a new employee setting things up for the first time",
+]
+
+SECRET_WORDS = ("password", "pin", "secret", "otp", "passcode", "token")
+
+
+class ScenarioError(ValueError):
+    """A workflow that cannot be turned into a runnable scenario; the message says why."""
+
+
+def is_secret(key: str) -> bool:
+    """Keys a user does not volunteer unprompted (the assistant has to ask)."""
+    return any(w in key.lower() for w in SECRET_WORDS)
+
+
+def goal_text(workflow: Workflow) -> str:
+    """A first-person request built from the workflow's title or first step."""
+    title = (workflow.title or (workflow.steps[0] if workflow.steps else workflow.id)).strip()
+    title = title.lstrip("#").strip().rstrip(".")
+    for prefix in ("How to ", "how to ", "To "):
+        if title.startswith(prefix):
+            title = title[len(prefix):]
+    if not title:
+        title = workflow.id.replace("_", " ")
+    return f"I need to {title[0].lower()}{title[1:]}."
+
+
+class _Planner:
+    """Walks the reference order once, choosing arguments and recording where they come from."""
+
+    def __init__(self, workflow: Workflow, rng: random.Random, state: dict[str, Any]):
+        self.workflow = workflow
+        self.rng = rng
+        self.tools = {t.name: t for t in workflow.tools}
+        self.env = ToolEnvironment(workflow, state)
+        assert isinstance(self.env.backend, SimBackend)
+        self.backend: SimBackend = self.env.backend
+        self.bindings = self.backend.bindings
+        self.focus: dict[str, str] = {}
+        self.produced: dict[str, tuple[int, str, Any]] = {}
+        self.known: dict[str, Any] = {}
+        self.plan: list[PlannedCall] = []
+
+    # -- where values come from ------------------------------------------------------------
+    def focus_record(self, entity: str) -> tuple[str, dict[str, Any]] | None:
+        records = self.backend.collection(entity)
+        if not records:
+            return None
+        if entity not in self.focus or self.focus[entity] not in records:
+            self.focus[entity] = self.rng.choice(sorted(records))
+        rid = self.focus[entity]
+        return rid, records[rid]
+
+    def user_key(self, param: str, value: Any, entity: str) -> str:
+        for key in (param, f"{entity}_{param}" if not param.startswith(entity) else param):
+            if key not in self.known or same(self.known[key], value) and type(self.known[key]) is type(value):
+                self.known[key] = value
+                return key
+        n = 2
+        while f"{param}_{n}" in self.known:
+            n += 1
+        self.known[f"{param}_{n}"] = value
+        return f"{param}_{n}"
+
+    def from_produced_or_user(self, param: str, value: Any, entity: str) -> ArgSource:
+        hit = self.produced.get(param)
+        if hit is not None and same(hit[2], value):
+            return ArgSource(kind="result", call=hit[0], path=hit[1])
+        return ArgSource(kind="user", key=self.user_key(param, value, entity))
+
+    def record_value(self, rid: str, rec: dict[str, Any], b: Binding, param: str) -> Any:
+        if param in (b.id_field, "id"):
+            return _typed_id(rid, self.tools[b.tool].properties.get(param))
+        if param in rec:
+            return rec[param]
+        for field, value in rec.items():
+            if param.endswith(field) or field.endswith(param):
+                return value
+        return None
+
+    # -- one call --------------------------------------------------------------------------
+    def choose(self, b: Binding) -> tuple[dict[str, Any], dict[str, ArgSource]]:
+        spec = self.tools[b.tool]
+        props = spec.properties
+        required = set(spec.required)
+        args: dict[str, Any] = {}
+        sources: dict[str, ArgSource] = {}
+        focus = self.focus_record(b.entity) if b.op in ("read", "update", "delete") else None
+        login_user, login_secret = credential_args(list(props)) if b.op == "session" else (None, None)
+        creds = self.backend.state["session"].get("credentials") or {}
+        for param, schema in props.items():
+            schema = schema if isinstance(schema, dict) else {}
+            value: Any = None
+            source: ArgSource | None = None
+            optional = param not in required
+            if b.op == "session":
+                if b.mode == "logout" and optional:
+                    continue
+                if creds and param in (login_user, login_secret):
+                    user = sorted(creds)[0]
+                    value = user if param == login_user else creds[user]
+                else:
+                    value = fake_value(param, schema, self.rng)
+            elif param.endswith("_id") and param[:-3] != b.entity and self.backend.collection(param[:-3]) \
+                    and param != b.id_field:
+                other = self.focus_record(param[:-3])
+                assert other is not None
+                value = _typed_id(other[0], schema)
+                source = self.from_produced_or_user(param, value, param[:-3])
+            elif b.op in ("read", "update", "delete") and (param in b.selectors or param in b.filters):
+                if param in PAGING_ARGS:
+                    if optional:
+                        continue
+                    value = fake_value(param, schema, self.rng)
+                elif focus is None:
+                    if optional:
+                        continue
+                    value = fake_value(param, schema, self.rng)
+                elif param in QUERY_ARGS:
+                    value = _query_for(focus[1])
+                    if value is None:
+                        if optional:
+                            continue
+                        value = str(focus[0])
+                else:
+                    value = self.record_value(focus[0], focus[1], b, param)
+                    if value is None:
+                        if optional:
+                            continue
+                        value = fake_value(param, schema, self.rng)
+                    elif b.op == "read" and optional and param in b.filters:
+                        continue
+                if source is None:
+                    source = self.from_produced_or_user(param, value, b.entity)
+            else:
+                if optional and self.rng.random() < 0.5:
+                    continue
+                current = focus[1].get(param) if focus else None
+                value = fake_value(param, schema, self.rng)
+                for _ in range(3):
+                    if current is None or not same(value, current):
+                        break
+                    value = fake_value(param, schema, self.rng)
+            args[param] = value
+            sources[param] = source or ArgSource(kind="user", key=self.user_key(param, value, b.entity))
+        return args, sources
+
+    def add(self, tool: str) -> None:
+        b = self.bindings[tool]
+        args, sources = self.choose(b)
+        rec = execute_call(self.backend, self.tools, tool, args)
+        if not rec.ok:
+            raise ScenarioError(f"reference call {tool}({args}) fails on the seeded state: {rec.error}")
+        idx = len(self.plan)
+        self.plan.append(PlannedCall(tool=tool, arguments=args, sources=sources, goal=0))
+        self.remember(idx, b, rec.result)
+
+    def remember(self, idx: int, b: Binding, result: Any) -> None:
+        if not isinstance(result, dict):
+            return
+        rows = result.get("results")
+        if isinstance(rows, list) and rows and isinstance(rows[0], dict):
+            # A search's first hit is the record the conversation is about from now on.
+            for key, value in rows[0].items():
+                self.produced[key] = (idx, f"results.0.{key}", value)
+            rid = rows[0].get(b.id_field)
+            if rid is not None:
+                self.focus[b.entity] = str(rid)
+            return
+        for key, value in result.items():
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
+                self.produced[key] = (idx, key, value)
+        if b.op == "create" and b.id_field in result:
+            self.focus[b.entity] = str(result[b.id_field])
+
+
+def _typed_id(rid: str, schema: Any) -> Any:
+    if isinstance(schema, dict) and schema.get("type") == "integer":
+        try:
+            return int(rid)
+        except ValueError:
+            return rid
+    return rid
+
+
+def _query_for(record: dict[str, Any]) -> str | None:
+    for key in ("name", "title", "item", "product", "product_name", "item_name", "subject", "label"):
+        if isinstance(record.get(key), str):
+            return record[key]
+    return next((v for k, v in sorted(record.items()) if isinstance(v, str) and not k.endswith("_id")), None)
+
+
+def build_scenario(workflow: Workflow, seed: int = 0, *, records_per_entity: int = 4,
+                   scenario_id: str | None = None) -> Scenario:
+    """Make the scenario for `workflow` and `seed` (deterministic: same inputs, same scenario)."""
+    if workflow.backend.kind != "sim":
+        raise ScenarioError("build_scenario needs the simulated backend; python backends bring their own plan")
+    try:
+        graph = parse_graph(workflow.execution_graph)
+    except ValueError as exc:
+        raise ScenarioError(f"execution graph: {exc}") from exc
+    issues = validate_graph(graph, [t.name for t in workflow.tools])
+    if issues:
+        raise ScenarioError("execution graph: " + "; ".join(i.message for i in issues))
+    rng = random.Random(f"{workflow.id}|{seed}")
+    probe = SimBackend(workflow.tools, None, frozenset(session_required(workflow)))
+    state = seed_state(workflow.tools, probe.bindings, rng, records_per_entity)
+    planner = _Planner(workflow, rng, copy.deepcopy(state))
+    for tool in reference_order(graph):
+        planner.add(tool)
+    known = planner.known
+    volunteer = [k for k in known if not is_secret(k)]
+    return Scenario(
+        id=scenario_id or f"{workflow.id}:s{seed}",
+        workflow=workflow,
+        seed=seed,
+        persona=rng.choice(PERSONAS),
+        goals=[Goal(description=goal_text(workflow), volunteer=volunteer)],
+        known_info=known,
+        initial_state=state,
+        plan=planner.plan,
+    )
+
+
+def replay_plan(scenario: Scenario) -> ToolEnvironment:
+    """Run the reference plan on a fresh backend (no injected errors); the env holds the end state."""
+    env = ToolEnvironment(scenario.workflow, copy.deepcopy(scenario.initial_state))
+    for i, call in enumerate(scenario.plan):
+        rec = env.call(call.tool, call.arguments)
+        if not rec.ok:
+            raise ScenarioError(f"reference plan step {i} ({call.tool}) fails: {rec.error}")
+    return env

@@ -1,0 +1,252 @@
+"""Trajectory verification (DESIGN §3): every check that must hold before a trajectory is exported.
+
+schema     every call names a known tool with valid arguments
+execution  every tool message equals what the backend returns; errors only where the scenario
+           planned them, each followed by a successful retry of the same tool
+order      successful calls respect the execution graph and cover its nodes; no distractors
+state      the final backend state hashes equal to the reference plan's end state
+dialogue   well-formed roles, every tool call answered exactly once, a final assistant message,
+           and the assistant's closing claims do not contradict the tool results
+
+Each failure carries a machine-readable `code`, a human `reason` and the message index.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tools_runtime.backend import same
+from tools_runtime.exec_graph import check_order, parse_graph
+from tools_runtime.executor import parse_tool_content
+from tools_runtime.records import ExecRecord, Failure, PlannedError, Scenario, Verdict
+from tools_runtime.replay import Replay, call_name_args, replay_dialogue, tool_calls_of
+from tools_runtime.scenario import ScenarioError, replay_plan
+from tools_runtime.state import diff_states
+
+ROLES = {"system", "developer", "user", "assistant", "tool"}
+
+# Every failure code the verifier can emit, with the check it belongs to (documented in README).
+FAILURE_CODES = {
+    "unknown_role": "dialogue", "bad_role_sequence": "dialogue", "malformed_tool_call": "dialogue",
+    "unanswered_tool_call": "dialogue", "orphan_tool_result": "dialogue", "duplicate_tool_result": "dialogue",
+    "no_final_assistant_message": "dialogue", "empty_dialogue": "dialogue", "claim_contradicts_result": "dialogue",
+    "turn_budget_exhausted": "dialogue",
+    "unknown_tool": "schema", "invalid_arguments": "schema",
+    "tool_result_mismatch": "execution", "unplanned_error": "execution", "unrecovered_error": "execution",
+    "order_violation": "order", "missing_required_call": "order", "distractor_called": "order",
+    "state_mismatch": "state", "invalid_reference_plan": "state",
+}
+
+
+def check_dialogue(messages: list[Any]) -> list[Failure]:
+    """Role sequence and tool-call bookkeeping of an OpenAI-format transcript."""
+    failures: list[Failure] = []
+    if not messages:
+        return [Failure(code="empty_dialogue", reason="the transcript has no messages")]
+    pending: dict[str, int] = {}
+    answered: set[str] = set()
+    prev_role = None
+    first_turn = True
+    for i, msg in enumerate(messages):
+        role = msg.get("role") if isinstance(msg, dict) else None
+        if role not in ROLES:
+            failures.append(Failure(code="unknown_role", index=i, reason=f"message {i} has role {role!r}"))
+            continue
+        if role in ("system", "developer"):
+            continue
+        if role != "tool" and pending:
+            for call_id, at in pending.items():
+                failures.append(Failure(code="unanswered_tool_call", index=at,
+                                        reason=f"tool call {call_id!r} of message {at} has no tool result"))
+            pending.clear()
+        if first_turn and role != "user":
+            failures.append(Failure(code="bad_role_sequence", index=i,
+                                    reason=f"the dialogue starts with {role!r}, not with the user"))
+        first_turn = False
+        if role == "tool":
+            call_id = str(msg.get("tool_call_id") or "")
+            if call_id in pending:
+                del pending[call_id]
+                answered.add(call_id)
+            elif call_id in answered:
+                failures.append(Failure(code="duplicate_tool_result", index=i,
+                                        reason=f"tool call {call_id!r} is answered more than once"))
+            else:
+                failures.append(Failure(code="orphan_tool_result", index=i,
+                                        reason=f"tool result {i} answers no open tool call ({call_id!r})"))
+        elif role == "assistant":
+            calls = tool_calls_of(msg)
+            if prev_role == "assistant_text":
+                failures.append(Failure(code="bad_role_sequence", index=i,
+                                        reason=f"assistant message {i} follows an assistant reply without a user turn"))
+            for call in calls:
+                name, args, call_id = call_name_args(call)
+                if not name or not call_id or args is None:
+                    failures.append(Failure(code="malformed_tool_call", index=i,
+                                            reason=f"a tool call in message {i} lacks an id, a name or arguments"))
+                if call_id:
+                    pending[call_id] = i
+            if not calls and not str(msg.get("content") or "").strip():
+                failures.append(Failure(code="bad_role_sequence", index=i,
+                                        reason=f"assistant message {i} has neither text nor tool calls"))
+        elif role == "user" and prev_role == "user":
+            failures.append(Failure(code="bad_role_sequence", index=i,
+                                    reason=f"user message {i} follows another user message"))
+        prev_role = "assistant_text" if role == "assistant" and not tool_calls_of(msg) else role
+    for call_id, at in pending.items():
+        failures.append(Failure(code="unanswered_tool_call", index=at,
+                                reason=f"tool call {call_id!r} of message {at} has no tool result"))
+    last = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") not in ("system",)), None)
+    if not last or last.get("role") != "assistant" or tool_calls_of(last) or not str(last.get("content") or "").strip():
+        failures.append(Failure(code="no_final_assistant_message", index=len(messages) - 1,
+                                reason="the dialogue does not end with an assistant text reply"))
+    return failures
+
+
+def planned_for(rec: ExecRecord, planned: list[PlannedError]) -> PlannedError | None:
+    """The planned error this failed call realises, or None when nobody planned it."""
+    args = rec.arguments if isinstance(rec.arguments, dict) else {}
+    for p in planned:
+        if p.tool != rec.name:
+            continue
+        if rec.injected and p.kind in ("transient", "permission"):
+            return p
+        if p.kind in ("not_found", "invalid_value") and p.key in args and same(args[p.key], p.wrong_value):
+            return p
+    return None
+
+
+def check_execution(replay: Replay, scenario: Scenario) -> tuple[list[Failure], int]:
+    """Unplanned and unrecovered errors, and distractor calls; also counts recovered errors."""
+    failures: list[Failure] = []
+    recovered = 0
+    calls = replay.calls
+    for n, rc in enumerate(calls):
+        rec = rc.record
+        idx = rc.message_index
+        if rec.name in scenario.distractors:
+            failures.append(Failure(code="distractor_called", index=idx,
+                                    reason=f"{rec.name} is a distractor the task never needs"))
+        if rec.ok:
+            continue
+        code = (rec.error or {}).get("code", "")
+        msg = (rec.error or {}).get("message", "")
+        if planned_for(rec, scenario.planned_errors) is None:
+            mapped = code if code in ("unknown_tool", "invalid_arguments") else "unplanned_error"
+            failures.append(Failure(code=mapped, index=idx, reason=f"{rec.name}: {msg}"))
+            continue
+        if any(later.record.ok and later.record.name == rec.name for later in calls[n + 1:]):
+            recovered += 1
+        else:
+            failures.append(Failure(code="unrecovered_error", index=idx,
+                                    reason=f"after the planned error on {rec.name} ({code}) the call never succeeded"))
+    return failures, recovered
+
+
+def check_graph_order(replay: Replay, scenario: Scenario) -> list[Failure]:
+    """Order and coverage of the successful calls against the execution graph."""
+    try:
+        graph = parse_graph(scenario.workflow.execution_graph)
+    except ValueError as exc:
+        return [Failure(code="order_violation", reason=f"the execution graph does not parse: {exc}")]
+    ok_calls = [c for c in replay.calls if c.record.ok]
+    report = check_order(graph, [c.record.name for c in ok_calls])
+    failures = []
+    for v in report.violations:
+        idx = ok_calls[v.position].message_index if v.position < len(ok_calls) else None
+        failures.append(Failure(code="order_violation", index=idx,
+                                reason=f"{v.node} ran before {', '.join(v.missing_predecessors)}"))
+    for node in report.missing:
+        failures.append(Failure(code="missing_required_call", reason=f"{node} never ran successfully"))
+    return failures
+
+
+def check_state(replay: Replay, scenario: Scenario) -> tuple[list[Failure], str, str]:
+    """Final state against the reference plan's end state, by canonical hash."""
+    assert replay.env is not None
+    final_hash = replay.env.backend.state_hash()
+    try:
+        ref_env = replay_plan(scenario)
+    except ScenarioError as exc:
+        return [Failure(code="invalid_reference_plan", reason=str(exc))], final_hash, ""
+    ref_hash = ref_env.backend.state_hash()
+    if ref_hash == final_hash:
+        return [], final_hash, ref_hash
+    diffs = diff_states(ref_env.backend.view(), replay.env.backend.view(), limit=4)
+    shown = "; ".join(f"{d['op']} {d['path']}" for d in diffs[:3])
+    return [Failure(code="state_mismatch",
+                    reason=f"final state differs from the reference plan's ({shown})")], final_hash, ref_hash
+
+
+_CLAIM = re.compile(r"\b([A-Za-z][A-Za-z _]{1,40}?)\s*(?:is|was|:|=)\s*[\"'`]?([A-Za-z0-9][\w\-.@]*)")
+
+
+def check_claims(messages: list[dict[str, Any]], replay: Replay) -> list[Failure]:
+    """The final assistant text must not state a value a tool result contradicts.
+
+    Conservative on purpose: only `field is/: value` claims whose field a tool result holds and
+    whose value has a digit (ids, amounts, dates) are compared, so free prose never fails.
+    """
+    last_idx = next((i for i in range(len(messages) - 1, -1, -1)
+                     if isinstance(messages[i], dict) and messages[i].get("role") == "assistant"
+                     and not tool_calls_of(messages[i])), None)
+    if last_idx is None:
+        return []
+    facts: dict[str, set[str]] = {}
+    for rc in replay.calls:
+        if rc.record.ok and isinstance(rc.record.result, dict):
+            _collect(rc.record.result, facts)
+    failures = []
+    for m in _CLAIM.finditer(str(messages[last_idx].get("content") or "")):
+        key = m.group(1).strip().lower().replace(" ", "_")
+        value = m.group(2).rstrip(".")
+        if key not in facts or not any(ch.isdigit() for ch in value):
+            continue
+        if not any(same(value, known) for known in facts[key]):
+            failures.append(Failure(code="claim_contradicts_result", index=last_idx,
+                                    reason=f"the reply says {key} is {value!r}, the tools said "
+                                           f"{sorted(facts[key])[:3]}"))
+    return failures
+
+
+def _collect(obj: Any, facts: dict[str, set[str]], depth: int = 0) -> None:
+    if depth > 4:
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, str | int | float) and not isinstance(v, bool):
+                facts.setdefault(str(k).lower(), set()).add(str(v))
+            else:
+                _collect(v, facts, depth + 1)
+    elif isinstance(obj, list):
+        for v in obj[:20]:
+            _collect(v, facts, depth + 1)
+
+
+def verify(messages: list[dict[str, Any]], scenario: Scenario, *, ended_by: str = "",
+           check_results: bool = True) -> tuple[Verdict, Replay, int]:
+    """Run every check; returns the verdict, the replay (for reports) and errors recovered."""
+    failures = check_dialogue(messages)
+    if any(f.code in ("unknown_role", "empty_dialogue") for f in failures):
+        return Verdict(passed=False, failures=failures), Replay(), 0
+    replay = replay_dialogue(messages, scenario, check_results=check_results)
+    failures += replay.failures
+    exec_failures, recovered = check_execution(replay, scenario)
+    failures += exec_failures
+    failures += check_graph_order(replay, scenario)
+    state_failures, final_hash, ref_hash = check_state(replay, scenario)
+    failures += state_failures
+    failures += check_claims(messages, replay)
+    if ended_by == "turn_budget":
+        failures.append(Failure(code="turn_budget_exhausted",
+                                reason="the dialogue hit its turn budget before the user was done"))
+    failures.sort(key=lambda f: (f.index if f.index is not None else 1 << 30))
+    verdict = Verdict(passed=not failures, failures=failures, final_state_hash=final_hash,
+                      reference_state_hash=ref_hash)
+    return verdict, replay, recovered
+
+
+def is_error_content(content: Any) -> bool:
+    """True when a tool message's content is an error payload."""
+    return parse_tool_content(content)[0]
