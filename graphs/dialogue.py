@@ -26,7 +26,7 @@ from tools_runtime.executor import ToolEnvironment, tool_message_content
 from tools_runtime.records import ExecRecord, Scenario
 from tools_runtime.replay import call_name_args, tool_calls_of
 from tools_runtime.stats import compute_stats
-from tools_runtime.verify import verify
+from tools_runtime.verify import proposals_from_steps, verify
 
 
 class DialogueState(TypedDict, total=False):
@@ -134,7 +134,7 @@ async def _proposed(ctx: SimContext, env: ToolEnvironment, name: str, raw_args: 
     proposal = await ctx.roles.tool_env(view)
     result = proposal.get("result")
     if isinstance(result, dict) and "error" not in result:
-        rec = rec.model_copy(update={"result": result})
+        rec = rec.model_copy(update={"result": result, "proposed": True})
     return rec
 
 
@@ -143,7 +143,8 @@ async def verify_node(state: DialogueState, runtime: Runtime[SimContext]) -> dic
     ctx = runtime.context
     messages = state["messages"]
     ended_by = state.get("ended_by") or ("tool_budget" if messages and tool_calls_of(messages[-1]) else "user")
-    verdict, _, recovered = verify(messages, ctx.scenario, ended_by=ended_by)
+    verdict, _, recovered = verify(messages, ctx.scenario, ended_by=ended_by,
+                                   proposals=proposals_from_steps(state.get("steps", [])))
     stats = compute_stats(messages, recovered)
     return {"verdict": verdict.model_dump(), "stats": stats.model_dump(), "ended_by": ended_by}
 

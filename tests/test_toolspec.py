@@ -91,9 +91,13 @@ def test_every_bfcl_multi_turn_tool_normalizes(bfcl_dir: Path) -> None:
 
 
 def test_openai_shape() -> None:
-    spec = normalize_tool({"type": "function", "function": {"name": "get_order", "description": "d", "parameters": PARAMS}})
+    spec = normalize_tool(
+        {"type": "function", "function": {"name": "get_order", "description": "d", "parameters": PARAMS}}
+    )
     assert spec == ToolSpec(name="get_order", description="d", parameters=PARAMS)
     assert normalize_tool(spec.to_openai()) == spec
+    dumped = ToolSpec(name="t", parameters=PARAMS, response={"type": "object"}).model_dump()
+    assert detect_format(dumped) == "bare" and normalize_tool(dumped).model_dump() == dumped
 
 
 def test_bare_and_responses_api_shapes() -> None:
@@ -121,8 +125,15 @@ def test_bfcl_shape_maps_types_recursively_without_mutating() -> None:
                 "pair": {"type": "tuple", "items": {"type": "integer"}},
                 "anything": {"type": "any", "description": "no constraint"},
                 "type": {"type": "string"},  # a property named "type"
-                "nested": {"type": "dict", "properties": {"x": {"type": "float"}}, "additionalProperties": {"type": "float"}},
-                "rows": {"type": "array", "items": {"type": "dict", "properties": {"ok": {"type": "boolean"}}}},
+                "nested": {
+                    "type": "dict",
+                    "properties": {"x": {"type": "float"}},
+                    "additionalProperties": {"type": "float"},
+                },
+                "rows": {
+                    "type": "array",
+                    "items": {"type": "dict", "properties": {"ok": {"type": "boolean"}}},
+                },
             },
             "required": ["price"],
         },
@@ -174,28 +185,64 @@ def test_explicit_format_mismatch_is_an_issue() -> None:
         ({"parameters": PARAMS}, "<unnamed>", "$.name", "missing tool name"),
         ({"name": "ok", "description": 3}, "ok", "$.description", "must be a string"),
         (
-            {"type": "function", "function": {"name": "set_price", "parameters": {"type": "object", "properties": {"x": {"type": "float"}}}}},
-            "set_price", "$.function.parameters.properties.x.type", "unknown type 'float'",
+            {
+                "type": "function",
+                "function": {
+                    "name": "set_price",
+                    "parameters": {"type": "object", "properties": {"x": {"type": "float"}}},
+                },
+            },
+            "set_price",
+            "$.function.parameters.properties.x.type",
+            "unknown type 'float'",
         ),
         (
-            {"name": "t", "parameters": {"type": "object", "properties": {"x": {"type": "string", "minLength": -1}}}},
-            "t", "$.parameters.properties.x.minLength", "-1",
+            {
+                "name": "t",
+                "parameters": {"type": "object", "properties": {"x": {"type": "string", "minLength": -1}}},
+            },
+            "t",
+            "$.parameters.properties.x.minLength",
+            "-1",
         ),
         ({"name": "t", "parameters": {"type": "array"}}, "t", "$.parameters.type", "must be type 'object'"),
         ({"name": "t", "parameters": {"required": ["a"]}}, "t", "$.parameters.type", "must be type 'object'"),
         ({"name": "t", "parameters": [1]}, "t", "$.parameters", "must be a JSON object"),
         (
             {"name": "t", "parameters": {"type": "object", "properties": {"a": {}}, "required": ["a", "b"]}},
-            "t", "$.parameters.required[1]", "'b' is not defined",
+            "t",
+            "$.parameters.required[1]",
+            "'b' is not defined",
         ),
         (
-            {"name": "t", "parameters": {"type": "object", "properties": {"a": {"type": "object", "properties": {}, "required": ["z"]}}}},
-            "t", "$.parameters.properties.a.required[0]", "field 'z'",
+            {
+                "name": "t",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"a": {"type": "object", "properties": {}, "required": ["z"]}},
+                },
+            },
+            "t",
+            "$.parameters.properties.a.required[0]",
+            "field 'z'",
         ),
-        ({"name": "t", "inputSchema": {"type": "object", "$schema": "https://example.com/mine"}}, "t", "$.inputSchema.$schema", "unsupported"),
         (
-            {"type": "function", "function": {"name": "t", "parameters": {"type": "object", "properties": {"a": {"$ref": "#/$defs/none"}}}}},
-            "t", "$.function.parameters.properties.a.$ref", "does not resolve",
+            {"name": "t", "inputSchema": {"type": "object", "$schema": "https://example.com/mine"}},
+            "t",
+            "$.inputSchema.$schema",
+            "unsupported",
+        ),
+        (
+            {
+                "type": "function",
+                "function": {
+                    "name": "t",
+                    "parameters": {"type": "object", "properties": {"a": {"$ref": "#/$defs/none"}}},
+                },
+            },
+            "t",
+            "$.function.parameters.properties.a.$ref",
+            "does not resolve",
         ),
     ],  # fmt: skip
 )
@@ -235,10 +282,31 @@ def test_remote_ref_refused_without_network(ref: str, no_network: None) -> None:
     ("parameters", "path"),
     [
         ({"$ref": "#"}, "$.parameters.$ref"),
-        ({"type": "object", "properties": {"x": {"$ref": "#/$defs/a"}}, "$defs": {"a": {"$ref": "#/$defs/a"}}}, "$.parameters.$defs.a.$ref"),
-        ({"type": "object", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"allOf": [{"$ref": "#/$defs/a"}]}}, "properties": {"x": {"$ref": "#/$defs/a"}}}, None),
+        (
+            {
+                "type": "object",
+                "properties": {"x": {"$ref": "#/$defs/a"}},
+                "$defs": {"a": {"$ref": "#/$defs/a"}},
+            },
+            "$.parameters.$defs.a.$ref",
+        ),
+        (
+            {
+                "type": "object",
+                "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"allOf": [{"$ref": "#/$defs/a"}]}},
+                "properties": {"x": {"$ref": "#/$defs/a"}},
+            },
+            None,
+        ),
         ({"type": "object", "anyOf": [{"required": []}, {"$ref": "#"}]}, "$.parameters.anyOf[1].$ref"),
-        ({"type": "object", "not": {"$ref": "#/$defs/n"}, "$defs": {"n": {"$anchor": "n", "not": {"$ref": "#n"}}}}, None),
+        (
+            {
+                "type": "object",
+                "not": {"$ref": "#/$defs/n"},
+                "$defs": {"n": {"$anchor": "n", "not": {"$ref": "#n"}}},
+            },
+            None,
+        ),
     ],  # fmt: skip
 )
 def test_recursive_ref_without_base_case(parameters: dict, path: str | None) -> None:
@@ -257,12 +325,17 @@ def test_recursion_through_properties_and_items_is_allowed() -> None:
         "$defs": {
             "node": {
                 "type": "object",
-                "properties": {"name": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+                "properties": {
+                    "name": {"type": "string"},
+                    "children": {"type": "array", "items": {"$ref": "#/$defs/node"}},
+                },
             }
         },
     }
     assert normalize_tool({"name": "save_tree", "parameters": tree}).parameters == tree
-    assert normalize_tool({"name": "t", "parameters": {"type": "object", "additionalProperties": {"$ref": "#"}}})
+    assert normalize_tool(
+        {"name": "t", "parameters": {"type": "object", "additionalProperties": {"$ref": "#"}}}
+    )
 
 
 def test_nested_id_is_refused() -> None:
@@ -271,7 +344,9 @@ def test_nested_id_is_refused() -> None:
 
 
 def test_oversize_and_too_deep_schemas() -> None:
-    props = {f"p{i}": {"type": "string", "description": "x" * 200} for i in range(MAX_SCHEMA_BYTES // 200 + 10)}
+    props = {
+        f"p{i}": {"type": "string", "description": "x" * 200} for i in range(MAX_SCHEMA_BYTES // 200 + 10)
+    }
     [issue] = issues_of({"name": "huge", "parameters": {"type": "object", "properties": props}})
     assert issue.tool == "huge" and issue.path == "$.parameters" and "bytes" in issue.message
 
@@ -313,10 +388,18 @@ def test_load_list_object_and_json_lines(tmp_path: Path) -> None:
     tools = [{"name": "a"}, {"name": "b", "parameters": PARAMS}]
     (tmp_path / "list.json").write_text(json.dumps(tools))
     (tmp_path / "obj.json").write_text(json.dumps({"tools": tools}))
-    (tmp_path / "lines.jsonl").write_text("\n" + json.dumps(tools[0]) + "\n\n   \n" + json.dumps(tools[1]) + "\n")
+    (tmp_path / "lines.jsonl").write_text(
+        "\n" + json.dumps(tools[0]) + "\n\n   \n" + json.dumps(tools[1]) + "\n"
+    )
     (tmp_path / "lines.json").write_text("\n".join(json.dumps(t) for t in tools))
     (tmp_path / "one.json").write_text(json.dumps(tools[1]))
-    for name, count in [("list.json", 2), ("obj.json", 2), ("lines.jsonl", 2), ("lines.json", 2), ("one.json", 1)]:
+    for name, count in [
+        ("list.json", 2),
+        ("obj.json", 2),
+        ("lines.jsonl", 2),
+        ("lines.json", 2),
+        ("one.json", 1),
+    ]:
         specs, issues = load_tool_file(tmp_path / name)
         assert issues == [] and len(specs) == count, name
 
@@ -362,10 +445,21 @@ def test_missing_file_raises_oserror(tmp_path: Path) -> None:
 def test_example_files() -> None:
     assert len(load_tool_file(EXAMPLES / "library_openai.json")[0]) == 6
     assert len(load_tool_file(EXAMPLES / "thermostat_mcp.jsonl")[0]) == 4
-    assert load_tool_file(EXAMPLES / "library_openai.json")[1] == load_tool_file(EXAMPLES / "thermostat_mcp.jsonl")[1] == []
+    assert (
+        load_tool_file(EXAMPLES / "library_openai.json")[1]
+        == load_tool_file(EXAMPLES / "thermostat_mcp.jsonl")[1]
+        == []
+    )
     report = read_tool_file(EXAMPLES / "broken.json")
     assert report.items == 7 and [s.name for s in report.specs] == ["get_room"]
-    assert {i.tool for i in report.issues} == {"book a room", "set_price", "fetch_invoice", "loop_forever", "list_rooms", "get_room"}
+    assert {i.tool for i in report.issues} == {
+        "book a room",
+        "set_price",
+        "fetch_invoice",
+        "loop_forever",
+        "list_rooms",
+        "get_room",
+    }
 
 
 # --- robustness ----------------------------------------------------------------------------------------------
@@ -382,7 +476,12 @@ json_values = st.recursive(
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(parameters=json_values, fmt=st.sampled_from(["auto", "openai", "mcp", "bfcl", "bare"]))
 def test_normalize_never_crashes(parameters: object, fmt: str) -> None:
-    obj = {"name": "t", "parameters": parameters, "inputSchema": parameters, "function": {"name": "t", "parameters": parameters}}
+    obj = {
+        "name": "t",
+        "parameters": parameters,
+        "inputSchema": parameters,
+        "function": {"name": "t", "parameters": parameters},
+    }
     try:
         spec = normalize_tool(obj, fmt)
     except ToolSpecError as exc:

@@ -29,7 +29,7 @@ Op = Literal["read", "create", "update", "delete", "session", "compute", "action
 VERBS: dict[str, Op] = {}
 for _op, _words in {
     "read": "get list search find check view show look lookup read fetch query browse count retrieve "
-    "display inspect locate track see review print_preview monitor watch compare filter scan load",
+    "display inspect locate track see review monitor watch compare filter scan load",
     "create": "create add book submit send post make new register upload insert place schedule write "
     "reserve order open_account invite generate import attach enroll publish start compose request",
     "update": "update set change edit enable disable modify rename toggle select choose adjust configure "

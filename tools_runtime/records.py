@@ -188,6 +188,7 @@ class ExecRecord(_Record):
     error: dict[str, Any] | None = None
     state_diff: list[dict[str, Any]] = Field(default_factory=list)
     injected: bool = False
+    proposed: bool = False
 
 
 class Trajectory(_Record):

@@ -60,8 +60,13 @@ def _same_payload(a: Any, b: Any) -> bool:
 
 
 def replay_dialogue(messages: list[dict[str, Any]], scenario: Scenario, *, check_results: bool = True,
-                    stop_at_first_divergence: bool = False) -> Replay:
-    """Re-execute every tool call in `messages` on a fresh backend built from `scenario`."""
+                    stop_at_first_divergence: bool = False, proposals: dict[str, Any] | None = None) -> Replay:
+    """Re-execute every tool call in `messages` on a fresh backend built from `scenario`.
+
+    `proposals` maps tool-call ids to results a tool-environment model proposed for tools no
+    backend operation fits; the backend's state change still comes from the deterministic op.
+    """
+    proposals = proposals or {}
     env = ToolEnvironment(scenario.workflow, copy.deepcopy(scenario.initial_state), scenario.planned_errors)
     out = Replay(env=env)
     answers: dict[str, tuple[int, Any]] = {}
@@ -74,6 +79,8 @@ def replay_dialogue(messages: list[dict[str, Any]], scenario: Scenario, *, check
         for call in tool_calls_of(msg):
             name, raw_args, call_id = call_name_args(call)
             rec = env.call(name, raw_args, call_id)
+            if rec.ok and call_id in proposals:
+                rec = rec.model_copy(update={"result": proposals[call_id], "proposed": True})
             answered = answers.get(call_id)
             rc = ReplayedCall(message_index=i, record=rec,
                               recorded=answered[1] if answered else None,

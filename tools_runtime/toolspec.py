@@ -85,8 +85,8 @@ def detect_format(obj: Any) -> str:
         return "openai"
     if "inputSchema" in obj or "input_schema" in obj:
         return "mcp"
-    params = obj.get("parameters")
-    if "response" in obj or (isinstance(params, dict) and params.get("type") == "dict"):
+    # BFCL docs always type their top-level schemas "dict"; a ToolSpec dump with a response stays bare.
+    if any(isinstance(obj.get(k), dict) and obj[k].get("type") == "dict" for k in ("parameters", "response")):
         return "bfcl"
     return "bare"
 
@@ -180,7 +180,7 @@ def _required_issues(schema: dict, top: bool) -> list[tuple[str, str]]:
 
 
 def normalize_tool(obj: Any, fmt: str = "auto", *, where: str = "") -> ToolSpec:
-    """One tool in any shape (OpenAI, MCP, BFCL, bare) → a checked ToolSpec; raises ToolSpecError."""
+    """One tool in any shape → a checked ToolSpec; raises ToolSpecError (issue paths start at `where`)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown tool format {fmt!r}; use one of {', '.join(FORMATS)}")
     root = where or "$"
@@ -246,7 +246,7 @@ def _normalize_many(located: list[tuple[str, Any]], fmt: str) -> tuple[list[Tool
 def normalize_tools(
     items: list[Any], fmt: str = "auto", *, source: str = ""
 ) -> tuple[list[ToolSpec], list[SpecIssue]]:
-    """Normalize a list of tools: (the valid specs, every issue); a duplicate name is an issue, never a raise."""
+    """Normalize tools found at JSON path `source`: (valid specs, every issue); never raises for a bad tool."""
     root = source or "$"
     return _normalize_many([(f"{root}[{i}]", obj) for i, obj in enumerate(items)], fmt)
 

@@ -10,7 +10,9 @@ assistant being simulated must be able to recover from them.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from contextvars import ContextVar
 from functools import lru_cache
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -29,7 +31,8 @@ if TYPE_CHECKING:  # toolspec imports this module, so the import only serves the
 MAX_SCHEMA_BYTES = 64 * 1024
 MAX_SCHEMA_DEPTH = 32
 MAX_ARGUMENT_BYTES = 256 * 1024
-REGEX_TIMEOUT_S = 0.05
+REGEX_TIMEOUT_S = 0.05  # one regex search
+REGEX_CALL_BUDGET_S = 0.25  # all regex searches of one validate_arguments call together
 MAX_ARG_ERRORS = 20
 
 JSON_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
@@ -52,7 +55,7 @@ def _refuse_retrieval(uri: str) -> referencing.Resource:
     raise referencing.exceptions.NoSuchResource(ref=uri)
 
 
-REGISTRY: referencing.Registry = referencing.Registry(retrieve=_refuse_retrieval)  # type: ignore[call-arg]
+REGISTRY: referencing.Registry = referencing.Registry(retrieve=_refuse_retrieval)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -64,9 +67,18 @@ def _compiled_pattern(pattern: str) -> regex.Pattern:
     return regex.compile(pattern)
 
 
+# Without a budget for the whole call, 5,000 array items × 50 ms each would still hang the caller.
+_regex_deadline: ContextVar[float | None] = ContextVar("regex_deadline", default=None)
+
+
 def regex_search(pattern: str, text: str) -> bool:
-    """Whether `pattern` matches in `text`; raises TimeoutError past REGEX_TIMEOUT_S, regex.error if invalid."""
-    return _compiled_pattern(pattern).search(text, timeout=REGEX_TIMEOUT_S) is not None
+    """Whether `pattern` matches in `text`; raises TimeoutError past the time budget, regex.error if invalid."""
+    timeout = REGEX_TIMEOUT_S
+    if (deadline := _regex_deadline.get()) is not None:
+        timeout = min(timeout, deadline - time.monotonic())
+        if timeout <= 0:
+            raise TimeoutError("the regex time budget of this call is spent")
+    return _compiled_pattern(pattern).search(text, timeout=timeout) is not None
 
 
 def _regex_failure(pattern: str, exc: Exception) -> ValidationError:
@@ -87,20 +99,40 @@ def _kw_pattern(validator: Any, pattern: str, instance: Any, schema: dict) -> It
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
+def _descend_key(
+    validator: Any, instance: dict, key: str, subschema: Any, schema_path: Any = None
+) -> Iterator[ValidationError]:
+    """Validate `instance[key]` against `subschema`, keeping the key in the path of a `false` schema's error."""
+    for error in validator.descend(instance[key], subschema, path=key, schema_path=schema_path):
+        if subschema is False:  # jsonschema's descend drops the path for a `false` subschema
+            error.path.appendleft(key)
+        yield error
+
+
+def _kw_properties(
+    validator: Any, properties: dict, instance: Any, schema: dict
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for key, subschema in properties.items():
+        if key in instance:
+            yield from _descend_key(validator, instance, key, subschema, key)
+
+
 def _kw_pattern_properties(
     validator: Any, pp: dict, instance: Any, schema: dict
 ) -> Iterator[ValidationError]:
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in pp.items():
-        for key, value in instance.items():
+        for key in instance:
             try:
                 found = regex_search(pattern, key)
             except (TimeoutError, regex.error) as exc:
                 yield _regex_failure(pattern, exc)
                 return
             if found:
-                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+                yield from _descend_key(validator, instance, key, subschema, pattern)
 
 
 def _extra_keys(instance: dict, schema: dict) -> list[str]:
@@ -122,7 +154,7 @@ def _kw_additional_properties(
         return
     if validator.is_type(ap, "object"):
         for key in extras:
-            yield from validator.descend(instance[key], ap, path=key)
+            yield from _descend_key(validator, instance, key, ap)
     elif ap is False:
         # One error per key, located at the key, so the message can name the unexpected argument.
         for key in extras:
@@ -182,10 +214,32 @@ def _kw_unevaluated_properties(
         if up is False:
             yield ValidationError(f"unexpected property {key!r}", path=[key])
         else:
-            yield from validator.descend(instance[key], up, path=key, schema_path=key)
+            yield from _descend_key(validator, instance, key, up, key)
+
+
+def _canonical_value(value: Any) -> Any:
+    """A hashable form under JSON Schema equality: 1 == 1.0, true != 1, key order ignored."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return (type(value).__name__, value)
+    if isinstance(value, int | float):
+        return ("n", int(value) if isinstance(value, float) and value.is_integer() else value)
+    if isinstance(value, list | tuple):
+        return ("a", tuple(_canonical_value(v) for v in value))
+    if isinstance(value, dict):
+        return ("o", frozenset((k, _canonical_value(v)) for k, v in value.items()))
+    return ("?", repr(value))
+
+
+def _kw_unique_items(validator: Any, unique: Any, instance: Any, schema: dict) -> Iterator[ValidationError]:
+    # jsonschema compares unsortable items pairwise: O(n²) on an array of objects, a hang at 256 KiB.
+    if unique and validator.is_type(instance, "array"):
+        if len({_canonical_value(v) for v in instance}) < len(instance):
+            yield ValidationError("array has non-unique elements")
 
 
 _SAFE_KEYWORDS = {
+    "uniqueItems": _kw_unique_items,
+    "properties": _kw_properties,
     "pattern": _kw_pattern,
     "patternProperties": _kw_pattern_properties,
     "additionalProperties": _kw_additional_properties,
@@ -444,7 +498,10 @@ def metaschema_issues(schema: Any) -> list[tuple[str, str]]:
     classes = dialect_classes(schema)
     if classes is None:
         return [
-            ("$.$schema", f"unsupported $schema {schema.get('$schema')!r}; use Draft 2020-12 or draft-07")
+            (
+                "$.$schema",
+                f"unsupported $schema {schema.get('$schema')!r}; use Draft 2020-12, draft-07, draft-06 or draft-04",
+            )
         ]
     stock = classes[0]
     checker = stock(stock.META_SCHEMA, format_checker=stock.FORMAT_CHECKER)
@@ -579,11 +636,18 @@ def _plural(n: Any, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _format(err: ValidationError) -> list[ArgError]:
-    """Turn one jsonschema error into messages a real API would send back."""
+def _format(err: ValidationError, subject: str | None = None) -> list[ArgError]:
+    """Turn one jsonschema error into messages a real API would send back (`subject` names the value)."""
     path = list(err.absolute_path)
     top = path[0] if path and isinstance(path[0], str) else None
-    subject = f"'{_loc(path)}'" if path else "arguments"
+    if subject is None and "propertyNames" in err.absolute_schema_path:
+        # The failing value is a key of the object at `path`, not one of its values: name it as a key.
+        owner = "argument name" if not path else f"field name in '{_loc(path)}':"
+        return [
+            e.model_copy(update={"param": top or e.param or str(err.instance)})
+            for e in _format(err, f"{owner} {_show(err.instance)}")
+        ]
+    subject = subject or (f"'{_loc(path)}'" if path else "arguments")
     kw, val, inst = err.validator, err.validator_value, err.instance
 
     def one(message: str, param: str | None = top, at: list[Key] = path) -> list[ArgError]:
@@ -604,6 +668,24 @@ def _format(err: ValidationError) -> list[ArgError]:
             )
             for p in missing
         ]
+    if kw in ("dependentRequired", "dependencies") and isinstance(inst, dict) and isinstance(val, dict):
+        pairs = [
+            (d, p)
+            for p, deps in val.items()
+            if p in inst and isinstance(deps, list)
+            for d in deps
+            if d not in inst
+        ]
+        if pairs:
+            what = "argument" if not path else "field"
+            return [
+                ArgError(
+                    path=json_path((*path, d)),
+                    message=f"{what} '{d}' is required when '{p}' is given",
+                    param=top or d,
+                )
+                for d, p in pairs
+            ]
     if kw in ("additionalProperties", "unevaluatedProperties") and err.message.startswith(
         "unexpected property"
     ):
@@ -672,6 +754,7 @@ def validate_arguments(spec: ToolSpec, arguments: Any) -> list[ArgError]:
             )
         ]
     out: list[ArgError] = []
+    token = _regex_deadline.set(time.monotonic() + REGEX_CALL_BUDGET_S)
     try:
         for err in islice(validator.iter_errors(arguments), 5 * MAX_ARG_ERRORS):
             for item in _format(err):
@@ -685,4 +768,6 @@ def validate_arguments(spec: ToolSpec, arguments: Any) -> list[ArgError]:
         return [
             ArgError(path="$", message=f"tool '{spec.name}' has an unknown type in its schema: {exc.type!r}")
         ]
+    finally:
+        _regex_deadline.reset(token)
     return out[:MAX_ARG_ERRORS]

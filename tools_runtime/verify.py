@@ -224,13 +224,23 @@ def _collect(obj: Any, facts: dict[str, set[str]], depth: int = 0) -> None:
             _collect(v, facts, depth + 1)
 
 
+def proposals_from_steps(steps: list[Any]) -> dict[str, Any]:
+    """Model-proposed results recorded in a trajectory's steps, by tool-call id."""
+    out = {}
+    for s in steps:
+        rec = s if isinstance(s, ExecRecord) else ExecRecord.model_validate(s)
+        if rec.proposed and rec.tool_call_id:
+            out[rec.tool_call_id] = rec.result
+    return out
+
+
 def verify(messages: list[dict[str, Any]], scenario: Scenario, *, ended_by: str = "",
-           check_results: bool = True) -> tuple[Verdict, Replay, int]:
+           check_results: bool = True, proposals: dict[str, Any] | None = None) -> tuple[Verdict, Replay, int]:
     """Run every check; returns the verdict, the replay (for reports) and errors recovered."""
     failures = check_dialogue(messages)
     if any(f.code in ("unknown_role", "empty_dialogue") for f in failures):
         return Verdict(passed=False, failures=failures), Replay(), 0
-    replay = replay_dialogue(messages, scenario, check_results=check_results)
+    replay = replay_dialogue(messages, scenario, check_results=check_results, proposals=proposals)
     failures += replay.failures
     exec_failures, recovered = check_execution(replay, scenario)
     failures += exec_failures

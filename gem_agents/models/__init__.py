@@ -1,0 +1,1 @@
+"""Talking to models: message conversion, the call cache, token accounting and the client."""

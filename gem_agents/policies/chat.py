@@ -1,0 +1,98 @@
+"""Chat-model policies: the user, the assistant and the tool environment played by a model.
+
+They take a ModelClient (any provider) and return a policy with the graph's one signature. A
+malformed tool call from the model is passed through untouched: the tool environment answers it
+with an error the assistant reads on its next turn.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gem_agents.models.client import ModelClient
+from gem_agents.policies.dialogue_text import humanize, render_value
+from gem_agents.prompting import fill, load_prompt, prompts_hash
+from graphs.roles import STOP_TOKEN, Policy, RoleView
+from tools_runtime.records import Scenario
+
+PKG = "gem_agents.policies"
+OPENING = "Hello! How can I help you today?"
+
+
+def assistant_prompt(scenario: Scenario) -> str:
+    """The assistant's system prompt for a scenario."""
+    wf = scenario.workflow
+    domain = wf.title or wf.id
+    if wf.domain or wf.platform:
+        domain += f" ({', '.join(x for x in (wf.domain, wf.platform) if x)})"
+    return fill(load_prompt(PKG, "assistant_system.txt"), domain=domain)
+
+
+def user_prompt(scenario: Scenario) -> str:
+    """The user simulator's system prompt: persona, goals, known facts, planned slips."""
+    goals = "\n".join(f"{i + 1}. {g.description}" for i, g in enumerate(scenario.goals))
+    facts = "\n".join(f"- {humanize(k)}: {render_value(v)}" for k, v in scenario.known_info.items()) or "- (nothing)"
+    slips = [e for e in scenario.planned_errors if e.kind in ("not_found", "invalid_value") and e.key]
+    mistakes = ""
+    if slips:
+        mistakes = "\nThe first time you give these, make this slip; correct it when the assistant says it failed:\n"
+        mistakes += "\n".join(f"- {humanize(e.key or '')}: say {render_value(e.wrong_value)}" for e in slips) + "\n"
+    return fill(load_prompt(PKG, "user_system.txt"), persona=scenario.persona or "an ordinary customer",
+                goals=goals, facts=facts, mistakes=mistakes, stop=STOP_TOKEN)
+
+
+def chat_assistant(client: ModelClient) -> Policy:
+    """The assistant as a chat model with the scenario's tools bound."""
+
+    async def policy(view: RoleView) -> dict[str, Any]:
+        messages = [{"role": "system", "content": assistant_prompt(view.scenario)}, *view.messages]
+        reply = await client.chat(messages, tools=view.tools or None, stage="assistant", salt=view.scenario.id)
+        return reply.message
+
+    return policy
+
+
+def chat_user(client: ModelClient) -> Policy:
+    """The user as a chat model; it sees the conversation with roles flipped."""
+
+    async def policy(view: RoleView) -> dict[str, Any]:
+        history = view.messages or []
+        messages = [{"role": "system", "content": user_prompt(view.scenario)},
+                    {"role": "user", "content": OPENING}, *history]
+        if history and history[-1]["role"] == "assistant":  # never end on our own line
+            messages.append({"role": "user", "content": "(waiting for your reply)"})
+        reply = await client.chat(messages, stage="user", salt=view.scenario.id)
+        text = reply.text.strip()
+        return {"role": "user", "content": text or STOP_TOKEN}
+
+    return policy
+
+
+def chat_tool_env(client: ModelClient) -> Policy:
+    """The tool environment as a chat model, asked only for tools no backend operation fits."""
+    schema = {"type": "object", "properties": {"result": {"type": "object"}}, "required": ["result"]}
+
+    async def policy(view: RoleView) -> dict[str, Any]:
+        req = view.request or {}
+        prompt = load_prompt(PKG, "tool_env_system.txt")
+        convo = "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in view.messages[-12:])
+        ask = json.dumps({"tool": req.get("name"), "arguments": req.get("arguments"),
+                          "default_result": req.get("default_result")}, ensure_ascii=False)
+        reply = await client.chat([{"role": "system", "content": prompt},
+                                   {"role": "user", "content": f"Conversation:\n{convo}\n\nCall:\n{ask}"}],
+                                  json_schema=schema, schema_name="tool_result", stage="tool_env",
+                                  salt=view.scenario.id)
+        try:
+            data = json.loads(reply.text)
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    return policy
+
+
+def chat_prompts_hash() -> str:
+    """Fingerprint of the role prompts (provenance of model-played dialogues)."""
+    return prompts_hash(*(load_prompt(PKG, n) for n in ("assistant_system.txt", "user_system.txt",
+                                                         "tool_env_system.txt")))
