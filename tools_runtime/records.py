@@ -203,3 +203,4 @@ class Trajectory(_Record):
     stats: Stats = Field(default_factory=Stats)
     provenance: Provenance = Field(default_factory=Provenance)
     steps: list[ExecRecord] = Field(default_factory=list)
+    scenario: Scenario | None = None

@@ -7,23 +7,30 @@ import json
 from typing import Any
 
 
-def to_jsonable(value: Any, _depth: int = 0) -> Any:
-    """Turn arbitrary Python state (sets, tuples, objects with __dict__) into plain JSON values."""
+def to_jsonable(value: Any, _depth: int = 0, _path: frozenset[int] = frozenset()) -> Any:
+    """Turn arbitrary Python state (sets, tuples, objects with __dict__) into plain JSON values.
+
+    Back-references (a directory's `parent`) would recurse forever, so an object already on the
+    current path is written as `"<cycle>"`.
+    """
     if _depth > 64:
         return repr(value)
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         return value if value == value and value not in (float("inf"), float("-inf")) else repr(value)
+    if id(value) in _path:
+        return "<cycle>"
+    path = _path | {id(value)}
     if isinstance(value, dict):
-        return {str(k): to_jsonable(v, _depth + 1) for k, v in value.items()}
+        return {str(k): to_jsonable(v, _depth + 1, path) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [to_jsonable(v, _depth + 1) for v in value]
+        return [to_jsonable(v, _depth + 1, path) for v in value]
     if isinstance(value, set | frozenset):
-        items = [to_jsonable(v, _depth + 1) for v in value]
+        items = [to_jsonable(v, _depth + 1, path) for v in value]
         return sorted(items, key=canonical_json)
     if hasattr(value, "__dict__"):
-        return {k: to_jsonable(v, _depth + 1) for k, v in vars(value).items() if not k.startswith("_")}
+        return {k: to_jsonable(v, _depth + 1, path) for k, v in vars(value).items() if not k.startswith("_")}
     return repr(value)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gem_agents.policies.dialogue_text import coerce, find_fact, humanize
+from gem_agents.policies.scripted_user import goals_stated
 from graphs.roles import RoleView
 from tools_runtime.binding import bind_tools
 from tools_runtime.exec_graph import parse_graph, stages
@@ -173,8 +174,16 @@ async def scripted_assistant(view: RoleView) -> dict[str, Any]:
         finished_goal = plan[prog.done - 1].goal if prog.done else None
         if prog.done == len(plan) or (finished_goal is not None and plan[prog.done].goal != finished_goal):
             return {"role": "assistant", "content": _summary(scenario, prog, finished_goal or 0)}
-    elif prog.done == len(plan):
-        return {"role": "assistant", "content": "You're welcome! Have a great day."}
+    else:
+        stated = goals_stated(scenario, _user_texts(messages))
+        waiting = prog.done == len(plan) or plan[prog.done].goal >= stated
+        if waiting and stated and last.get("role") == "user" and scenario.goals[stated - 1].description in str(
+                last.get("content") or ""):
+            # The user asked for something the plan needs no tool for (or that is already done).
+            return {"role": "assistant", "content": "Understood — that's taken care of. "
+                                                    "Is there anything else I can help you with?"}
+        if prog.done == len(plan):
+            return {"role": "assistant", "content": "You're welcome! Have a great day."}
     stage_of = _stage_of(scenario)
     batch: list[tuple[str, dict[str, Any]]] = []
     first = prog.done

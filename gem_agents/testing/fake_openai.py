@@ -468,7 +468,10 @@ class FakeOpenAIServer:
 
     def _answer(self, body: dict[str, Any]) -> Reply:
         try:
-            return _coerce(self.responder(body))
+            reply = _coerce(self.responder(body))
+            if not isinstance(reply, Reply):
+                raise TypeError(f"responder returned {type(reply).__name__}, expected Reply or str")
+            return reply
         except Exception as e:  # any responder failure becomes a visible 500, not a hang
             msg = f"{type(e).__name__}: {e}"
             with self._lock:
@@ -636,11 +639,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(err.status, err.body, err.headers)
             return
 
-        reply = fake._answer(body)
-        if reply.error is not None:
-            self._send_json(reply.error.status, reply.error.body, reply.error.headers)
-            return
-        reply = _apply_content_faults(reply, faults, body)
+        # Transport-level faults never consult the responder, so a retried request still gets the scripted
+        # reply it was meant to get.
+        if kind in ("malformed_body", "empty_choices"):
+            reply = Reply(content="")
+        else:
+            reply = fake._answer(body)
+            if reply.error is not None:
+                self._send_json(reply.error.status, reply.error.body, reply.error.headers)
+                return
+            reply = _apply_content_faults(reply, faults, body)
         cid, call_ids = fake._new_ids(len(reply.tool_calls))
         model = body.get("model") or (fake.models[0] if fake.models else "fake-model")
         if body.get("stream"):

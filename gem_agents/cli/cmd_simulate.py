@@ -1,0 +1,172 @@
+"""`gem simulate` (N rollouts of one workflow) and `gem verify` (re-verify trajectories from a file)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from gem_agents.cli.common import console, fail, print_json
+from gem_agents.cli.progress import make_progress
+from gem_agents.config import ConfigError, RunConfig, load_config
+from gem_agents.models.hub import ModelHub
+from gem_agents.roles_factory import make_roles
+from graphs.rollouts import simulate
+from tools_runtime.records import Scenario, Trajectory, Workflow
+from tools_runtime.scenario import ScenarioError, build_scenario
+from tools_runtime.stats import compute_stats, mean_stats
+from tools_runtime.verify import proposals_from_steps, verify
+from tools_runtime.workflow_io import WorkflowError, load_workflow
+
+
+def _load_workflow(path: Path) -> Workflow:
+    try:
+        return load_workflow(path)
+    except WorkflowError as exc:
+        fail(str(exc), 2)
+
+
+def _config(path: Path | None, policy: str) -> RunConfig:
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    if policy == "model" and cfg.roles.assistant.provider == "scripted" and cfg.roles.user.provider == "scripted":
+        fail("--policy model needs a --config whose roles.user or roles.assistant names a model provider", 2)
+    return cfg
+
+
+def simulate_cmd(
+    workflow: Path = typer.Argument(..., help="Workflow JSON file."),
+    rollouts: int = typer.Option(4, "--rollouts", "-n", min=1, help="Dialogues to simulate (one seed each)."),
+    policy: str = typer.Option("scripted", help="scripted | model (roles from --config)."),
+    config: Path | None = typer.Option(None, help="Run config YAML (model endpoints, limits)."),
+    out: Path = typer.Option(..., "--out", help="Output folder; trajectories.jsonl is written there."),
+    seed: int = typer.Option(0, help="First seed; rollout i uses seed+i."),
+    concurrency: int = typer.Option(8, min=1, help="Dialogues in flight at once."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Simulate N rollouts of a workflow and verify each one."""
+    if policy not in ("scripted", "model"):
+        fail("--policy must be 'scripted' or 'model'", 2)
+    wf = _load_workflow(workflow)
+    cfg = _config(config, policy)
+    scenarios: list[Scenario] = []
+    for i in range(rollouts):
+        try:
+            scenarios.append(build_scenario(wf, seed + i))
+        except ScenarioError as exc:
+            fail(f"{workflow}: cannot build a scenario (seed {seed + i}): {exc}", 1)
+    out.mkdir(parents=True, exist_ok=True)
+    hub = ModelHub(cfg, out / "model_cache.sqlite") if policy == "model" else None
+    roles = make_roles(hub)
+    target = out / "trajectories.jsonl"
+    tmp = target.with_suffix(".jsonl.part")
+    results: list[Trajectory] = []
+    with tmp.open("w", encoding="utf-8") as fh, make_progress(quiet or as_json) as progress:
+        task = progress.add_task("simulate", total=len(scenarios))
+
+        def done(traj: Trajectory) -> None:
+            fh.write(traj.model_dump_json() + "\n")
+            fh.flush()
+            results.append(traj)
+            progress.advance(task)
+
+        asyncio.run(simulate(scenarios, lambda sc: roles, concurrency=concurrency, on_done=done,
+                             max_user_turns=cfg.limits.max_user_turns, max_tool_rounds=cfg.limits.max_tool_rounds))
+    tmp.replace(target)
+    if hub is not None:
+        hub.close()
+    passed = [t for t in results if t.verdict and t.verdict.passed]
+    summary: dict[str, Any] = {"workflow": wf.id, "rollouts": len(results), "verified": len(passed),
+                               "failed": len(results) - len(passed), "out": str(target),
+                               "stats": mean_stats(t.stats for t in passed)}
+    codes: dict[str, int] = {}
+    for t in results:
+        for f in (t.verdict.failures if t.verdict else []):
+            codes[f.code] = codes.get(f.code, 0) + 1
+    summary["failure_codes"] = codes
+    if as_json:
+        print_json(summary)
+    else:
+        console.print(f"[bold]{wf.id}[/]: {len(passed)}/{len(results)} verified → {target}")
+        for code, n in sorted(codes.items()):
+            console.print(f"  {code}: {n}")
+
+
+def _read_trajectories(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        fail(f"{path}: no such file", 2)
+    except UnicodeDecodeError as exc:
+        fail(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", 2)
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            console.print(f"[yellow]{path}:{n}: skipped, invalid JSON: {exc.msg}[/]")
+            continue
+        if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
+            console.print(f"[yellow]{path}:{n}: skipped, not an object with a 'messages' list[/]")
+            continue
+        rows.append((n, data))
+    return rows
+
+
+def verify_cmd(
+    trajectories: Path = typer.Argument(..., help="JSONL of trajectories (ours, or OpenAI {messages, tools})."),
+    workflow: Path = typer.Option(..., "--workflow", help="The workflow they were simulated from."),
+    seed: int = typer.Option(0, help="Seed of the scenario for lines that carry none."),
+    no_results: bool = typer.Option(False, "--no-results", help="Do not compare tool results (third-party data)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per trajectory, then a summary."),
+) -> None:
+    """Re-verify trajectories from a file against the workflow's simulated backend."""
+    wf = _load_workflow(workflow)
+    rows = _read_trajectories(trajectories)
+    if not rows:
+        fail(f"{trajectories}: no trajectories to verify", 1)
+    table = Table("line", "id", "verdict", "failures")
+    passed = 0
+    for n, data in rows:
+        scenario = None
+        if isinstance(data.get("scenario"), dict):
+            scenario = Scenario.model_validate(data["scenario"])
+        else:
+            prov_seed = (data.get("provenance") or {}).get("seed", seed)
+            try:
+                scenario = build_scenario(wf, int(prov_seed))
+            except ScenarioError as exc:
+                fail(f"{workflow}: cannot build a scenario: {exc}", 1)
+        verdict, _, recovered = verify(data["messages"], scenario, check_results=not no_results,
+                                       proposals=proposals_from_steps(data.get("steps") or []))
+        passed += verdict.passed
+        tid = str(data.get("id") or f"line{n}")
+        if as_json:
+            print_json({"line": n, "id": tid, "passed": verdict.passed,
+                        "failures": [f.model_dump() for f in verdict.failures],
+                        "stats": compute_stats(data["messages"], recovered).model_dump()})
+        else:
+            reasons = "\n".join(f"{f.code}: {f.reason}" for f in verdict.failures[:6])
+            table.add_row(str(n), tid, "[green]passed[/]" if verdict.passed else "[red]failed[/]", reasons)
+    if as_json:
+        print_json({"trajectories": len(rows), "passed": passed, "failed": len(rows) - passed})
+    else:
+        console.print(table)
+        console.print(f"{passed}/{len(rows)} passed")
+    if passed < len(rows):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `simulate` and `verify`."""
+    app.command("simulate")(simulate_cmd)
+    app.command("verify")(verify_cmd)

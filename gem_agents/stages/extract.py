@@ -1,0 +1,133 @@
+"""Stage 2, workflow and tool extraction by a model, with bounded repair rounds.
+
+The model answers in the tagged format or, where the endpoint does structured output, as JSON
+matching EXTRACTION_SCHEMA (switch with `structured_output` in the role config). An answer counts
+only when it parses, passes `workflow_from_dict` (tool schemas, names, graph: parsed, acyclic,
+nodes are tools) and is simulatable (`build_scenario` succeeds and, by default, the scripted
+reference rollout verifies). Otherwise the exact errors go back to the model in a repair message,
+at most `repair_rounds` times; then the document is rejected with those errors as reasons.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gem_agents.models.client import ModelClient
+from gem_agents.policies.scripted_assistant import scripted_assistant
+from gem_agents.policies.scripted_user import scripted_user
+from gem_agents.prompting import fill, load_prompt
+from gem_agents.stages import ExtractionResult
+from gem_agents.stages.relevance import PROMPTS, wants_json_schema
+from gem_agents.stages.tagged import ParseError, parse_extraction
+from graphs.roles import Roles
+from graphs.rollouts import run_dialogue
+from tools_runtime.records import Document, Relevance, Workflow
+from tools_runtime.scenario import ScenarioError, build_scenario
+from tools_runtime.workflow_io import WorkflowError, workflow_from_dict
+
+EXTRACTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string"},
+        "steps": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "execution_graph": {"type": "string", "description": "stages joined by ->, e.g. (a)->(b, c)->(d)"},
+        "tools": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "description": {"type": "string"},
+                    "parameters": {"type": "object"},
+                },
+                "required": ["name", "description", "parameters"],
+            },
+        },
+    },
+    "required": ["title", "steps", "execution_graph", "tools"],
+}
+
+SCRIPTED = Roles(user=scripted_user, assistant=scripted_assistant, name="scripted")
+
+
+def extract_messages(doc: Document, *, json_mode: bool = False) -> list[dict[str, Any]]:
+    """The first message of a stage-2 call."""
+    fmt = load_prompt(PROMPTS, "extract_json.txt" if json_mode else "extract_tagged.txt").strip()
+    return [{"role": "user", "content": fill(load_prompt(PROMPTS, "extract.txt"), output_format=fmt,
+                                            text=doc.text)}]
+
+
+def repair_message(errors: list[str]) -> dict[str, Any]:
+    """The follow-up that sends the validator's exact errors back to the model."""
+    listed = "\n".join(f"- {e}" for e in errors)
+    return {"role": "user", "content": fill(load_prompt(PROMPTS, "repair.txt"), errors=listed)}
+
+
+async def check_simulatable(workflow: Workflow, *, seed: int = 0, rollout: bool = True) -> list[str]:
+    """Why `workflow` cannot be simulated ([] when it can): the scenario, then the scripted rollout."""
+    try:
+        scenario = build_scenario(workflow, seed)
+    except ScenarioError as exc:
+        return [f"not simulatable: {exc}"]
+    if not rollout:
+        return []
+    traj = await run_dialogue(scenario, SCRIPTED)
+    if traj.verdict is not None and traj.verdict.passed:
+        return []
+    failures = traj.verdict.failures if traj.verdict is not None else []
+    return [f"scripted reference run failed: {f.code}: {f.reason}" for f in failures] or \
+        ["scripted reference run failed without a verdict"]
+
+
+def workflow_data(data: dict[str, Any], doc: Document, relevance: Relevance | None = None) -> dict[str, Any]:
+    """A parsed extraction plus the document's identity and stage-1 labels, ready for workflow_from_dict."""
+    out = {k: v for k, v in data.items() if k in ("title", "steps", "execution_graph", "tools")}
+    out["id"] = doc.id
+    out["doc_id"] = str(doc.meta.get("parent") or doc.id)
+    out.setdefault("title", str(doc.meta.get("title") or (relevance.summary if relevance else "")))
+    if relevance is not None:
+        out["domain"] = relevance.domain
+        out["platform"] = relevance.platform
+    return out
+
+
+async def validate_extraction(data: dict[str, Any], doc: Document, *, relevance: Relevance | None = None,
+                              max_tools: int = 64, rollout: bool = True) -> tuple[Workflow | None, list[str]]:
+    """(workflow, []) when the extraction is usable, else (None, the exact errors)."""
+    tools = data.get("tools")
+    if isinstance(tools, list) and len(tools) > max_tools:
+        return None, [f"too many tools: {len(tools)} (at most {max_tools})"]
+    try:
+        workflow = workflow_from_dict(workflow_data(data, doc, relevance), where="extraction")
+    except WorkflowError as exc:
+        return None, [str(exc)]
+    errors = await check_simulatable(workflow, rollout=rollout)
+    return (None, errors) if errors else (workflow, [])
+
+
+async def extract_workflow(doc: Document, client: ModelClient, *, relevance: Relevance | None = None,
+                           repair_rounds: int = 2, max_tools: int = 64, rollout: bool = True,
+                           json_mode: bool | None = None) -> ExtractionResult:
+    """Stage 2 for one document with a model: ask, validate, repair at most `repair_rounds` times.
+
+    `rounds` in the result counts the model calls made (1 + repairs). `json_mode=None` follows the
+    role config (`structured_output`). Model call failures (ModelCallError) propagate.
+    """
+    json_mode = wants_json_schema(client.cfg) if json_mode is None else json_mode
+    messages = extract_messages(doc, json_mode=json_mode)
+    errors: list[str] = []
+    for attempt in range(repair_rounds + 1):
+        reply = await client.chat(messages, json_schema=EXTRACTION_SCHEMA if json_mode else None,
+                                  schema_name="workflow", stage="extract")
+        try:
+            data = parse_extraction(reply.text)
+        except ParseError as exc:
+            errors = [f"could not parse the answer: {exc}"]
+        else:
+            workflow, errors = await validate_extraction(data, doc, relevance=relevance, max_tools=max_tools,
+                                                         rollout=rollout)
+            if workflow is not None:
+                return ExtractionResult(workflow=workflow, rounds=attempt + 1, decided_by="model")
+        messages = [*messages, {"role": "assistant", "content": reply.text}, repair_message(errors)]
+    return ExtractionResult(rejected=errors, rounds=repair_rounds + 1, decided_by="model")

@@ -1,0 +1,1 @@
+"""Adapters that turn outside benchmarks and data sets into our records."""
