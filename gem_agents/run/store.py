@@ -1,0 +1,178 @@
+"""The run store: one SQLite file (WAL) per run directory, where every record is written.
+
+Why SQLite and not JSONL: a document's outcome — its status, relevance, workflow and every
+trajectory it produced — is committed in ONE transaction together with its done-mark. A process
+killed at any instant (`kill -9`) leaves either the whole outcome or none of it, never a torn
+line or a duplicate; a resumed run asks the store which documents are finished and skips them.
+WAL mode lets the report and exports read while a run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tools_runtime.records import Relevance, Trajectory, Workflow
+
+STORE_NAME = "run.sqlite"
+Status = Literal["kept", "rejected", "failed"]
+Kind = Literal["original", "refined"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id    TEXT PRIMARY KEY,
+    source    TEXT NOT NULL DEFAULT '',
+    status    TEXT NOT NULL,
+    stage     TEXT NOT NULL,
+    relevance TEXT,
+    workflow  TEXT,
+    reasons   TEXT NOT NULL DEFAULT '[]',
+    error     TEXT,
+    seconds   REAL NOT NULL DEFAULT 0,
+    finished  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trajectories (
+    id       TEXT PRIMARY KEY,
+    doc_id   TEXT NOT NULL REFERENCES documents(doc_id),
+    kind     TEXT NOT NULL,
+    passed   INTEGER NOT NULL,
+    record   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trajectories_doc ON trajectories(doc_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass
+class DocOutcome:
+    """Everything one document produced, written at once when it ends."""
+
+    doc_id: str
+    status: Status
+    stage: str
+    source: str = ""
+    relevance: Relevance | None = None
+    workflow: Workflow | None = None
+    reasons: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    trajectories: list[tuple[Kind, Trajectory]] = field(default_factory=list)
+
+
+class RunStore:
+    """Read and write one run's records."""
+
+    def __init__(self, run_dir: str | Path, *, readonly: bool = False):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / STORE_NAME
+        if readonly and not self.path.exists():
+            raise FileNotFoundError(f"{self.run_dir}: not a run directory (no {STORE_NAME})")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+        self._db = sqlite3.connect(uri, uri=readonly, check_same_thread=False, isolation_level=None, timeout=60)
+        if not readonly:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+
+    # -- writing ---------------------------------------------------------------------------
+    def finish(self, outcome: DocOutcome) -> bool:
+        """Commit a document's outcome atomically; False when it had already been finished."""
+        rows = [(t.id, outcome.doc_id, kind, int(bool(t.verdict and t.verdict.passed)), t.model_dump_json())
+                for kind, t in outcome.trajectories]
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                if cur.execute("SELECT 1 FROM documents WHERE doc_id = ?", (outcome.doc_id,)).fetchone():
+                    cur.execute("ROLLBACK")
+                    return False
+                cur.execute(
+                    "INSERT INTO documents (doc_id, source, status, stage, relevance, workflow, reasons, error, "
+                    "seconds, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (outcome.doc_id, outcome.source, outcome.status, outcome.stage,
+                     outcome.relevance.model_dump_json() if outcome.relevance else None,
+                     outcome.workflow.model_dump_json() if outcome.workflow else None,
+                     json.dumps(outcome.reasons, ensure_ascii=False), outcome.error, outcome.seconds, time.time()))
+                cur.executemany("INSERT INTO trajectories (id, doc_id, kind, passed, record) VALUES (?, ?, ?, ?, ?)",
+                                rows)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return True
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a JSON value under `key` (config, usage, timings)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                             (key, json.dumps(value, ensure_ascii=False, default=str)))
+
+    # -- reading ---------------------------------------------------------------------------
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        """The JSON value stored under `key`."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def finished_ids(self) -> set[str]:
+        """Ids of documents that have ended (kept, rejected or failed)."""
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT doc_id FROM documents")}
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Every finished document as a dict (relevance/workflow/reasons decoded)."""
+        with self._lock:
+            cur = self._db.execute("SELECT doc_id, source, status, stage, relevance, workflow, reasons, error, "
+                                   "seconds FROM documents ORDER BY finished, doc_id")
+            rows = cur.fetchall()
+        out = []
+        for doc_id, source, status, stage, rel, wf, reasons, err, secs in rows:
+            out.append({"doc_id": doc_id, "source": source, "status": status, "stage": stage,
+                        "relevance": json.loads(rel) if rel else None, "workflow": json.loads(wf) if wf else None,
+                        "reasons": json.loads(reasons), "error": err, "seconds": secs})
+        return out
+
+    def trajectories(self, *, kind: Kind | None = None, verified_only: bool = False) -> Iterator[Trajectory]:
+        """Stored trajectories, in document order."""
+        sql = "SELECT record FROM trajectories"
+        where, args = [], []
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        if verified_only:
+            where.append("passed = 1")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY rowid"
+        with self._lock:
+            records = [r[0] for r in self._db.execute(sql, args)]
+        for rec in records:
+            yield Trajectory.model_validate_json(rec)
+
+    def trajectory_kinds(self) -> dict[str, str]:
+        """Trajectory id → kind (original or refined)."""
+        with self._lock:
+            return dict(self._db.execute("SELECT id, kind FROM trajectories"))
+
+    def counts(self) -> dict[str, Any]:
+        """Documents by status and trajectories by kind and verdict."""
+        with self._lock:
+            docs = dict(self._db.execute("SELECT status, COUNT(*) FROM documents GROUP BY status"))
+            trajs = self._db.execute("SELECT kind, passed, COUNT(*) FROM trajectories GROUP BY kind, passed").fetchall()
+        out: dict[str, Any] = {"documents": docs, "trajectories": {}}
+        for kind, passed, n in trajs:
+            out["trajectories"].setdefault(kind, {"verified": 0, "failed": 0})["verified" if passed else "failed"] += n
+        return out
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
