@@ -90,8 +90,10 @@ def test_parse_errors_are_repaired_too():
 
 
 def test_unsimulatable_workflow_is_rejected_with_the_scenario_error():
-    # A delete with no argument can never find a record to remove.
-    tools = [TOOLS[0], {"name": "delete_everything", "description": "x", "parameters": {"type": "object"}}]
+    # No value can satisfy `code` (minimum above maximum), so no reference call can succeed.
+    impossible = {"type": "object", "properties": {"code": {"type": "integer", "minimum": 5, "maximum": 1}},
+                  "required": ["code"]}
+    tools = [TOOLS[0], {"name": "delete_everything", "description": "x", "parameters": impossible}]
     wf, errors = run(validate_extraction({"steps": ["a"], "execution_graph": "(open_document)->(delete_everything)",
                                           "tools": tools}, DOC))
     assert wf is None and errors and errors[0].startswith("not simulatable")

@@ -282,12 +282,22 @@ def _op_update(be: SimBackend, b: Binding, args: dict[str, Any]) -> Outcome:
 
 def _op_delete(be: SimBackend, b: Binding, args: dict[str, Any]) -> Outcome:
     selectors = {k: args[k] for k in b.selectors if k in args}
+    records = be.collection(b.entity)
+    if not selectors and records:
+        # `clear_cart()`: no selector means every record of the entity.
+        ids = sorted(records)
+        for rid in ids:
+            if b.mode == "cancel":
+                records[rid]["status"] = "cancelled"
+            else:
+                del records[rid]
+        return Outcome(ok=True, result={"status": "cancelled" if b.mode == "cancel" else "deleted",
+                                        "count": len(ids)})
     hits = be.find(b, selectors) if selectors else []
     if not hits:
         key = next(iter(selectors), None)
         what = f" '{selectors[key]}'" if key else ""
         return error("not_found", f"{human(b.entity)}{what} was not found.", key)
-    records = be.collection(b.entity)
     rid = hits[0]
     if b.mode == "cancel":
         if records[rid].get("status") == "cancelled":

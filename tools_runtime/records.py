@@ -102,13 +102,15 @@ class PlannedError(_Record):
 
     `transient` and `permission` are injected by the tool environment on the `occurrence`-th call of
     `tool`. `not_found` and `invalid_value` arise for real: the user first gives `wrong_value` for
-    `key`, the backend or the schema rejects it, and the user corrects it when asked again.
+    the fact `key` (the argument `param` of `tool`), the backend or the schema rejects it, and the
+    user corrects it when asked again.
     """
 
     kind: Literal["transient", "permission", "not_found", "invalid_value"]
     tool: str
     occurrence: int = 1
     key: str | None = None
+    param: str | None = None
     wrong_value: Any = None
     message: str = ""
 

@@ -67,9 +67,32 @@ class _Planner:
         self.backend: SimBackend = self.env.backend
         self.bindings = self.backend.bindings
         self.focus: dict[str, str] = {}
+        self.avoid: set[tuple[str, str]] = set()
         self.produced: dict[str, tuple[int, str, Any]] = {}
         self.known: dict[str, Any] = {}
         self.plan: list[PlannedCall] = []
+        self.goal = 0
+
+    @classmethod
+    def resume(cls, scenario: Scenario, rng: random.Random) -> _Planner:
+        """A planner positioned after `scenario`'s plan, to extend it (refinement)."""
+        planner = cls(scenario.workflow, rng, copy.deepcopy(scenario.initial_state))
+        planner.known = dict(scenario.known_info)
+        for call in scenario.plan:
+            b = planner.bindings[call.tool]
+            rec = execute_call(planner.backend, planner.tools, call.tool, call.arguments)
+            if not rec.ok:
+                raise ScenarioError(f"reference call {call.tool} fails: {rec.error}")
+            planner.plan.append(call)
+            planner.remember(len(planner.plan) - 1, b, rec.result)
+        planner.goal = max((c.goal for c in scenario.plan), default=-1) + 1
+        return planner
+
+    def new_goal(self) -> None:
+        """Later calls belong to the next goal and talk about different records."""
+        self.avoid |= set(self.focus.items())
+        self.focus = {}
+        self.goal += 1
 
     # -- where values come from ------------------------------------------------------------
     def focus_record(self, entity: str) -> tuple[str, dict[str, Any]] | None:
@@ -77,26 +100,37 @@ class _Planner:
         if not records:
             return None
         if entity not in self.focus or self.focus[entity] not in records:
-            self.focus[entity] = self.rng.choice(sorted(records))
+            fresh = [r for r in sorted(records) if (entity, r) not in self.avoid] or sorted(records)
+            self.focus[entity] = self.rng.choice(fresh)
         rid = self.focus[entity]
         return rid, records[rid]
 
     def user_key(self, param: str, value: Any, entity: str) -> str:
-        for key in (param, f"{entity}_{param}" if not param.startswith(entity) else param):
+        # A later goal about another record reuses the words ("order id") with a new value: the
+        # key gets an `@goal` suffix that is never shown to anyone (see dialogue_text.display_key).
+        candidates = [param, f"{entity}_{param}" if not param.startswith(entity) else param]
+        candidates += [f"{c}@{self.goal}" for c in candidates] + [f"{param}@{self.goal}.{n}" for n in range(2, 50)]
+        for key in candidates:
             if key not in self.known or same(self.known[key], value) and type(self.known[key]) is type(value):
                 self.known[key] = value
                 return key
-        n = 2
-        while f"{param}_{n}" in self.known:
-            n += 1
-        self.known[f"{param}_{n}"] = value
-        return f"{param}_{n}"
+        raise ScenarioError(f"too many values for {param!r}")
 
     def from_produced_or_user(self, param: str, value: Any, entity: str) -> ArgSource:
         hit = self.produced.get(param)
         if hit is not None and same(hit[2], value):
             return ArgSource(kind="result", call=hit[0], path=hit[1])
         return ArgSource(kind="user", key=self.user_key(param, value, entity))
+
+    def record_with(self, entity: str, param: str) -> tuple[str, dict[str, Any]] | None:
+        """A record of `entity` that has a value for `param` (fresh ones first)."""
+        records = self.backend.collection(entity)
+        ids = sorted(records, key=lambda r: ((entity, r) in self.avoid, r))
+        for rid in ids:
+            rec = records[rid]
+            if param in rec or any(param.endswith(f) or f.endswith(param) for f in rec):
+                return rid, rec
+        return None
 
     def record_value(self, rid: str, rec: dict[str, Any], b: Binding, param: str) -> Any:
         if param in (b.id_field, "id"):
@@ -154,6 +188,14 @@ class _Planner:
                         value = str(focus[0])
                 else:
                     value = self.record_value(focus[0], focus[1], b, param)
+                    if value is None and not optional:
+                        # The focused record (say, one just created) lacks this field: talk
+                        # about a record that has it instead.
+                        other = self.record_with(b.entity, param)
+                        if other is not None:
+                            self.focus[b.entity] = other[0]
+                            focus = other
+                            value = self.record_value(other[0], other[1], b, param)
                     if value is None:
                         if optional:
                             continue
@@ -175,15 +217,21 @@ class _Planner:
             sources[param] = source or ArgSource(kind="user", key=self.user_key(param, value, b.entity))
         return args, sources
 
-    def add(self, tool: str) -> None:
+    def add(self, tool: str, fixed: dict[str, tuple[Any, ArgSource]] | None = None) -> PlannedCall:
+        """Plan the next call of `tool` (`fixed` pins some arguments and their sources)."""
         b = self.bindings[tool]
         args, sources = self.choose(b)
+        for param, (value, source) in (fixed or {}).items():
+            args[param] = value
+            sources[param] = source
         rec = execute_call(self.backend, self.tools, tool, args)
         if not rec.ok:
             raise ScenarioError(f"reference call {tool}({args}) fails on the seeded state: {rec.error}")
         idx = len(self.plan)
-        self.plan.append(PlannedCall(tool=tool, arguments=args, sources=sources, goal=0))
+        call = PlannedCall(tool=tool, arguments=args, sources=sources, goal=self.goal)
+        self.plan.append(call)
         self.remember(idx, b, rec.result)
+        return call
 
     def remember(self, idx: int, b: Binding, result: Any) -> None:
         if not isinstance(result, dict):

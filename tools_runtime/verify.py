@@ -112,7 +112,8 @@ def planned_for(rec: ExecRecord, planned: list[PlannedError]) -> PlannedError | 
             continue
         if rec.injected and p.kind in ("transient", "permission"):
             return p
-        if p.kind in ("not_found", "invalid_value") and p.key in args and same(args[p.key], p.wrong_value):
+        param = p.param or p.key
+        if p.kind in ("not_found", "invalid_value") and param in args and same(args[param], p.wrong_value):
             return p
     return None
 

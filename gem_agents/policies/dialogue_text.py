@@ -16,8 +16,8 @@ CONFIRM_WORDS = ("proceed", "confirm", "go ahead", "shall i", "should i", "would
 
 
 def humanize(key: str) -> str:
-    """`order_id` → `order id`."""
-    return key.replace("_", " ").replace("-", " ").strip()
+    """`order_id` → `order id`; a goal suffix (`order_id@2`) is never shown."""
+    return key.split("@")[0].replace("_", " ").replace("-", " ").strip()
 
 
 def render_value(value: Any) -> str:
@@ -84,7 +84,7 @@ def keys_asked(text: str, keys: list[str]) -> list[str]:
     words = set(re.findall(r"[a-z0-9]+", questions))
     asked = []
     for key in sorted(keys, key=len, reverse=True):
-        tokens = [t for t in re.findall(r"[a-z0-9]+", key.lower())]
+        tokens = re.findall(r"[a-z0-9]+", humanize(key).lower())
         specific = [t for t in tokens if t not in GENERIC_TOKENS]
         need = specific or tokens
         if need and all(t in words or (t.endswith("s") and t[:-1] in words) for t in need):

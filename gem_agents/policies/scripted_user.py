@@ -15,6 +15,7 @@ from gem_agents.policies.dialogue_text import (
     is_confirmation_request,
     keys_asked,
     question_sentences,
+    render_value,
 )
 from graphs.roles import STOP_TOKEN, RoleView
 from tools_runtime.records import Scenario
@@ -32,11 +33,22 @@ def value_for(scenario: Scenario, key: str, already_said: list[str]) -> Any:
     mistake = next((e for e in scenario.planned_errors
                     if e.kind in ("not_found", "invalid_value") and e.key == key), None)
     if mistake is not None:
-        line = f"- {humanize(key)}:"
-        times = sum(text.lower().count(line.lower()) for text in already_said)
-        if times == 0:
+        line = f"- {humanize(key)}: {render_value(mistake.wrong_value)}".lower()
+        if not any(line in text.lower() for text in already_said):
             return mistake.wrong_value
     return scenario.known_info[key]
+
+
+def current_keys(keys: list[str], goal: int) -> list[str]:
+    """Of keys shown with the same words, the one that belongs to the current goal."""
+    chosen: dict[str, str] = {}
+    for key in keys:
+        shown = humanize(key)
+        suffix = key.partition("@")[2]
+        mine = suffix == str(goal) or suffix.startswith(f"{goal}.")
+        if shown not in chosen or mine:
+            chosen[shown] = key
+    return list(chosen.values())
 
 
 def goal_message(scenario: Scenario, index: int, said: list[str]) -> str:
@@ -69,7 +81,7 @@ async def scripted_user(view: RoleView) -> dict[str, Any]:
         return {"role": "user", "content": goal_message(scenario, 0, said)}
     last = view.messages[-1]
     reply = str(last.get("content") or "") if last.get("role") == "user" else ""
-    asked = keys_asked(reply, list(scenario.known_info))
+    asked = current_keys(keys_asked(reply, list(scenario.known_info)), max(goals_stated(scenario, said) - 1, 0))
     if asked:
         facts = {k: value_for(scenario, k, said) for k in asked}
         return {"role": "user", "content": "Sure.\n" + fact_lines(facts)}
