@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+# Extras the test suite exercises (vllm needs CUDA and is never here).
+TEST_EXTRAS := dev,export,ray,train,local
 
 .PHONY: run test install install-dev lint clean
 
@@ -17,7 +19,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -e '.[$(TEST_EXTRAS)]'
 	# BFCL's executable backends: their declared dependencies are heavy and unused here.
 	$(PIP) install --no-deps bfcl-eval mpmath
 	touch $@
