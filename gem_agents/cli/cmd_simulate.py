@@ -15,6 +15,7 @@ from gem_agents.cli.progress import make_progress
 from gem_agents.config import ConfigError, RunConfig, load_config
 from gem_agents.models.hub import ModelHub
 from gem_agents.roles_factory import make_roles
+from graphs.dialogue import build_dialogue_graph
 from graphs.rollouts import simulate
 from tools_runtime.records import Scenario, Trajectory, Workflow
 from tools_runtime.scenario import ScenarioError, build_scenario
@@ -50,6 +51,8 @@ def simulate_cmd(
     concurrency: int = typer.Option(8, min=1, help="Dialogues in flight at once."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    checkpoints: Path | None = typer.Option(
+        None, "--checkpoints", help="SQLite file keeping every rollout's checkpoints (thread per rollout)."),
 ) -> None:
     """Simulate N rollouts of a workflow and verify each one."""
     if policy not in ("scripted", "model"):
@@ -77,8 +80,9 @@ def simulate_cmd(
             results.append(traj)
             progress.advance(task)
 
-        asyncio.run(simulate(scenarios, lambda sc: roles, concurrency=concurrency, on_done=done,
-                             max_user_turns=cfg.limits.max_user_turns, max_tool_rounds=cfg.limits.max_tool_rounds))
+        asyncio.run(_simulate_all(scenarios, roles, checkpoints, concurrency=concurrency, on_done=done,
+                                  max_user_turns=cfg.limits.max_user_turns,
+                                  max_tool_rounds=cfg.limits.max_tool_rounds))
     tmp.replace(target)
     if hub is not None:
         hub.close()
@@ -97,6 +101,21 @@ def simulate_cmd(
         console.print(f"[bold]{wf.id}[/]: {len(passed)}/{len(results)} verified → {target}")
         for code, n in sorted(codes.items()):
             console.print(f"  {code}: {n}")
+
+
+async def _simulate_all(scenarios: list[Scenario], roles: Any, checkpoints: Path | None,
+                        **kwargs: Any) -> list[Trajectory]:
+    """Run the rollouts; with a checkpoint file, through a graph compiled with an async SQLite saver."""
+    if checkpoints is None:
+        # Bulk generation keeps no history: no checkpointer is the fastest path (field notes §7).
+        return await simulate(scenarios, lambda sc: roles, **kwargs)
+    # The sync SqliteSaver refuses async graphs; AsyncSqliteSaver owns its connection.
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    checkpoints.parent.mkdir(parents=True, exist_ok=True)
+    async with AsyncSqliteSaver.from_conn_string(str(checkpoints)) as saver:
+        graph = build_dialogue_graph(checkpointer=saver)
+        return await simulate(scenarios, lambda sc: roles, graph=graph, **kwargs)
 
 
 def _read_trajectories(path: Path) -> list[tuple[int, dict[str, Any]]]:
