@@ -95,6 +95,14 @@ def parse_bool(value: str, tag: str = "value") -> bool:
 _LITERALS = {"true": "True", "false": "False", "null": "None"}
 
 
+def _string_end(text: str, i: int) -> int:
+    """Index just past the quoted string that starts at `i` (escapes honoured, unclosed → end)."""
+    quote, j, n = text[i], i + 1, len(text)
+    while j < n and text[j] != quote:
+        j += 2 if text[j] == "\\" else 1
+    return min(j + 1, n)
+
+
 def _scan_clean(text: str) -> str:
     """Drop comments (`//`, `#`, `/* */`) and trailing commas outside strings."""
     out: list[str] = []
@@ -102,11 +110,9 @@ def _scan_clean(text: str) -> str:
     while i < n:
         ch = text[i]
         if ch in "\"'":
-            j = i + 1
-            while j < n and text[j] != ch:
-                j += 2 if text[j] == "\\" else 1
-            out.append(text[i:j + 1])
-            i = j + 1
+            j = _string_end(text, i)
+            out.append(text[i:j])
+            i = j
             continue
         if text.startswith("//", i) or ch == "#":
             j = text.find("\n", i)
@@ -135,11 +141,9 @@ def _to_python_literals(text: str) -> str:
     while i < n:
         ch = text[i]
         if ch in "\"'":
-            j = i + 1
-            while j < n and text[j] != ch:
-                j += 2 if text[j] == "\\" else 1
-            out.append(text[i:j + 1])
-            i = j + 1
+            j = _string_end(text, i)
+            out.append(text[i:j])
+            i = j
             continue
         m = re.match(r"[A-Za-z_]+", text[i:])
         if m:
