@@ -19,9 +19,13 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
+	# The CPU build of torch first (the `train` extra would otherwise pull a multi-GB CUDA build).
+	$(PIP) install torch==2.13.0
 	$(PIP) install -e '.[$(TEST_EXTRAS)]'
 	# BFCL's executable backends: their declared dependencies are heavy and unused here.
 	$(PIP) install --no-deps bfcl-eval mpmath
+	# Headless Chromium for the report test (Debian package); skipped when not root or apt fails.
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || echo "chromium not installed: the report browser test will skip"
 	touch $@
 
 install: $(VENV)/.installed

@@ -7,6 +7,7 @@ and concurrency. The defaults here are the offline mode; `configs/*.yaml` are th
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,9 +43,20 @@ class RoleConfig(_Strict):
     n_ctx: int = Field(default=4096, gt=0)
     n_threads: int | None = None
     chat_format: str | None = None
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments for "
+                                          "llama_cpp.Llama (local) or vllm.LLM (vllm)")
+    batch_window_ms: float = Field(default=5, ge=0, description="vllm: how long a request waits for others "
+                                                                 "to share its batch")
 
     @model_validator(mode="after")
     def _needs_endpoint(self) -> RoleConfig:
+        if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            # Never echo the value: a key pasted here by mistake must not reach logs.
+            raise ValueError("api_key_env must be the NAME of an environment variable (letters, digits, _), "
+                             "never the key itself")
+        if self.provider in ("local", "vllm") and self.base_url:
+            raise ValueError(f"base_url is for provider 'openai'; provider '{self.provider}' runs in-process "
+                             "(a `vllm serve` or llama.cpp server is provider 'openai' with base_url)")
         if self.provider in ("openai", "vllm") and not self.model:
             raise ValueError(f"provider '{self.provider}' needs a 'model'")
         if self.provider == "local" and not (self.model_path or self.model_package):
@@ -82,6 +94,8 @@ class Limits(_Strict):
     reask_rounds: int = Field(default=1, ge=0)
     max_segments: int = Field(default=4, gt=0)
     max_tools: int = Field(default=64, gt=0)
+    doc_timeout_s: float | None = Field(default=None, gt=0, description="a document still running after this "
+                                                                         "many seconds ends as failed")
 
 
 class Concurrency(_Strict):

@@ -97,6 +97,10 @@ async def assistant_node(state: DialogueState, runtime: Runtime[SimContext]) -> 
     update: dict[str, Any] = {"messages": [out]}
     if out.get("tool_calls"):
         update["rounds"] = state.get("rounds", 0) + 1
+        if update["rounds"] > ctx.max_tool_rounds:
+            # Decided here, not in the route: routes read state only, so `update_state` (the
+            # step debugger's edits) can re-route a checkpoint without a run context.
+            update["ended_by"] = "tool_budget"
     return update
 
 
@@ -154,13 +158,11 @@ def route_after_user(state: DialogueState) -> Literal["assistant", "verify"]:
     return "verify" if state.get("ended_by") else "assistant"
 
 
-def route_after_assistant(state: DialogueState, runtime: Runtime[SimContext]) -> Literal["tools", "user", "verify"]:
-    """Tool calls go to the tools; a text reply goes back to the user (or ends a closing turn)."""
+def route_after_assistant(state: DialogueState, _unused: Any = None) -> Literal["tools", "user", "verify"]:
+    """Tool calls go to the tools (or to verify past the tool budget); a text reply goes back to the user."""
     last = state["messages"][-1]
     if tool_calls_of(last):
-        if state.get("rounds", 0) > runtime.context.max_tool_rounds:
-            return "verify"
-        return "tools"
+        return "verify" if state.get("ended_by") == "tool_budget" else "tools"
     return "verify" if state.get("closing") else "user"
 
 

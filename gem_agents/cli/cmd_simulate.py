@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from gem_agents.cli.common import console, fail, print_json
@@ -158,9 +160,20 @@ def verify_cmd(
     for n, data in rows:
         scenario = None
         if isinstance(data.get("scenario"), dict):
-            scenario = Scenario.model_validate(data["scenario"])
+            try:
+                scenario = Scenario.model_validate(data["scenario"])
+            except ValidationError as exc:  # one bad line is reported and counted failed; the rest go on
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"])
+                console.print(f"[yellow]{escape(str(trajectories))}:{n}: skipped, its 'scenario' is not valid: "
+                              f"scenario.{escape(where)}: {escape(err['msg'])}[/]", highlight=False)
+                continue
         else:
             prov_seed = (data.get("provenance") or {}).get("seed", seed)
+            if isinstance(prov_seed, bool) or not isinstance(prov_seed, int):
+                console.print(f"[yellow]{escape(str(trajectories))}:{n}: skipped, provenance.seed is not an "
+                              f"integer: {escape(repr(prov_seed))}[/]", highlight=False)
+                continue
             try:
                 scenario = build_scenario(wf, int(prov_seed))
             except ScenarioError as exc:

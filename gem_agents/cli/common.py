@@ -8,13 +8,15 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print an error for a person and exit with `code`."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Escaped: messages carry paths and names ("docs.json[1]", "gem-agents[ray]") that rich would eat as markup.
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -66,9 +66,11 @@ def classify(exc: BaseException) -> tuple[bool, float | None]:
             retry_after = None
     if status is not None:
         return int(status) in RETRYABLE_STATUS, retry_after
-    name = type(exc).__name__
-    if name in ("APIConnectionError", "APITimeoutError", "TimeoutError", "ConnectError", "ReadTimeout",
-                "RemoteProtocolError", "APIResponseValidationError"):
+    # By class names along the MRO: providers wrap transport errors in subclasses of their own
+    # (langchain-openai raises OpenAITimeoutError, a subclass of openai.APITimeoutError).
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"APIConnectionError", "APITimeoutError", "TimeoutError", "ConnectError", "ReadTimeout",
+                "RemoteProtocolError", "APIResponseValidationError"}:
         return True, None
     # Malformed bodies and empty choices surface as parsing errors deep in the client.
     return isinstance(exc, ValueError | TypeError | KeyError | IndexError | AttributeError), None

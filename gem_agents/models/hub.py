@@ -25,7 +25,10 @@ def make_completer(cfg: RoleConfig) -> Completer:
         from gem_agents.providers.vllm_provider import vllm_completer
 
         return vllm_completer(cfg)
-    raise ValueError(f"provider {cfg.provider!r} has no completer (scripted roles run without a model)")
+    if cfg.provider == "scripted":
+        raise ValueError("provider 'scripted' has no completer: a scripted role runs its offline stand-in "
+                         "(see gem_agents/providers/scripted_provider.py)")
+    raise ValueError(f"unknown provider {cfg.provider!r}; use openai, vllm, local or scripted")
 
 
 class ModelHub:

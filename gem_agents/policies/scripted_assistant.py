@@ -70,12 +70,21 @@ def _user_texts(messages: list[dict[str, Any]]) -> list[str]:
     return [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
 
 
+def _since_goal(texts: list[str], scenario: Scenario, goal: int) -> list[str]:
+    """The user's messages from the one that stated `goal` on (all of them for the first goal)."""
+    if goal <= 0 or goal >= len(scenario.goals):
+        return texts
+    start = next((i for i, t in enumerate(texts) if scenario.goals[goal].description in t), None)
+    return texts if start is None else texts[start:]
+
+
 def resolve(call: PlannedCall, index: int, scenario: Scenario, messages: list[dict[str, Any]],
             prog: Progress) -> tuple[dict[str, Any], list[str]]:
     """The arguments of a planned call from the conversation, and the user keys still missing."""
     spec = scenario.workflow.tool(call.tool)
     props = spec.properties if spec else {}
     texts = _user_texts(messages)
+    since = _since_goal(texts, scenario, call.goal)
     args: dict[str, Any] = {}
     missing: list[str] = []
     for param, src in call.sources.items():
@@ -87,7 +96,13 @@ def resolve(call: PlannedCall, index: int, scenario: Scenario, messages: list[di
             except (KeyError, IndexError, ValueError, TypeError):
                 args[param] = call.arguments.get(param)
         else:
-            raw = find_fact(texts, src.key or param)
+            key = src.key or param
+            # A later goal's fact is looked for only since that goal was stated: the same words
+            # ("order id") may name another record earlier. Facts shared by every goal (no `@goal`
+            # suffix, such as a password) may come from anywhere in the conversation.
+            raw = find_fact(since, key)
+            if raw is None and "@" not in key:
+                raw = find_fact(texts, key)
             if raw is None:
                 missing.append(src.key or param)
             else:

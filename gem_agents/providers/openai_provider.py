@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
+import weakref
 from typing import Any
 
 from langchain_core.rate_limiters import InMemoryRateLimiter
 from langchain_openai import ChatOpenAI
+from openai import DefaultAsyncHttpxClient
 
 from gem_agents.config import RoleConfig
 from gem_agents.models.client import CallSpec, Completer
@@ -27,21 +31,49 @@ def api_key_for(cfg: RoleConfig) -> str:
     return value
 
 
-def make_chat_openai(cfg: RoleConfig) -> ChatOpenAI:
+_LIMITERS: dict[tuple[str, str, float], InMemoryRateLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def rate_limiter(cfg: RoleConfig) -> InMemoryRateLimiter | None:
+    """The requests-per-second limiter of an endpoint, shared by every role that talks to it."""
+    if not cfg.rate_limit_rps:
+        return None
+    key = (cfg.base_url or "https://api.openai.com/v1", cfg.model, float(cfg.rate_limit_rps))
+    with _LIMITERS_LOCK:
+        if key not in _LIMITERS:
+            _LIMITERS[key] = InMemoryRateLimiter(requests_per_second=cfg.rate_limit_rps, check_every_n_seconds=0.02,
+                                                 max_bucket_size=max(1, int(cfg.rate_limit_rps)))
+        return _LIMITERS[key]
+
+
+def make_chat_openai(cfg: RoleConfig, http_async_client: Any = None) -> ChatOpenAI:
     """The ChatOpenAI client for a role; retries are ours (ModelClient), so the client's are off."""
-    limiter = InMemoryRateLimiter(requests_per_second=cfg.rate_limit_rps, check_every_n_seconds=0.05,
-                                  max_bucket_size=max(1, int(cfg.rate_limit_rps))) if cfg.rate_limit_rps else None
+    limiter = rate_limiter(cfg)
     return ChatOpenAI(model=cfg.model, base_url=cfg.base_url, api_key=api_key_for(cfg),
                       temperature=cfg.temperature, max_tokens=cfg.max_tokens, timeout=cfg.timeout_s,
                       max_retries=0, use_responses_api=False, extra_body=cfg.extra_body or None,
-                      rate_limiter=limiter)
+                      rate_limiter=limiter, http_async_client=http_async_client)
 
 
 def openai_completer(cfg: RoleConfig) -> Completer:
-    """A completer over ChatOpenAI: tools via `bind_tools`, JSON schema via `response_format`."""
-    llm = make_chat_openai(cfg)
+    """A completer over ChatOpenAI: tools via `bind_tools`, JSON schema via `response_format`.
+
+    One client per event loop: langchain-openai otherwise shares a process-wide httpx client per
+    base_url, and a second `asyncio.run` in the same process (a notebook, a test, a resumed run)
+    fails with "Event loop is closed" on the first loop's pooled connections.
+    """
+    make_chat_openai(cfg)  # a missing API key is a config error now, not on the first call
+    clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ChatOpenAI] = weakref.WeakKeyDictionary()
+
+    def llm_for_this_loop() -> ChatOpenAI:
+        loop = asyncio.get_running_loop()
+        if loop not in clients:
+            clients[loop] = make_chat_openai(cfg, http_async_client=DefaultAsyncHttpxClient())
+        return clients[loop]
 
     async def complete(messages: list[dict[str, Any]], spec: CallSpec) -> tuple[dict[str, Any], dict[str, int]]:
+        llm = llm_for_this_loop()
         runnable: Any = llm
         if spec.tools:
             runnable = llm.bind_tools(list(spec.tools), tool_choice=spec.tool_choice)

@@ -85,29 +85,36 @@ class RunStore:
     # -- writing ---------------------------------------------------------------------------
     def finish(self, outcome: DocOutcome) -> bool:
         """Commit a document's outcome atomically; False when it had already been finished."""
-        rows = [(t.id, outcome.doc_id, kind, int(bool(t.verdict and t.verdict.passed)), t.model_dump_json())
-                for kind, t in outcome.trajectories]
+        return self.finish_many([outcome])[0]
+
+    def finish_many(self, outcomes: list[DocOutcome]) -> list[bool]:
+        """Commit several outcomes in one transaction (one fsync for all); per outcome, False if already stored."""
+        written: list[bool] = []
         with self._lock:
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                if cur.execute("SELECT 1 FROM documents WHERE doc_id = ?", (outcome.doc_id,)).fetchone():
-                    cur.execute("ROLLBACK")
-                    return False
-                cur.execute(
-                    "INSERT INTO documents (doc_id, source, status, stage, relevance, workflow, reasons, error, "
-                    "seconds, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (outcome.doc_id, outcome.source, outcome.status, outcome.stage,
-                     outcome.relevance.model_dump_json() if outcome.relevance else None,
-                     outcome.workflow.model_dump_json() if outcome.workflow else None,
-                     json.dumps(outcome.reasons, ensure_ascii=False), outcome.error, outcome.seconds, time.time()))
-                cur.executemany("INSERT INTO trajectories (id, doc_id, kind, passed, record) VALUES (?, ?, ?, ?, ?)",
-                                rows)
+                for outcome in outcomes:
+                    if cur.execute("SELECT 1 FROM documents WHERE doc_id = ?", (outcome.doc_id,)).fetchone():
+                        written.append(False)
+                        continue
+                    rows = [(t.id, outcome.doc_id, kind, int(bool(t.verdict and t.verdict.passed)),
+                             t.model_dump_json()) for kind, t in outcome.trajectories]
+                    cur.execute(
+                        "INSERT INTO documents (doc_id, source, status, stage, relevance, workflow, reasons, error, "
+                        "seconds, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (outcome.doc_id, outcome.source, outcome.status, outcome.stage,
+                         outcome.relevance.model_dump_json() if outcome.relevance else None,
+                         outcome.workflow.model_dump_json() if outcome.workflow else None,
+                         json.dumps(outcome.reasons, ensure_ascii=False), outcome.error, outcome.seconds, time.time()))
+                    cur.executemany("INSERT INTO trajectories (id, doc_id, kind, passed, record) VALUES (?, ?, ?, ?, ?)",
+                                    rows)
+                    written.append(True)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-        return True
+        return written
 
     def set_meta(self, key: str, value: Any) -> None:
         """Store a JSON value under `key` (config, usage, timings)."""

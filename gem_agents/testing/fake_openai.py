@@ -11,6 +11,7 @@ callable `(request_body) -> Reply`; seeded fault injection (`Faults`) makes fail
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import socket
@@ -276,7 +277,13 @@ def echo_responder(body: dict[str, Any]) -> Reply:
 
 @dataclass
 class Faults:
-    """Injected latency and per-request fault probabilities, drawn from `random.Random(seed)`."""
+    """Injected latency and per-request fault probabilities, drawn from `random.Random(seed)`.
+
+    By default draws follow arrival order, so concurrent clients see a different sequence on each run.
+    `keyed=True` draws each request's faults from (seed, request body, how often that body was seen
+    before): concurrent runs then get the same faults on the same requests whatever the arrival order,
+    while a retried request still gets a fresh draw.
+    """
 
     latency_s: float = 0.0
     jitter_s: float = 0.0  # adds uniform(0, jitter_s) to latency_s
@@ -291,6 +298,19 @@ class Faults:
     unknown_tool: float = 0.0
     empty_choices: float = 0.0
     seed: int = 0
+    keyed: bool = False
+
+    @classmethod
+    def at_rate(cls, rate: float, *, kinds: Sequence[str] = FAULT_KINDS, **kwargs: Any) -> Faults:
+        """Faults spread evenly over `kinds` so that a request meets at least one with probability `rate`."""
+        unknown = sorted(set(kinds) - set(FAULT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate must be within [0, 1], got {rate}")
+        # Independent draws: P(any) = 1 - (1 - p)^k, solved for the per-kind p.
+        per_kind = 1.0 - (1.0 - rate) ** (1.0 / len(kinds)) if kinds else 0.0
+        return cls(**{k: per_kind for k in kinds}, **kwargs)
 
 
 @dataclass
@@ -303,6 +323,7 @@ class RecordedRequest:
     path: str
     body: dict[str, Any] | None
     faults: list[str] = field(default_factory=list)
+    key: str = ""  # with keyed faults: the body hash and occurrence, which also names the tool-call ids
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -342,6 +363,7 @@ class FakeOpenAIServer:
         self._conns: set[socket.socket] = set()
         self._next_call = 0
         self._next_completion = 0
+        self._seen: dict[str, int] = {}
         self.faults = faults or Faults()
 
     # -- configuration ------------------------------------------------------------------------------------
@@ -356,6 +378,7 @@ class FakeOpenAIServer:
         with self._lock:
             self._faults = faults
             self._rng = random.Random(faults.seed)
+            self._seen = {}
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -435,6 +458,16 @@ class FakeOpenAIServer:
             self.fault_counts = dict.fromkeys(FAULT_KINDS, 0)
             self.responder_errors.clear()
 
+    def summary(self) -> dict[str, Any]:
+        """Requests received, requests that met a fault, faults by kind, responder errors (for reports)."""
+        with self._lock:
+            return {
+                "requests": len(self.requests),
+                "faulted_requests": sum(1 for r in self.requests if r.faults),
+                "faults": {k: n for k, n in self.fault_counts.items() if n},
+                "responder_errors": len(self.responder_errors),
+            }
+
     # -- internals used by the handler --------------------------------------------------------------------
 
     def _record(self, method: str, path: str, body: dict[str, Any] | None) -> RecordedRequest:
@@ -449,8 +482,15 @@ class FakeOpenAIServer:
         """Draw this request's faults and latency; always the same number of draws, so seeds reproduce."""
         with self._lock:
             f = self._faults
-            hits = [k for k in FAULT_KINDS if self._rng.random() < getattr(f, k)]
-            jitter = self._rng.uniform(0.0, f.jitter_s) if f.jitter_s > 0 else 0.0
+            rng = self._rng
+            if f.keyed:
+                key = hashlib.sha256(json.dumps(rec.body, sort_keys=True, default=str).encode()).hexdigest()
+                nth = self._seen.get(key, 0)
+                self._seen[key] = nth + 1
+                rec.key = f"{key[:12]}{nth}"
+                rng = random.Random(f"{f.seed}:{rec.path}:{key}:{nth}")
+            hits = [k for k in FAULT_KINDS if rng.random() < getattr(f, k)]
+            jitter = rng.uniform(0.0, f.jitter_s) if f.jitter_s > 0 else 0.0
             exclusive = [k for k in hits if k in _EXCLUSIVE_KINDS][:1]
             applied = exclusive + [k for k in hits if k in _CONTENT_KINDS]
             for k in applied:
@@ -458,7 +498,9 @@ class FakeOpenAIServer:
             rec.faults = applied
         return applied, f.latency_s + jitter, f
 
-    def _new_ids(self, n_calls: int) -> tuple[str, list[str]]:
+    def _new_ids(self, n_calls: int, key: str = "") -> tuple[str, list[str]]:
+        if key:  # keyed mode: ids follow from the request, not from arrival order, so later bodies reproduce
+            return f"chatcmpl-{key}", [f"call_{key}_{i + 1}" for i in range(n_calls)]
         with self._lock:
             self._next_completion += 1
             cid = f"chatcmpl-fake{self._next_completion}"
@@ -649,7 +691,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(reply.error.status, reply.error.body, reply.error.headers)
                 return
             reply = _apply_content_faults(reply, faults, body)
-        cid, call_ids = fake._new_ids(len(reply.tool_calls))
+        cid, call_ids = fake._new_ids(len(reply.tool_calls), rec.key)
         model = body.get("model") or (fake.models[0] if fake.models else "fake-model")
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -766,9 +808,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--script", type=Path, help="JSON-lines replies; without it, echo the last user message")
     ap.add_argument("--cycle", action="store_true", help="restart the script when it runs out")
     ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--fault-rate", type=float, default=0.0,
+                    help="probability that a request meets a fault, spread over --fault-kinds")
+    ap.add_argument("--fault-kinds", default=",".join(FAULT_KINDS), help="comma-separated fault kinds")
+    ap.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds of an injected 429")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     responder = ScriptedResponder(load_script(args.script), cycle=args.cycle) if args.script else None
-    with FakeOpenAIServer(responder, faults=Faults(latency_s=args.latency), port=args.port) as srv:
+    kinds = [k.strip() for k in args.fault_kinds.split(",") if k.strip()]
+    try:
+        faults = Faults.at_rate(args.fault_rate, kinds=kinds, latency_s=args.latency,
+                                retry_after_s=args.retry_after, seed=args.seed, keyed=True)
+    except ValueError as exc:
+        ap.error(str(exc))
+    with FakeOpenAIServer(responder, faults=faults, port=args.port) as srv:
         print(f"serving on {srv.base_url}", flush=True)
         try:
             while True:

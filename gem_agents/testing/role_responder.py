@@ -11,7 +11,7 @@ import asyncio
 import json
 from typing import Any
 
-from gem_agents.policies.chat import OPENING
+from gem_agents.policies.chat import OPENING, assistant_prompt, user_prompt
 from gem_agents.policies.scripted_assistant import scripted_assistant
 from gem_agents.policies.scripted_user import scripted_user
 from gem_agents.testing.fake_openai import Reply, ToolCall
@@ -47,6 +47,10 @@ class RoleResponder:
     def _scenario(self, system: str) -> Scenario:
         if len(self.scenarios) == 1:
             return self.scenarios[0]
+        # The exact system prompt names one scenario when workflows (titles) or user facts differ.
+        exact = [sc for sc in self.scenarios if system in (user_prompt(sc), assistant_prompt(sc))]
+        if exact:
+            return exact[0]
         for sc in self.scenarios:
             if sc.goals and sc.goals[0].description in system:
                 return sc

@@ -1,0 +1,77 @@
+"""`gem demo` (what `make run` calls): the embedded default config on the sample texts in the package."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import typer
+
+from gem_agents.cli.cmd_run import check_run_dir_config, read_input
+from gem_agents.cli.common import console, fail
+from gem_agents.cli.run_events import RunMonitor
+from gem_agents.config import REPO_CONFIGS, ConfigError, RunConfig, load_config
+from gem_agents.export import export_run
+from gem_agents.report import write_report
+from gem_agents.run.context import open_run
+from gem_agents.run.engine import run_documents
+from gem_agents.run.lock import RunDirBusy, run_dir_lock
+from gem_agents.run.store import RunStore
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def default_config() -> RunConfig:
+    """configs/default.yaml when the checkout has it, else the built-in defaults (the same offline setting)."""
+    path = REPO_CONFIGS / "default.yaml"
+    return load_config(path) if path.exists() else RunConfig()
+
+
+def demo_cmd(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run directory."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete the run directory first (otherwise it resumes)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Run the pipeline with the embedded default config on the bundled sample texts."""
+    try:
+        cfg = default_config()
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    docs, problems = read_input(SAMPLES, cfg, quiet)
+    check_run_dir_config(out, cfg)
+
+    async def go() -> None:
+        async with open_run(cfg, out) as ctx:
+            assert ctx.store is not None
+            if ctx.store.get_meta("config") is None:
+                ctx.store.set_meta("config", cfg.model_dump(mode="json"))
+            ctx.store.set_meta("input_problems", [p.model_dump(mode="json") for p in problems])
+            with RunMonitor(len(docs), quiet=quiet, refine=cfg.refine_rounds > 0) as monitor:
+                await run_documents(ctx, docs, on_event=monitor, total=len(docs))
+
+    try:
+        with run_dir_lock(out):
+            asyncio.run(go())
+    except RunDirBusy as exc:
+        fail(str(exc), 2)
+    report = write_report(out)
+    exported = export_run(out, "openai", out / "export" / "openai.jsonl")
+    store = RunStore(out, readonly=True)
+    try:
+        counts = store.counts()
+    finally:
+        store.close()
+    d = counts["documents"]
+    console.print(f"[bold]gem demo[/]: {len(docs)} sample texts from {SAMPLES} — kept {d.get('kept', 0)}, "
+                  f"rejected {d.get('rejected', 0)}, failed {d.get('failed', 0)}")
+    console.print(f"results: {out / 'run.sqlite'}")
+    console.print(f"report:  {report}")
+    console.print(f"export:  {exported['out']} ({exported['trajectories']} verified trajectories)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `gem demo`."""
+    app.command("demo")(demo_cmd)

@@ -1,0 +1,32 @@
+"""Exports of verified trajectories, one module per format: `fmt_<name>.py` exposing `export(run_dir, out)`.
+
+Formats are discovered from the module names, so adding a format is adding one file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+
+def available_formats() -> list[str]:
+    """Names of the export formats installed (the `fmt_*` modules beside this file)."""
+    return sorted(m.name[4:] for m in pkgutil.iter_modules(__path__) if m.name.startswith("fmt_"))
+
+
+def format_module(name: str) -> ModuleType:
+    """The module of one format; ValueError naming the known formats when it does not exist."""
+    if name not in available_formats():
+        raise ValueError(f"unknown export format {name!r}; available: {', '.join(available_formats())}")
+    return importlib.import_module(f"{__name__}.fmt_{name}")
+
+
+def export_run(run_dir: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
+    """Export a run's verified trajectories in format `fmt` to `out`; returns the format's summary counts."""
+    return format_module(fmt).export(Path(run_dir), Path(out))
+
+
+__all__ = ["available_formats", "export_run", "format_module"]

@@ -1,0 +1,93 @@
+"""Generated text ⇄ OpenAI assistant messages for engines that return raw text (llama.cpp, vLLM).
+
+Qwen-family (hermes) chat templates ask the model to wrap each call as
+`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`. In-process engines give us that text,
+not parsed `tool_calls`, so the parsing lives here. A block whose JSON is broken is kept as a call
+with the raw text as its arguments: the tool environment answers it with an error, as it does for a
+server's malformed call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import regex
+
+_BLOCK = regex.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", regex.S)
+_NAME = regex.compile(r'"name"\s*:\s*"([^"]+)"')
+
+
+def _call_id(index: int, body: str) -> str:
+    # Deterministic ids keep cached and replayed dialogues byte-identical.
+    return "call_" + hashlib.sha1(f"{index}:{body}".encode()).hexdigest()[:12]
+
+
+def _one_call(index: int, body: str) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("name"), str):
+        args = data.get("arguments", data.get("parameters", {}))
+        if isinstance(args, str):
+            raw = args  # some models double-encode; leave it for the validator to judge
+        else:
+            raw = json.dumps(args if args is not None else {}, ensure_ascii=False)
+        name = data["name"]
+    else:
+        found = _NAME.search(body)
+        name, raw = (found.group(1) if found else ""), body
+    return {"id": _call_id(index, body), "type": "function", "function": {"name": name, "arguments": raw}}
+
+
+def parse_tool_text(text: str) -> dict[str, Any]:
+    """An assistant message from generated text: `<tool_call>` blocks become `tool_calls`."""
+    blocks = _BLOCK.findall(text or "")
+    if not blocks:
+        return {"role": "assistant", "content": (text or "").strip()}
+    content = _BLOCK.sub("", text).strip()
+    calls = [_one_call(i, b) for i, b in enumerate(blocks) if b.strip()]
+    msg: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls:
+        msg["tool_calls"] = calls
+    return msg
+
+
+def call_from_json(text: str, index: int = 0) -> dict[str, Any]:
+    """An assistant message with one tool call from constrained `{"name", "arguments"}` JSON."""
+    return {"role": "assistant", "content": "", "tool_calls": [_one_call(index, text)]}
+
+
+def for_template(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as chat templates expect them: tool-call arguments as objects, content never None."""
+    out = []
+    for m in messages:
+        m = dict(m)
+        m["content"] = m.get("content") or ""
+        if m.get("tool_calls"):
+            calls = []
+            for call in m["tool_calls"]:
+                fn = dict(call.get("function") or {})
+                raw = fn.get("arguments")
+                if isinstance(raw, str):
+                    try:
+                        fn["arguments"] = json.loads(raw)
+                    except ValueError:
+                        pass  # keep the broken string; the template prints it as it was
+                calls.append({**call, "function": fn})
+            m["tool_calls"] = calls
+        out.append(m)
+    return out
+
+
+def tool_choice_schema(tools: list[dict[str, Any]], tool_choice: str | None) -> dict[str, Any] | None:
+    """A JSON schema forcing one call (`required` or a tool's name), or None when the model may answer in text."""
+    names = [t.get("function", t).get("name") for t in tools]
+    if tool_choice in (None, "auto", "none"):
+        return None
+    allowed = names if tool_choice in ("required", "any") else [tool_choice]
+    return {"type": "object", "properties": {"name": {"type": "string", "enum": allowed},
+                                             "arguments": {"type": "object"}},
+            "required": ["name", "arguments"]}

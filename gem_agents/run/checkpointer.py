@@ -1,0 +1,71 @@
+"""The pipeline's checkpointer: LangGraph's SqliteSaver, driven from the event loop without a thread hop.
+
+`AsyncSqliteSaver` sends every statement through aiosqlite's worker thread; with many documents in
+flight the handoffs (and the GIL switches they cost) dominated a run — measured at 3-4× fewer
+documents per second than with no checkpointer. Checkpoint statements are small local SQLite
+writes (WAL, synchronous=NORMAL: microseconds, no fsync), so running them inline on the loop is
+cheaper than any handoff. Only the async methods the pipeline uses are added; each calls its
+synchronous twin.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+
+class LoopSqliteSaver(SqliteSaver):
+    """SqliteSaver with inline async methods (for `astream`/`ainvoke` on one event loop)."""
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """See SqliteSaver.get_tuple."""
+        return self.get_tuple(config)
+
+    async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
+                    before: RunnableConfig | None = None, limit: int | None = None) -> AsyncIterator[CheckpointTuple]:
+        """See SqliteSaver.list."""
+        for item in self.list(config, filter=filter, before=before, limit=limit):
+            yield item
+
+    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+                   new_versions: ChannelVersions) -> RunnableConfig:
+        """See SqliteSaver.put."""
+        return self.put(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                          task_path: str = "") -> None:
+        """See SqliteSaver.put_writes."""
+        self.put_writes(config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """See SqliteSaver.delete_thread."""
+        self.delete_thread(thread_id)
+
+    def thread_ids(self) -> set[str]:
+        """Every thread with a checkpoint (documents left half-done by an earlier run)."""
+        self.setup()
+        with self.lock:
+            return {r[0] for r in self.conn.execute("SELECT DISTINCT thread_id FROM checkpoints")}
+
+
+@contextmanager
+def open_checkpointer(path: str | Path) -> Iterator[LoopSqliteSaver]:
+    """A checkpointer on the SQLite file `path` (WAL, synchronous=NORMAL), closed on exit."""
+    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=60)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        # Survives any process kill; a power cut may lose the newest checkpoints, which costs a
+        # redone stage, never a wrong record (the run store itself is synchronous=FULL).
+        conn.execute("PRAGMA synchronous=NORMAL")
+        saver = LoopSqliteSaver(conn)
+        saver.setup()
+        yield saver
+    finally:
+        conn.close()

@@ -1,0 +1,104 @@
+"""The stage functions of the `full` pipeline (filter → extract → simulate → refine), bound to a run.
+
+Each function closes over the run's model hub, roles and limits and has the signature the
+pipeline graph expects (`graphs.pipeline.PipelineStages`). Rollouts of every document share one
+semaphore, so `concurrency.rollouts` bounds the dialogues in flight across the whole run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from gem_agents.models.client import ModelCallError
+from gem_agents.stages.extract import check_simulatable, extract_workflow
+from gem_agents.stages.offline_extractor import extract_offline
+from gem_agents.stages.relevance import judge_relevance
+from graphs.pipeline import PipelineStages
+from graphs.rollouts import run_dialogue
+from tools_runtime.records import Document, Failure, Provenance, Relevance, Trajectory, Verdict, Workflow
+from tools_runtime.scenario import ScenarioError, build_scenario
+
+if TYPE_CHECKING:
+    from gem_agents.run.context import RunContext
+
+# The rule-based extractor names one tool per step; more than this is never a useful scenario.
+OFFLINE_MAX_TOOLS = 12
+
+
+def _error_trajectory(scenario_id: str, workflow: Workflow, rollout: int, seed: int, exc: BaseException,
+                      stage: str) -> Trajectory:
+    return Trajectory(id=f"{scenario_id}:r{rollout}", scenario_id=scenario_id, workflow_id=workflow.id, messages=[],
+                      verdict=Verdict(passed=False, failures=[Failure(code="rollout_error",
+                                                                      reason=f"{type(exc).__name__}: {exc}")]),
+                      provenance=Provenance(stage=stage, seed=seed, rollout=rollout, doc_id=workflow.doc_id))
+
+
+def make_stages(ctx: RunContext) -> PipelineStages:
+    """The full pipeline's stages for one run."""
+    cfg = ctx.config
+    hub = ctx.hub
+    filter_client = hub.client("filter")
+    extract_client = hub.client("extract")
+    refine_client = hub.client("refine")
+    rollout_sem = asyncio.Semaphore(cfg.concurrency.rollouts)
+
+    async def filter_stage(doc: Document) -> Relevance:
+        return await judge_relevance(doc, filter_client, use_prefilter=cfg.prefilter or filter_client is None,
+                                     reask_rounds=cfg.limits.reask_rounds)
+
+    async def extract_stage(doc: Document, rel: Relevance) -> tuple[Workflow | None, list[str]]:
+        try:
+            if extract_client is None:
+                result = extract_offline(doc, max_tools=min(OFFLINE_MAX_TOOLS, cfg.limits.max_tools),
+                                         domain=rel.domain, platform=rel.platform)
+                if result.workflow is not None:
+                    errors = await check_simulatable(result.workflow, rollout=True)
+                    if errors:
+                        return None, errors
+                return result.workflow, result.rejected
+            result = await extract_workflow(doc, extract_client, relevance=rel, repair_rounds=cfg.limits.repair_rounds,
+                                            max_tools=cfg.limits.max_tools, rollout=True)
+        except ModelCallError as exc:
+            return None, [f"model call failed: {exc}"]
+        return result.workflow, result.rejected
+
+    async def one_rollout(workflow: Workflow, i: int) -> Trajectory:
+        seed = cfg.seed + i
+        async with rollout_sem:
+            try:
+                scenario = build_scenario(workflow, seed)
+            except ScenarioError as exc:
+                return _error_trajectory(f"{workflow.id}:s{seed}", workflow, i, seed, exc, "simulate")
+            try:
+                return await run_dialogue(scenario, ctx.roles, rollout=i, max_user_turns=cfg.limits.max_user_turns,
+                                          max_tool_rounds=cfg.limits.max_tool_rounds)
+            except Exception as exc:  # noqa: BLE001 — one bad rollout never sinks its siblings
+                return _error_trajectory(scenario.id, workflow, i, seed, exc, "simulate")
+
+    async def simulate_stage(workflow: Workflow) -> tuple[list[Trajectory], list[str]]:
+        trajs = await asyncio.gather(*(one_rollout(workflow, i) for i in range(cfg.rollouts)))
+        return list(trajs), []
+
+    async def refine_stage(workflow: Workflow, originals: list[Trajectory]) -> tuple[list[Trajectory], list[str]]:
+        from gem_agents.stages.refine import refine  # lazy: stage 4 lives in its own module
+
+        async def one(i: int, traj: Trajectory) -> tuple[Trajectory | None, list[str]]:
+            if traj.scenario is None:
+                return None, [f"{traj.id}: no scenario recorded"]
+            async with rollout_sem:
+                try:
+                    res = await refine(traj.scenario, ctx.roles, rounds=cfg.refine_rounds, ops=list(cfg.refine_ops),
+                                       seed=cfg.seed + i, client=refine_client)
+                except ModelCallError as exc:
+                    return None, [f"model call failed: {exc}"]
+            return res.trajectory, list(res.rejected)
+
+        verified = [t for t in originals if t.verdict and t.verdict.passed]
+        results = await asyncio.gather(*(one(i, t) for i, t in enumerate(verified)))
+        refined = [t for t, _ in results if t is not None]
+        reasons = sorted({r for _, rs in results for r in rs})
+        return refined, reasons
+
+    return PipelineStages(filter=filter_stage, extract=extract_stage, simulate=simulate_stage,
+                          refine=refine_stage if cfg.refine_rounds > 0 else None)

@@ -1,0 +1,185 @@
+"""The per-document pipeline as a LangGraph graph: filter → extract → simulate → refine → decide.
+
+    START → filter ─┬→ extract ─┬→ simulate ─┬→ refine → decide → END
+                    └───────────┴────────────┴──────────→ decide
+
+Each node runs one stage and writes its result into the state; with a checkpointer and the
+document id as thread id, a document's progress is a checkpointed thread, so a killed run picks
+a half-done document up at the stage it had reached. The stage functions are injected through
+the run context (`PipelineContext`), so this module knows nothing of models or roles. State
+values are plain JSON (records dumped with `model_dump(mode="json")`) so checkpoints need no
+custom serializer.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from tools_runtime.records import Document, Relevance, Trajectory, Workflow
+
+STAGES = ("filter", "extract", "simulate", "refine")
+
+FilterFn = Callable[[Document], Awaitable[Relevance]]
+ExtractFn = Callable[[Document, Relevance], Awaitable[tuple[Workflow | None, list[str]]]]
+SimulateFn = Callable[[Workflow], Awaitable[tuple[list[Trajectory], list[str]]]]
+RefineFn = Callable[[Workflow, list[Trajectory]], Awaitable[tuple[list[Trajectory], list[str]]]]
+
+
+@dataclass(frozen=True)
+class PipelineStages:
+    """The four stage functions one pipeline runs; `refine=None` skips refinement."""
+
+    filter: FilterFn
+    extract: ExtractFn
+    simulate: SimulateFn
+    refine: RefineFn | None = None
+
+
+@dataclass
+class PipelineContext:
+    """Per-run dependencies of the pipeline graph (not checkpointed)."""
+
+    stages: PipelineStages
+
+
+class PipelineState(TypedDict, total=False):
+    """The checkpointed state of one document."""
+
+    doc: dict[str, Any]
+    relevance: dict[str, Any] | None
+    workflow: dict[str, Any] | None
+    trajectories: list[dict[str, Any]]
+    refined: list[dict[str, Any]]
+    reasons: list[str]
+    status: str
+    stage: str
+    route: str
+    error: str | None
+    timings: dict[str, float]
+
+
+def initial_pipeline_state(doc: Document) -> PipelineState:
+    """The state a document starts from."""
+    return {"doc": doc.model_dump(mode="json"), "relevance": None, "workflow": None, "trajectories": [],
+            "refined": [], "reasons": [], "status": "", "stage": "", "route": "filter", "error": None,
+            "timings": {}}
+
+
+def _failed(state: PipelineState, stage: str, exc: BaseException, started: float) -> dict[str, Any]:
+    # A stage that raises ends its document as `failed` with the error, never the whole run.
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    at = f" (at {where[0].filename.rsplit('/', 1)[-1]}:{where[0].lineno})" if where else ""
+    return {"status": "failed", "stage": stage, "route": "decide", "error": f"{type(exc).__name__}: {exc}{at}",
+            "timings": {**state.get("timings", {}), stage: round(time.perf_counter() - started, 4)}}
+
+
+def _timed(state: PipelineState, stage: str, started: float) -> dict[str, float]:
+    return {**state.get("timings", {}), stage: round(time.perf_counter() - started, 4)}
+
+
+async def filter_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    """Stage 1: is this a multi-step procedure?"""
+    t0 = time.perf_counter()
+    try:
+        rel = await runtime.context.stages.filter(Document.model_validate(state["doc"]))
+    except Exception as exc:  # noqa: BLE001 — recorded as the document's error
+        return _failed(state, "filter", exc, t0)
+    update: dict[str, Any] = {"relevance": rel.model_dump(mode="json"), "stage": "filter",
+                              "timings": _timed(state, "filter", t0)}
+    if rel.multi_step:
+        return update | {"route": "extract"}
+    return update | {"route": "decide", "reasons": [f"not multi-step (decided by {rel.decided_by})"]}
+
+
+async def extract_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    """Stage 2: steps, execution graph and tools."""
+    t0 = time.perf_counter()
+    try:
+        wf, reasons = await runtime.context.stages.extract(Document.model_validate(state["doc"]),
+                                                           Relevance.model_validate(state["relevance"]))
+    except Exception as exc:  # noqa: BLE001
+        return _failed(state, "extract", exc, t0)
+    update: dict[str, Any] = {"stage": "extract", "timings": _timed(state, "extract", t0)}
+    if wf is None:
+        return update | {"route": "decide", "reasons": [f"extraction rejected: {r}" for r in reasons]
+                         or ["extraction rejected"]}
+    return update | {"route": "simulate", "workflow": wf.model_dump(mode="json")}
+
+
+async def simulate_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    """Stage 3: N rollouts of the workflow, each verified."""
+    t0 = time.perf_counter()
+    try:
+        trajs, reasons = await runtime.context.stages.simulate(Workflow.model_validate(state["workflow"]))
+    except Exception as exc:  # noqa: BLE001
+        return _failed(state, "simulate", exc, t0)
+    passed = [t for t in trajs if t.verdict and t.verdict.passed]
+    route = "refine" if passed and runtime.context.stages.refine is not None else "decide"
+    return {"stage": "simulate", "route": route, "timings": _timed(state, "simulate", t0),
+            "trajectories": [t.model_dump(mode="json") for t in trajs],
+            "reasons": [*state.get("reasons", []), *reasons]}
+
+
+async def refine_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    """Stage 4: harder scenarios, simulated and verified again."""
+    t0 = time.perf_counter()
+    refine = runtime.context.stages.refine
+    try:
+        originals = [Trajectory.model_validate(t) for t in state.get("trajectories", [])]
+        refined, reasons = await refine(Workflow.model_validate(state["workflow"]), originals)  # type: ignore[misc]
+    except Exception as exc:  # noqa: BLE001
+        return _failed(state, "refine", exc, t0)
+    return {"stage": "refine", "route": "decide", "timings": _timed(state, "refine", t0),
+            "refined": [t.model_dump(mode="json") for t in refined],
+            "reasons": [*state.get("reasons", []), *(f"refinement: {r}" for r in reasons)]}
+
+
+def _verified(rows: list[dict[str, Any]]) -> int:
+    return sum(1 for t in rows if (t.get("verdict") or {}).get("passed"))
+
+
+def decide_node(state: PipelineState) -> dict[str, Any]:
+    """Export decision: kept when at least one trajectory verified, else rejected with reasons."""
+    if state.get("status") == "failed":
+        return {"route": "end"}
+    reasons = list(state.get("reasons", []))
+    if _verified(state.get("trajectories", [])) + _verified(state.get("refined", [])) > 0:
+        return {"status": "kept", "route": "end", "stage": state.get("stage") or "simulate"}
+    if state.get("trajectories"):
+        codes: dict[str, int] = {}
+        for t in state["trajectories"]:
+            for f in (t.get("verdict") or {}).get("failures", []):
+                codes[f["code"]] = codes.get(f["code"], 0) + 1
+        reasons.append("no rollout verified" + (": " + ", ".join(f"{c} ×{n}" for c, n in sorted(codes.items()))
+                                                if codes else ""))
+    return {"status": "rejected", "route": "end", "reasons": reasons or ["rejected"]}
+
+
+def _route(state: PipelineState) -> str:
+    return state.get("route") or "decide"
+
+
+def build_pipeline_graph(checkpointer: Any = None) -> Any:
+    """The compiled per-document pipeline graph (pass a checkpointer to make progress resumable)."""
+    g = StateGraph(PipelineState, context_schema=PipelineContext)
+    g.add_node("filter", filter_node)
+    g.add_node("extract", extract_node)
+    g.add_node("simulate", simulate_node)
+    g.add_node("refine", refine_node)
+    g.add_node("decide", decide_node)
+    g.add_edge(START, "filter")
+    g.add_conditional_edges("filter", _route, ["extract", "decide"])
+    g.add_conditional_edges("extract", _route, ["simulate", "decide"])
+    g.add_conditional_edges("simulate", _route, ["refine", "decide"])
+    g.add_edge("refine", "decide")
+    g.add_edge("decide", END)
+    return g.compile(checkpointer=checkpointer)
+
+
