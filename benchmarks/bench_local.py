@@ -97,6 +97,7 @@ async def run_pipeline(docs: list, cfg: RunConfig, max_user_turns: int) -> dict:
         if res.workflow is None:
             key = (res.rejected or ["?"])[0][:70]
             out["failures"][key] = out["failures"].get(key, 0) + 1
+            print(f"[{time.strftime('%H:%M:%S')}] {doc.id}: rejected: {key}", file=sys.stderr, flush=True)
             continue
         out["extract_valid"] += 1
         try:
@@ -108,6 +109,8 @@ async def run_pipeline(docs: list, cfg: RunConfig, max_user_turns: int) -> dict:
         out["simulate_s"] += time.perf_counter() - t
         out["rollouts"] += 1
         out["verified"] += bool(traj.verdict and traj.verdict.passed)
+        print(f"[{time.strftime('%H:%M:%S')}] {doc.id}: extracted, verified={bool(traj.verdict and traj.verdict.passed)}",
+              file=sys.stderr, flush=True)
     totals = hub.meter.totals()
     out["tokens_in"], out["tokens_out"] = totals["input_tokens"], totals["output_tokens"]
     for k in ("filter_s", "extract_s", "simulate_s"):

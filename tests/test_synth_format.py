@@ -201,3 +201,30 @@ def test_extract_block_drops_fences_and_chatter():
     answer = "Here you go:\n```text\n" + GOOD + "```\nHope this helps!"
     assert parse(extract_block(answer)) == parse(GOOD)
     assert extract_block("no block at all") == "no block at all"
+
+
+def test_extract_block_skips_thinking_and_drafts():
+    draft = GOOD.replace("It has shipped.", "draft answer")
+    thinking = f"<think>\nLet me plan.\n{draft}</think>\n"
+    assert parse(extract_block(thinking + GOOD)).messages[-1]["content"] == "It has shipped."
+    # A draft written outside the think tags: the last complete block is the answer.
+    assert parse(extract_block(draft + "\nWait, let me fix that.\n" + GOOD)) == parse(GOOD)
+    # The final block cut off: the last complete one is taken only if it exists; else the cut is reported.
+    with pytest.raises(FormatError, match="cut off"):
+        parse(extract_block("Sure.\n" + GOOD[: len(GOOD) // 2]))
+
+
+@pytest.mark.parametrize("name", ["shop_return", "support_ticket"])
+def test_refined_trajectories_round_trip_and_replay_verify(name):
+    refine_ops = pytest.importorskip("tools_runtime.refine_ops")
+    from gem_agents.synthesizer.oneshot import verify_text
+
+    refined, applied, _ = refine_ops.apply_ops(build_scenario(example(name), 0), seed=0)
+    traj = rollout(refined)
+    assert traj.verdict.passed, traj.verdict.failures
+    assert refined.planned_errors and len(applied) >= 4  # errors, extra goals, extra tools: the hard case
+    text = trajectory_to_text(traj)
+    assert parse(text) == from_trajectory(traj) and parse(text).messages == traj.messages
+    outcome = verify_text(text, doc_id=name)
+    assert outcome.passed, outcome.trajectory.verdict.failures
+    assert outcome.trajectory.stats.errors_recovered >= 1

@@ -206,3 +206,21 @@ def test_gem_export_reads_the_texts_from_the_recorded_input_or_says_why_not(full
     assert (out / "train.jsonl").read_text() == (full_run.root / "pairs" / "train.jsonl").read_text()
     res = runner.invoke(app, ["export", str(run_dir), "--format", "synthesizer", "--out", str(tmp_path / "x.jsonl")])
     assert res.exit_code == 2 and "writes a folder" in " ".join(res.output.split())
+
+
+def test_pairs_prefer_refined_trajectories_and_skip_unusable_rows():
+    from gem_agents.export.fmt_synthesizer import build_pairs
+    from tests.helpers import example, rollout
+    from tools_runtime.scenario import build_scenario
+
+    a0 = rollout(build_scenario(example("shop_return"), 0))
+    a1 = rollout(build_scenario(example("shop_return"), 1)).model_copy(update={"id": "a:refined"})
+    b0 = rollout(build_scenario(example("calendar_booking"), 0))
+    no_scenario = b0.model_copy(update={"id": "b:bare", "scenario": None})
+    rows = [("a", "original", a0), ("a", "refined", a1), ("b", "original", b0), ("b", "original", no_scenario),
+            ("c", "original", b0)]
+    pairs, dropped = build_pairs(rows, {"a": "text a", "b": "text b"})
+    assert [(p["doc_id"], p["kind"], p["trajectory_id"]) for p in pairs] == [
+        ("a", "refined", "a:refined"), ("b", "original", b0.id)]
+    assert dropped == {"not expressible: trajectory b:bare carries no scenario (initial state and graph are "
+                       "needed)": 1, "no source text": 1}

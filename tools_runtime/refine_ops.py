@@ -6,14 +6,17 @@ scenario planner (`_Planner.resume`), so every new call is chosen against the ba
 earlier calls left, and every value it needs comes from the user or from an earlier result:
 
 chain_goals       the user comes back with follow-up requests about other records
-add_tools         related read tools on the same entities (called to check the work) + distractors
+add_tools         related read tools on the same entities (used in a closing overview), a log_out
+                  where the workflow logs in, and distractors the assistant must not call
 withhold_info     facts the user no longer volunteers: the assistant has to ask for them
 plan_errors       transient / permission / not-found / invalid-value errors to recover from
 change_mind       the user changes a value they just set, or cancels what was just created
 state_dependency  a late request needs a value read early in the conversation
 
 An operator that does not apply (no update to change, no session to expire…) raises RefineOpError
-with the reason; `apply_ops` records it and goes on with the next operator.
+with the reason; `apply_ops` records it and goes on with the next operator. `check_scenario` says
+why a (refined) scenario is unusable: a plan that does not replay, facts or goals it lacks, errors
+on calls it never makes, distractors it needs.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from typing import Any
 from tools_runtime.backend import same
 from tools_runtime.binding import Binding, bind_tools
 from tools_runtime.exec_graph import parse_graph, stages
-from tools_runtime.executor import ToolEnvironment, execute_call
+from tools_runtime.executor import ToolEnvironment, execute_call, session_required
 from tools_runtime.records import ArgSource, Goal, PlannedCall, PlannedError, Scenario
 from tools_runtime.scenario import ScenarioError, _Planner, is_secret
+from tools_runtime.seeding import fake_value
 from tools_runtime.toolspec import ToolSpec
 
 
@@ -43,7 +47,7 @@ FOLLOW_UPS = [
     "Great. One more: please do that again, this time for another {entity}.",
     "Perfect. Could you also handle one more {entity} the same way?",
     "Thank you. I have yet another {entity} that needs the same thing.",
-    "Nice. Let's do one last {entity} like that, please.",
+    "And after that, the same again for another {entity}, please.",
 ]
 
 
@@ -74,7 +78,23 @@ def planner_for(scenario: Scenario, rng: random.Random) -> _Planner:
     except ScenarioError as exc:
         raise RefineOpError(f"the reference plan does not replay: {exc}") from exc
     planner.goal = last_goal(scenario)
+    # Records earlier goals worked on are avoided by later ones ("another order", not the same).
+    bindings = planner.bindings
+    for call, result in zip(scenario.plan, _results_quiet(scenario), strict=False):
+        b = bindings.get(call.tool)
+        if b is None or b.op in ("session", "compute"):
+            continue
+        hit = _id_in(result, b.id_field)
+        if hit is not None:
+            planner.avoid.add((b.entity, str(hit[0])))
     return planner
+
+
+def _results_quiet(scenario: Scenario) -> list[Any]:
+    try:
+        return plan_results(scenario)
+    except RefineOpError:
+        return []
 
 
 def goal_keys(plan: list[PlannedCall], goal: int) -> list[str]:
@@ -96,10 +116,16 @@ def new_goal_record(plan: list[PlannedCall], goal: int, description: str) -> Goa
 
 def unique_text(text: str, goals: list[Goal]) -> str:
     """Goal texts are found in the transcript by substring, so no goal may contain another."""
+    text = text.strip()
+    if not text.endswith((".", "!", "?")):
+        text += "."
+    base = text.rstrip(".!?")
     n = 2
     out = text
+    # Each candidate ends differently from `text` and from every earlier candidate, so none
+    # contains another and the loop ends after at most len(goals) + 1 tries.
     while any(out in g.description or g.description in out for g in goals):
-        out = f"{text} (request {n})"
+        out = f"{base} (request {n})."
         n += 1
     return out
 
@@ -182,13 +208,24 @@ def chain_goals(scenario: Scenario, rng: random.Random, count: int = 2, texts: l
         planner = planner_for(out, rng)
         planner.new_goal()
         try:
+            login = next((c.tool for c in out.plan if bindings.get(c.tool) and bindings[c.tool].op == "session"
+                          and bindings[c.tool].mode == "login"), None)
+            if login and not planner.backend.state["session"].get("logged_in"):
+                planner.add(login)  # signed out by an earlier refinement: sign in again first
             for tool in first:
                 planner.add(tool)
         except ScenarioError:
             break
         n = len(out.goals)
-        text = (texts[k] if texts and k < len(texts) else FOLLOW_UPS[(n - 1 + rng.randrange(3)) % len(FOLLOW_UPS)])
-        out = finish(out, planner, [text.format(entity=human(entity))], f"chain_goals:{n}")
+        if texts and k < len(texts):
+            text = texts[k]
+        else:
+            start = rng.randrange(len(FOLLOW_UPS))
+            options = [FOLLOW_UPS[(start + j) % len(FOLLOW_UPS)].format(entity=human(entity))
+                       for j in range(len(FOLLOW_UPS))]
+            said = {g.description for g in out.goals}
+            text = next((t for t in options if t not in said), options[0])
+        out = finish(out, planner, [text.replace("{entity}", human(entity))], f"chain_goals:{n}")
         added += 1
     if not added:
         raise RefineOpError("no follow-up goal could be planned on this state")
@@ -201,11 +238,10 @@ def _read_by_id(bindings: dict[str, Binding], entity: str) -> str | None:
 
 
 def _list_read(bindings: dict[str, Binding], entity: str) -> str | None:
-    return next((n for n, b in bindings.items() if b.entity == entity and b.op == "read" and not b.selectors
-                 and not any(f not in ("limit",) for f in b.filters if f in ("query", "q"))), None)
+    return next((n for n, b in bindings.items() if b.entity == entity and b.op == "read" and not b.selectors), None)
 
 
-def related_tools(scenario: Scenario, limit: int = 4) -> list[ToolSpec]:
+def related_tools(scenario: Scenario, limit: int = 5) -> list[ToolSpec]:
     """Read tools on the entities the plan touches that the workflow lacks (get-by-id, list)."""
     bindings = bind_tools(scenario.tools)
     names = {t.name for t in scenario.tools}
@@ -218,8 +254,10 @@ def related_tools(scenario: Scenario, limit: int = 4) -> list[ToolSpec]:
         b = bindings[call.tool]
         if b.op not in ("session", "compute") and b.entity not in entities and b.entity in collections:
             entities.append(b.entity)
-    out: list[ToolSpec] = []
+    firsts: list[ToolSpec] = []
+    seconds: list[ToolSpec] = []
     for entity in entities:
+        out: list[ToolSpec] = []
         words = human(entity)
         id_field = f"{entity}_id"
         id_type = "string"
@@ -240,7 +278,10 @@ def related_tools(scenario: Scenario, limit: int = 4) -> list[ToolSpec]:
                                     "limit": {"type": "integer", "minimum": 1, "maximum": 50,
                                               "description": "At most this many results."}},
                                     "required": []}))
-    return out[:limit]
+        # One tool per entity before a second one for any entity: more entities, more variety.
+        firsts += out[:1]
+        seconds += out[1:]
+    return (firsts + seconds)[:limit]
 
 
 def distractor_tools(scenario: Scenario, limit: int = 2) -> list[ToolSpec]:
@@ -269,22 +310,36 @@ def distractor_tools(scenario: Scenario, limit: int = 2) -> list[ToolSpec]:
     return out[:limit]
 
 
+LOGOUT = ToolSpec(name="log_out", description="Sign out of the account and end the session.",
+                  parameters={"type": "object", "properties": {}, "required": []})
+
+
 def add_tools(scenario: Scenario, rng: random.Random, tools: list[ToolSpec] | None = None,
-              distractors: list[ToolSpec] | None = None, limit: int = 4) -> Scenario:
-    """Add related tools (called to check the work at the end of the last goal) and distractors."""
+              distractors: list[ToolSpec] | None = None, limit: int = 5) -> Scenario:
+    """Add related tools and distractors; a closing request uses the related ones (then signs out).
+
+    The user asks for an overview of what the conversation touched, which the assistant answers
+    with the new read tools; where the workflow has a login and no logout, a `log_out` tool joins
+    them and ends the conversation's session.
+    """
     new = list(tools) if tools is not None else related_tools(scenario, limit)
     bad = list(distractors) if distractors is not None else distractor_tools(scenario)
     names = {t.name for t in scenario.tools}
     clash = [t.name for t in new + bad if t.name in names]
     if clash:
         raise RefineOpError(f"tools already exist: {', '.join(clash)}")
-    if not new and not bad:
+    bindings = bind_tools(scenario.tools)
+    logged_in = any(bindings[c.tool].op == "session" and bindings[c.tool].mode == "login" for c in scenario.plan)
+    has_logout = any(b.op == "session" and b.mode == "logout" for b in bindings.values())
+    closing = [LOGOUT] if tools is None and logged_in and not has_logout and LOGOUT.name not in names else []
+    if not new and not closing and not bad:
         raise RefineOpError("no related tool or distractor to add")
-    workflow = scenario.workflow.model_copy(update={"tools": [*scenario.workflow.tools, *new, *bad]})
+    workflow = scenario.workflow.model_copy(update={"tools": [*scenario.workflow.tools, *new, *closing, *bad]})
     widened = scenario.model_copy(update={"workflow": workflow})
     planner = planner_for(widened, rng)
+    planner.new_goal()
     used: list[str] = []
-    for spec in new:
+    for spec in [*new, *closing]:
         before = (list(planner.plan), copy.deepcopy(planner.backend.state), dict(planner.produced),
                   dict(planner.focus), dict(planner.known))
         try:
@@ -292,9 +347,18 @@ def add_tools(scenario: Scenario, rng: random.Random, tools: list[ToolSpec] | No
             used.append(spec.name)
         except ScenarioError:
             planner.plan, planner.backend.state, planner.produced, planner.focus, planner.known = before
-    if not used and not bad:
+    reads = [n for n in used if n != LOGOUT.name]
+    if not used:
         raise RefineOpError("none of the added tools can be called on this state")
-    return finish(widened, planner, [], f"add_tools:{'+'.join(used)}",
+    entities = list(dict.fromkeys(human(planner.bindings[n].entity) for n in reads))
+    if reads:
+        listed = entities[0] if len(entities) == 1 else ", ".join(entities[:-1]) + " and " + entities[-1]
+        text = f"Before we wrap up, could you give me a quick overview of my {listed} records?"
+        if LOGOUT.name in used:
+            text += " Then please sign me out."
+    else:
+        text = "That's everything for today — please sign me out."
+    return finish(widened, planner, [text], f"add_tools:{'+'.join(used)}",
                   distractors=[*scenario.distractors, *(t.name for t in bad)])
 
 
@@ -354,7 +418,7 @@ def _wrong_id(value: Any, taken: set[str]) -> Any:
 
 def error_candidates(scenario: Scenario) -> dict[str, list[PlannedError]]:
     """Every error this scenario could plan, by kind (only on calls the assistant sends alone)."""
-    bindings = bind_tools(scenario.tools)
+    bindings = bind_tools(scenario.tools, session_required(scenario.workflow))
     sizes = batch_sizes(scenario)
     plan = scenario.plan
     has_login = any(bindings[c.tool].op == "session" and bindings[c.tool].mode == "login" for c in plan)
@@ -454,7 +518,6 @@ def _modify(scenario: Scenario, rng: random.Random) -> Scenario:
     bindings = bind_tools(scenario.tools)
     idx = next((i for i in range(len(scenario.plan) - 1, -1, -1)
                 if bindings[scenario.plan[i].tool].op == "update" and bindings[scenario.plan[i].tool].values
-                and bindings[scenario.plan[i].tool].selectors
                 and any(v in scenario.plan[i].arguments for v in bindings[scenario.plan[i].tool].values)), None)
     if idx is None:
         raise RefineOpError("no update with a value to change")
@@ -462,8 +525,9 @@ def _modify(scenario: Scenario, rng: random.Random) -> Scenario:
     b = bindings[call.tool]
     planner = planner_for(scenario, rng)
     planner.new_goal()
-    hits = planner.backend.find(b, {k: call.arguments[k] for k in b.selectors if k in call.arguments})
-    if not hits:
+    selectors = {k: call.arguments[k] for k in b.selectors if k in call.arguments}
+    hits = planner.backend.find(b, selectors) if selectors else ["default"]
+    if not hits or hits[0] not in planner.backend.collection(b.entity):
         raise RefineOpError(f"the record {call.tool} changed is gone")
     planner.focus[b.entity] = hits[0]
     record = planner.backend.collection(b.entity)[hits[0]]
@@ -473,8 +537,6 @@ def _modify(scenario: Scenario, rng: random.Random) -> Scenario:
     for k in b.selectors:
         if k in call.arguments:
             fixed[k] = (call.arguments[k], planner.from_produced_or_user(k, call.arguments[k], b.entity))
-    from tools_runtime.seeding import fake_value
-
     changed = []
     for v in b.values:
         if v not in call.arguments:
@@ -556,7 +618,7 @@ def state_dependency(scenario: Scenario, rng: random.Random) -> Scenario:
     end_env = ToolEnvironment(scenario.workflow, copy.deepcopy(scenario.initial_state))
     for call in scenario.plan:
         end_env.call(call.tool, call.arguments)
-    for i, call in enumerate(scenario.plan[: max(1, len(scenario.plan) // 2)]):
+    for i in range(max(1, len(scenario.plan) // 2)):
         for name, b in bindings.items():
             if b.op != "read" or not b.selectors or name in scenario.distractors:
                 continue
@@ -580,15 +642,15 @@ def state_dependency(scenario: Scenario, rng: random.Random) -> Scenario:
 
 
 OPS: dict[str, Operator] = {
-    "add_tools": add_tools,
     "chain_goals": chain_goals,
     "change_mind": change_mind,
     "state_dependency": state_dependency,
+    "add_tools": add_tools,
     "withhold_info": withhold_info,
     "plan_errors": plan_errors,
 }
-# The order operators compose in: tools first (so follow-up goals use them too), errors last (so
-# they can land on any call of the final plan).
+# The order operators compose in: goals first, then the closing overview with the new tools (and
+# sign-out), then withheld facts and errors, which can land on any goal of the final plan.
 DEFAULT_OPS = list(OPS)
 
 
@@ -604,6 +666,9 @@ def apply_ops(scenario: Scenario, ops: list[str] | None = None, seed: int = 0,
     unknown = [o for o in wanted if o not in OPS]
     if unknown:
         raise RefineOpError(f"unknown operator(s): {', '.join(unknown)}; known: {', '.join(OPS)}")
+    if scenario.workflow.backend.kind != "sim":
+        raise RefineOpError("refinement re-plans on the simulated backend; this workflow runs on "
+                            f"a {scenario.workflow.backend.kind} backend")
     applied: list[str] = []
     skipped: list[str] = []
     out = scenario

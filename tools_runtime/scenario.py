@@ -72,6 +72,7 @@ class _Planner:
         self.known: dict[str, Any] = {}
         self.plan: list[PlannedCall] = []
         self.goal = 0
+        self.goal_keys: dict[int, set[str]] = {}
 
     @classmethod
     def resume(cls, scenario: Scenario, rng: random.Random) -> _Planner:
@@ -80,6 +81,9 @@ class _Planner:
         planner.known = dict(scenario.known_info)
         for call in scenario.plan:
             b = planner.bindings[call.tool]
+            for src in call.sources.values():
+                if src.kind == "user" and src.key:
+                    planner.goal_keys.setdefault(call.goal, set()).add(src.key)
             rec = execute_call(planner.backend, planner.tools, call.tool, call.arguments)
             if not rec.ok:
                 raise ScenarioError(f"reference call {call.tool} fails: {rec.error}")
@@ -107,14 +111,31 @@ class _Planner:
 
     def user_key(self, param: str, value: Any, entity: str) -> str:
         # A later goal about another record reuses the words ("order id") with a new value: the
-        # key gets an `@goal` suffix that is never shown to anyone (see dialogue_text.display_key).
+        # key gets an `@goal` suffix that is never shown to anyone (see dialogue_text.humanize).
+        # Two values under the same words within one goal get visible numbers instead (`source 2`).
         candidates = [param, f"{entity}_{param}" if not param.startswith(entity) else param]
-        candidates += [f"{c}@{self.goal}" for c in candidates] + [f"{param}@{self.goal}.{n}" for n in range(2, 50)]
+        candidates += [f"{c}@{self.goal}" for c in candidates] + [f"{param}_{n}" for n in range(2, 50)]
         for key in candidates:
-            if key not in self.known or same(self.known[key], value) and type(self.known[key]) is type(value):
-                self.known[key] = value
-                return key
+            if key in self.known and not (same(self.known[key], value) and type(self.known[key]) is type(value)):
+                continue
+            if self.clashes(key, value):
+                continue
+            self.known[key] = value
+            self.goal_keys.setdefault(self.goal, set()).add(key)
+            return key
         raise ScenarioError(f"too many values for {param!r}")
+
+    def clashes(self, key: str, value: Any) -> bool:
+        """True when another fact of the current goal is shown with the same words but another value.
+
+        Within one goal the user states facts as `- words: value` lines, so two values under the
+        same words would be ambiguous; the second one gets visible words of its own (`source 2`).
+        """
+        words = _shown(key)
+        for other in self.goal_keys.get(self.goal, ()):
+            if other != key and _shown(other) == words and not same(self.known.get(other), value):
+                return True
+        return False
 
     def from_produced_or_user(self, param: str, value: Any, entity: str) -> ArgSource:
         hit = self.produced.get(param)
@@ -250,6 +271,11 @@ class _Planner:
                 self.produced[key] = (idx, key, value)
         if b.op == "create" and b.id_field in result:
             self.focus[b.entity] = str(result[b.id_field])
+
+
+def _shown(key: str) -> str:
+    """The words a fact is shown with (as dialogue_text.humanize writes them)."""
+    return key.split("@")[0].replace("_", " ").replace("-", " ").strip().lower()
 
 
 def _typed_id(rid: str, schema: Any) -> Any:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from gem_agents.cli.cmd_run import check_run_dir_config, read_input
+from gem_agents.cli.cmd_run import config_changes, read_input
 from gem_agents.cli.common import console, fail
 from gem_agents.cli.run_events import RunMonitor
 from gem_agents.config import REPO_CONFIGS, ConfigError, RunConfig, load_config
@@ -30,7 +30,7 @@ def default_config() -> RunConfig:
 
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run directory."),
-    fresh: bool = typer.Option(False, "--fresh", help="Delete the run directory first (otherwise it resumes)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete the run directory first (otherwise it resumes, or starts over when the default config changed)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Run the pipeline with the embedded default config on the bundled sample texts."""
@@ -38,10 +38,9 @@ def demo_cmd(
         cfg = default_config()
     except ConfigError as exc:
         fail(str(exc), 2)
-    if fresh and out.exists():
-        shutil.rmtree(out)
+    if out.exists() and (fresh or config_changes(out, cfg)):
+        shutil.rmtree(out)  # a demo run is disposable: a changed default starts it over
     docs, problems = read_input(SAMPLES, cfg, quiet)
-    check_run_dir_config(out, cfg)
 
     async def go() -> None:
         async with open_run(cfg, out) as ctx:

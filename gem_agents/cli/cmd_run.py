@@ -42,18 +42,21 @@ def _config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
     return out
 
 
-def check_run_dir_config(run_dir: Path, cfg: RunConfig) -> None:
-    """Refuse to resume a run directory that was started with a different config (results would mix)."""
+def config_changes(run_dir: Path, cfg: RunConfig) -> list[str]:
+    """Key paths where `cfg` differs from the config the run directory was started with ([] when new)."""
     if not (run_dir / "run.sqlite").exists():
-        return
-    store = RunStore(run_dir)
+        return []
+    store = RunStore(run_dir, readonly=True)
     try:
         old = store.get_meta("config")
     finally:
         store.close()
-    if old is None:
-        return
-    diff = _config_diff(old, cfg.model_dump(mode="json"))
+    return [] if old is None else _config_diff(old, cfg.model_dump(mode="json"))
+
+
+def check_run_dir_config(run_dir: Path, cfg: RunConfig) -> None:
+    """Refuse to resume a run directory that was started with a different config (results would mix)."""
+    diff = config_changes(run_dir, cfg)
     if diff:
         fail(f"{run_dir} was started with a different config (differs at: {', '.join(diff[:8])}); "
              "use a new --out, or the original config to resume", 2)
@@ -140,6 +143,8 @@ def run_cmd(
         fail(str(exc), 2)
     except PipelineUnavailable as exc:
         fail(str(exc), 2)
+    except KeyboardInterrupt:
+        fail("interrupted; finished documents are stored — run the same command again to resume", 130)
     report_path = None
     if report:
         from gem_agents.report import write_report

@@ -35,6 +35,7 @@ class Progress:
     calls_made: int = 0
     last_errors: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     failures_in_a_row: int = 0
+    last_advanced: bool = False
 
 
 def read_progress(messages: list[dict[str, Any]], scenario: Scenario) -> Progress:
@@ -60,7 +61,9 @@ def read_progress(messages: list[dict[str, Any]], scenario: Scenario) -> Progres
                 prog.failures_in_a_row += 1
                 continue
             prog.failures_in_a_row = 0
-            if prog.done < len(plan) and plan[prog.done].tool == name:
+            # A success off the plan (a re-login after an expired session) does not end a goal.
+            prog.last_advanced = prog.done < len(plan) and plan[prog.done].tool == name
+            if prog.last_advanced:
                 prog.results[prog.done] = payload
                 prog.done += 1
     return prog
@@ -187,7 +190,8 @@ async def scripted_assistant(view: RoleView) -> dict[str, Any]:
             if recovery is not None:
                 return recovery
         finished_goal = plan[prog.done - 1].goal if prog.done else None
-        if prog.done == len(plan) or (finished_goal is not None and plan[prog.done].goal != finished_goal):
+        if prog.done == len(plan) or (finished_goal is not None and prog.last_advanced
+                                      and plan[prog.done].goal != finished_goal):
             return {"role": "assistant", "content": _summary(scenario, prog, finished_goal or 0)}
     else:
         stated = goals_stated(scenario, _user_texts(messages))

@@ -39,16 +39,39 @@ def value_for(scenario: Scenario, key: str, already_said: list[str]) -> Any:
     return scenario.known_info[key]
 
 
-def current_keys(keys: list[str], goal: int) -> list[str]:
-    """Of keys shown with the same words, the one that belongs to the current goal."""
-    chosen: dict[str, str] = {}
+def key_goal(key: str, scenario: Scenario | None = None) -> int:
+    """The goal a fact belongs to: its `@goal` suffix, else the goal whose call first needs it."""
+    suffix = key.partition("@")[2]
+    if suffix:
+        try:
+            return int(suffix.split(".")[0])
+        except ValueError:
+            return 0
+    if scenario is not None:
+        for call in scenario.plan:
+            if any(s.kind == "user" and s.key == key for s in call.sources.values()):
+                return call.goal
+    return 0
+
+
+def current_keys(keys: list[str], goal: int, scenario: Scenario | None = None) -> list[str]:
+    """Of keys shown with the same words, the one for the current goal (else the latest earlier one).
+
+    A key whose words are part of another asked key's words ("query" inside "payee query") was
+    not what the question meant and is dropped.
+    """
+    chosen: dict[str, tuple[tuple[int, int], str]] = {}
     for key in keys:
         shown = humanize(key)
-        suffix = key.partition("@")[2]
-        mine = suffix == str(goal) or suffix.startswith(f"{goal}.")
-        if shown not in chosen or mine:
-            chosen[shown] = key
-    return list(chosen.values())
+        g = key_goal(key, scenario)
+        # Rank: this goal's key first, then the latest earlier goal, then later goals.
+        rank = (0, 0) if g == goal else ((1, -g) if g < goal else (2, g))
+        if shown not in chosen or rank < chosen[shown][0]:
+            chosen[shown] = (rank, key)
+    shown_all = list(chosen)
+    kept = [s for s in shown_all
+            if not any(o != s and f" {s} " in f" {o} " for o in shown_all)]
+    return [chosen[s][1] for s in kept]
 
 
 def goal_message(scenario: Scenario, index: int, said: list[str]) -> str:
@@ -81,8 +104,13 @@ async def scripted_user(view: RoleView) -> dict[str, Any]:
         return {"role": "user", "content": goal_message(scenario, 0, said)}
     last = view.messages[-1]
     reply = str(last.get("content") or "") if last.get("role") == "user" else ""
-    asked = current_keys(keys_asked(reply, list(scenario.known_info)), max(goals_stated(scenario, said) - 1, 0))
+    asked = current_keys(keys_asked(reply, list(scenario.known_info)), max(goals_stated(scenario, said) - 1, 0),
+                         scenario)
     if asked:
+        # Answer what was literally asked ("return method"), not every fact sharing a word with it.
+        lowered = " ".join(question_sentences(reply)).lower()
+        literal = [k for k in asked if humanize(k).lower() in lowered]
+        asked = literal or asked
         facts = {k: value_for(scenario, k, said) for k in asked}
         return {"role": "user", "content": "Sure.\n" + fact_lines(facts)}
     if is_confirmation_request(reply):

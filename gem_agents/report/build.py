@@ -39,7 +39,7 @@ def _stage_counts(docs: list[dict[str, Any]], trajs: list[tuple[str, Trajectory]
     multi = sum(1 for d in docs if (d["relevance"] or {}).get("multi_step"))
     extracted = sum(1 for d in docs if d["workflow"])
     originals = [t for k, t in trajs if k == "original"]
-    refined = [t for k, t in trajs if k == "refined"]
+    refined = [t for k, t in trajs if k == "refined"]  # only verified refinements are kept by stage 4
     ok = sum(1 for t in originals if t.verdict and t.verdict.passed)
     ok_ref = sum(1 for t in refined if t.verdict and t.verdict.passed)
     kept = sum(1 for d in docs if d["status"] == "kept")
@@ -47,7 +47,7 @@ def _stage_counts(docs: list[dict[str, Any]], trajs: list[tuple[str, Trajectory]
         {"stage": "filter", "label": "documents in → multi-step", "in": total, "out": multi},
         {"stage": "extract", "label": "multi-step → workflow extracted", "in": multi, "out": extracted},
         {"stage": "simulate", "label": "rollouts → verified", "in": len(originals), "out": ok},
-        {"stage": "refine", "label": "refined → verified", "in": len(refined), "out": ok_ref},
+        {"stage": "refine", "label": "verified rollouts → refined and verified again", "in": ok, "out": ok_ref},
         {"stage": "export", "label": "documents kept (≥1 verified trajectory)", "in": total, "out": kept},
     ]
 

@@ -382,15 +382,26 @@ def parse(text: str) -> SynthTrajectory:
     )
 
 
-def extract_block(text: str) -> str:
-    """The block inside a model's answer: from the first '## tools' line through '## end'.
+_THINK = re.compile(r"<think>.*?</think>", re.S)
 
-    Models wrap answers in code fences or add a sentence around them; that text is dropped here so
-    `parse` stays strict. Without a '## tools' line the answer is returned as is (parse reports it).
+
+def extract_block(text: str) -> str:
+    """The block inside a model's answer: from a '## tools' line through its '## end'.
+
+    Models wrap answers in code fences, add a sentence around them, or think aloud first
+    (`<think>…</think>`, drafts); that text is dropped here so `parse` stays strict. The last
+    complete block wins (a draft comes before the answer); with none complete, the first start
+    is kept so the parse error says where it was cut off. Without a '## tools' line the answer
+    is returned as is (parse reports it).
     """
-    lines = text.split("\n")
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## tools"), None)
-    if start is None:
+    lines = _THINK.sub("", text).split("\n")
+    starts = [i for i, line in enumerate(lines) if line.strip() == "## tools"]
+    if not starts:
         return text
-    end = next((i for i in range(start, len(lines)) if lines[i].strip() == "## end"), None)
-    return "\n".join(lines[start:(end + 1 if end is not None else len(lines))]).rstrip("`\n ") + "\n"
+    spans = []
+    for start in starts:
+        end = next((i for i in range(start, len(lines)) if lines[i].strip() == "## end"), None)
+        if end is not None:
+            spans.append((start, end + 1))
+    start, stop = spans[-1] if spans else (starts[0], len(lines))
+    return "\n".join(lines[start:stop]).rstrip("`\n ") + "\n"
