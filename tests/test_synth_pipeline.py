@@ -7,6 +7,8 @@ the backend contradicts, a cut-off block), so the verified rates must differ exa
 
 import asyncio
 import json
+import shutil
+import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -188,17 +190,9 @@ def test_verify_stage_resumes_from_the_kept_answer(full_run, tmp_path):
     assert trajs == [] and "was lost" in reasons[0]
 
 
-def test_gem_export_reads_the_texts_from_the_recorded_input_or_says_why_not(full_run, tmp_path):
+def test_gem_export_reads_the_texts_the_run_kept_or_says_why_not(full_run, tmp_path):
     out = tmp_path / "pairs"
     run_dir = full_run.root / "full"
-    store = RunStore(run_dir)
-    store.set_meta("input", None)
-    store.close()
-    res = runner.invoke(app, ["export", str(run_dir), "--format", "synthesizer", "--out", str(out)])
-    assert res.exit_code == 2 and "records no document texts" in " ".join(res.output.split())
-    store = RunStore(run_dir)
-    store.set_meta("input", str(SAMPLES))
-    store.close()
     res = runner.invoke(app, ["export", str(run_dir), "--format", "synthesizer", "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
@@ -206,6 +200,13 @@ def test_gem_export_reads_the_texts_from_the_recorded_input_or_says_why_not(full
     assert (out / "train.jsonl").read_text() == (full_run.root / "pairs" / "train.jsonl").read_text()
     res = runner.invoke(app, ["export", str(run_dir), "--format", "synthesizer", "--out", str(tmp_path / "x.jsonl")])
     assert res.exit_code == 2 and "writes a folder" in " ".join(res.output.split())
+    # A run directory from before texts were kept: the export says why it cannot pair.
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    with sqlite3.connect(old / "run.sqlite") as db:
+        db.execute("UPDATE documents SET text = ''")
+    res = runner.invoke(app, ["export", str(old), "--format", "synthesizer", "--out", str(tmp_path / "p2")])
+    assert res.exit_code == 2 and "records no document texts" in " ".join(res.output.split())
 
 
 def test_pairs_prefer_refined_trajectories_and_skip_unusable_rows():

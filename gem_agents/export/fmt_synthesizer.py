@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gem_agents.config import RunConfig
 from gem_agents.export.records import atomic_write_text
 from gem_agents.run.store import STORE_NAME, RunStore
 from gem_agents.synthesizer.format import FormatError, from_trajectory, parse, render
@@ -49,25 +48,12 @@ def split_groups(groups: list[str], fraction: float = VALIDATION_FRACTION, salt:
 
 
 def source_texts(run_dir: Path) -> dict[str, str]:
-    """Each document's text: from the store when it keeps texts, else re-read from the run's recorded input."""
+    """Each document's text, as the run store kept it when the document finished."""
     store = RunStore(run_dir, readonly=True)
     try:
-        docs = store.documents()
-        input_path = store.get_meta("input")
-        config = store.get_meta("config") or {}
+        return {d["doc_id"]: d["text"] for d in store.documents() if d.get("text")}
     finally:
         store.close()
-    texts = {d["doc_id"]: d["text"] for d in docs if isinstance(d.get("text"), str)}
-    if texts or not input_path:
-        return texts
-    from gem_agents.ingest import read_documents
-
-    try:
-        cfg = RunConfig.model_validate(config) if config else RunConfig()
-    except ValueError:
-        cfg = RunConfig()
-    read, _ = read_documents(Path(input_path), cfg.input, max_segments=cfg.limits.max_segments)
-    return {d.id: d.text for d in read}
 
 
 def verified_rows(run_dir: Path) -> list[tuple[str, str, Trajectory]]:
@@ -136,8 +122,8 @@ def export_pairs(run_dir: Path, out: Path, texts: Mapping[str, str] | None = Non
     if texts is None:
         texts = source_texts(run_dir)
     if rows and not texts:
-        raise ValueError(f"{run_dir}: the run records no document texts (no 'text' in its documents and no "
-                         "'input' in its meta), so no (text → trajectory) pair can be built; pass the texts: "
+        raise ValueError(f"{run_dir}: the run records no document texts (written by an older gem run), so "
+                         "no (text → trajectory) pair can be built; pass the texts: "
                          "gem_agents.export.fmt_synthesizer.export_pairs(run_dir, out, texts={doc_id: text})")
     pairs, dropped = build_pairs(rows, texts)
     validation = split_groups([group_of(p["doc_id"]) for p in pairs], validation_fraction)

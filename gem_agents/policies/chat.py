@@ -29,10 +29,34 @@ def assistant_prompt(scenario: Scenario) -> str:
     return fill(load_prompt(PKG, "assistant_system.txt"), domain=domain)
 
 
+def fact_goal(key: str) -> int | None:
+    """The goal a fact key belongs to (`order_id@2` → 2, `order_id@2.3` → 2), None when shared."""
+    suffix = key.partition("@")[2].split(".")[0]
+    return int(suffix) if suffix.isdigit() else None
+
+
+def fact_list(scenario: Scenario) -> str:
+    """The user's facts as prompt lines, grouped by request when later requests reuse the same words.
+
+    Chained goals can know two values shown as "order id"; a model user can only keep them apart
+    when it is told which request each one is for.
+    """
+    shared, per_goal = [], {}
+    for key, value in scenario.known_info.items():
+        line = f"- {humanize(key)}: {render_value(value)}"
+        goal = fact_goal(key)
+        (shared if goal is None else per_goal.setdefault(goal, [])).append(line)
+    if not per_goal:
+        return "\n".join(shared) or "- (nothing)"
+    parts = ["\n".join(shared)] if shared else []
+    parts += [f"For request {g + 1}:\n" + "\n".join(lines) for g, lines in sorted(per_goal.items())]
+    return "\n".join(parts)
+
+
 def user_prompt(scenario: Scenario) -> str:
     """The user simulator's system prompt: persona, goals, known facts, planned slips."""
     goals = "\n".join(f"{i + 1}. {g.description}" for i, g in enumerate(scenario.goals))
-    facts = "\n".join(f"- {humanize(k)}: {render_value(v)}" for k, v in scenario.known_info.items()) or "- (nothing)"
+    facts = fact_list(scenario)
     slips = [e for e in scenario.planned_errors if e.kind in ("not_found", "invalid_value") and e.key]
     mistakes = ""
     if slips:

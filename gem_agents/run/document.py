@@ -44,7 +44,7 @@ def outcome_from_state(doc: Document, state: dict[str, Any], seconds: float = 0.
     if status not in ("kept", "rejected", "failed"):
         status, error = "failed", error or "the pipeline ended without a decision"
     return DocOutcome(
-        doc_id=doc.id, source=doc.source, status=status, stage=state.get("stage") or "filter",
+        doc_id=doc.id, source=doc.source, text=doc.text, status=status, stage=state.get("stage") or "filter",
         relevance=Relevance.model_validate(state["relevance"]) if state.get("relevance") else None,
         workflow=Workflow.model_validate(state["workflow"]) if state.get("workflow") else None,
         reasons=list(state.get("reasons", [])), error=error,

@@ -57,7 +57,7 @@ def merge_usage(base: dict[str, dict[str, int]], more: dict[str, dict[str, int]]
 
 def failed_outcome(doc: Document, error: str, seconds: float) -> DocOutcome:
     """The outcome of a document whose pipeline raised or ran out of time."""
-    return DocOutcome(doc_id=doc.id, source=doc.source, status="failed", stage="pipeline", error=error,
+    return DocOutcome(doc_id=doc.id, source=doc.source, text=doc.text, status="failed", stage="pipeline", error=error,
                       seconds=round(seconds, 4))
 
 

@@ -30,6 +30,7 @@ def outcome_to_dict(outcome: DocOutcome) -> dict[str, Any]:
     """A DocOutcome as plain JSON-able data."""
     return {
         "doc_id": outcome.doc_id, "status": outcome.status, "stage": outcome.stage, "source": outcome.source,
+        "text": outcome.text,
         "relevance": outcome.relevance.model_dump(mode="json") if outcome.relevance else None,
         "workflow": outcome.workflow.model_dump(mode="json") if outcome.workflow else None,
         "reasons": list(outcome.reasons), "error": outcome.error, "seconds": outcome.seconds,
@@ -41,6 +42,7 @@ def outcome_from_dict(data: dict[str, Any]) -> DocOutcome:
     """The inverse of `outcome_to_dict`."""
     return DocOutcome(
         doc_id=data["doc_id"], status=data["status"], stage=data["stage"], source=data.get("source", ""),
+        text=data.get("text", ""),
         relevance=Relevance.model_validate(data["relevance"]) if data.get("relevance") else None,
         workflow=Workflow.model_validate(data["workflow"]) if data.get("workflow") else None,
         reasons=list(data.get("reasons", [])), error=data.get("error"), seconds=float(data.get("seconds", 0.0)),

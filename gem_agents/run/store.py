@@ -28,6 +28,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     doc_id    TEXT PRIMARY KEY,
     source    TEXT NOT NULL DEFAULT '',
+    text      TEXT NOT NULL DEFAULT '',
     status    TEXT NOT NULL,
     stage     TEXT NOT NULL,
     relevance TEXT,
@@ -57,6 +58,7 @@ class DocOutcome:
     status: Status
     stage: str
     source: str = ""
+    text: str = ""
     relevance: Relevance | None = None
     workflow: Workflow | None = None
     reasons: list[str] = field(default_factory=list)
@@ -81,6 +83,9 @@ class RunStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(documents)")}
+            if "text" not in columns:  # a run directory written before texts were kept
+                self._db.execute("ALTER TABLE documents ADD COLUMN text TEXT NOT NULL DEFAULT ''")
 
     # -- writing ---------------------------------------------------------------------------
     def finish(self, outcome: DocOutcome) -> bool:
@@ -101,9 +106,9 @@ class RunStore:
                     rows = [(t.id, outcome.doc_id, kind, int(bool(t.verdict and t.verdict.passed)),
                              t.model_dump_json()) for kind, t in outcome.trajectories]
                     cur.execute(
-                        "INSERT INTO documents (doc_id, source, status, stage, relevance, workflow, reasons, error, "
-                        "seconds, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (outcome.doc_id, outcome.source, outcome.status, outcome.stage,
+                        "INSERT INTO documents (doc_id, source, text, status, stage, relevance, workflow, reasons, "
+                        "error, seconds, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (outcome.doc_id, outcome.source, outcome.text, outcome.status, outcome.stage,
                          outcome.relevance.model_dump_json() if outcome.relevance else None,
                          outcome.workflow.model_dump_json() if outcome.workflow else None,
                          json.dumps(outcome.reasons, ensure_ascii=False), outcome.error, outcome.seconds, time.time()))
@@ -135,14 +140,14 @@ class RunStore:
             return {r[0] for r in self._db.execute("SELECT doc_id FROM documents")}
 
     def documents(self) -> list[dict[str, Any]]:
-        """Every finished document as a dict (relevance/workflow/reasons decoded)."""
+        """Every finished document as a dict (text kept; relevance/workflow/reasons decoded)."""
         with self._lock:
-            cur = self._db.execute("SELECT doc_id, source, status, stage, relevance, workflow, reasons, error, "
-                                   "seconds FROM documents ORDER BY finished, doc_id")
+            cur = self._db.execute("SELECT doc_id, source, text, status, stage, relevance, workflow, reasons, "
+                                   "error, seconds FROM documents ORDER BY finished, doc_id")
             rows = cur.fetchall()
         out = []
-        for doc_id, source, status, stage, rel, wf, reasons, err, secs in rows:
-            out.append({"doc_id": doc_id, "source": source, "status": status, "stage": stage,
+        for doc_id, source, text, status, stage, rel, wf, reasons, err, secs in rows:
+            out.append({"doc_id": doc_id, "source": source, "text": text, "status": status, "stage": stage,
                         "relevance": json.loads(rel) if rel else None, "workflow": json.loads(wf) if wf else None,
                         "reasons": json.loads(reasons), "error": err, "seconds": secs})
         return out
