@@ -26,7 +26,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from gem_agents.cli.cmd_simulate import _config, _load_workflow
-from gem_agents.cli.common import fail
+from gem_agents.cli.common import fail, read_input_text
 from gem_agents.cli.render_dialogue import print_messages, records_table, short, verdict_panel
 from gem_agents.models.hub import ModelHub
 from gem_agents.roles_factory import make_roles
@@ -223,12 +223,7 @@ def debug_cmd(
         fail(str(exc), 2)
     lines = None
     if script is not None:
-        try:
-            lines = script.read_text(encoding="utf-8").splitlines()
-        except (FileNotFoundError, IsADirectoryError):
-            fail(f"{script}: no such file", 2)
-        except UnicodeDecodeError as exc:
-            fail(f"{script}: not UTF-8 text ({exc.reason} at byte {exc.start})", 2)
+        lines = read_input_text(script).splitlines()
     wf = _load_workflow(workflow)
     cfg = _config(config, policy)
     try:

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from gem_agents.cli.common import console, fail, print_json
+from gem_agents.cli.common import console, fail, print_json, read_input_text
 from gem_agents.cli.progress import make_progress
 from gem_agents.config import ConfigError, RunConfig, load_config
 from gem_agents.models.hub import ModelHub
@@ -38,12 +38,7 @@ REFINE_HELP = "\n\n".join([
 
 def read_trajectories(path: Path) -> list[tuple[int, Trajectory | None, str]]:
     """(line, trajectory, problem) per non-blank line; bad lines keep their reason instead of a trajectory."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        fail(f"{path}: no such file", 2)
-    except UnicodeDecodeError as exc:
-        fail(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", 2)
+    lines = read_input_text(path).splitlines()
     rows: list[tuple[int, Trajectory | None, str]] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():

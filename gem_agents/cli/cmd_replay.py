@@ -14,7 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from gem_agents.cli.cmd_simulate import _load_workflow
-from gem_agents.cli.common import fail, print_json
+from gem_agents.cli.common import fail, print_json, read_input_text
 from gem_agents.cli.render_dialogue import message_panel, short, verdict_panel
 from tools_runtime.divergence import CallStep, Divergence, step_replay
 from tools_runtime.executor import tool_message_content
@@ -28,12 +28,7 @@ AGAINST = {"dialogue": "the dialogue graph", "schema": "the tool schemas", "orde
 
 def read_trajectory(path: Path, line: int) -> dict[str, Any]:
     """One trajectory from a .json file (object, or bare list of messages) or line `line` of a .jsonl file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError):
-        fail(f"{path}: no such file", 2)
-    except UnicodeDecodeError as exc:
-        fail(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", 2)
+    text = read_input_text(path)
     where = str(path)
     if path.suffix == ".jsonl":
         rows = [(n, s) for n, s in enumerate(text.splitlines(), 1) if s.strip()]

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from gem_agents.cli.common import console, fail, print_json
+from gem_agents.cli.common import console, fail, print_json, read_input_text
 from gem_agents.cli.progress import make_progress
 from gem_agents.config import ConfigError, RunConfig, load_config
 from gem_agents.models.hub import ModelHub
@@ -122,12 +122,7 @@ async def _simulate_all(scenarios: list[Scenario], roles: Any, checkpoints: Path
 
 def _read_trajectories(path: Path) -> list[tuple[int, dict[str, Any]]]:
     rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        fail(f"{path}: no such file", 2)
-    except UnicodeDecodeError as exc:
-        fail(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", 2)
+    lines = read_input_text(path).splitlines()
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue

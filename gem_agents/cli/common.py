@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -23,3 +24,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def print_json(obj: Any) -> None:
     """Write one JSON object to stdout (machine-readable output of `--json`)."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+
+
+def read_input_text(path: Path) -> str:
+    """A UTF-8 input file's text; a missing or undecodable file exits 2 with a message naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        fail(f"{path}: no such file", 2)
+    except UnicodeDecodeError as exc:
+        fail(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", 2)

@@ -44,6 +44,16 @@ class RunSummary:
         """Plain dict (for the JSON log and `--json`)."""
         return dict(vars(self))
 
+    def count(self, outcome: DocOutcome, written: bool, t0: float) -> dict[str, Any]:
+        """Count a stored outcome and return its `doc` event (the same for every engine)."""
+        self.processed += 1
+        self.status[outcome.status] = self.status.get(outcome.status, 0) + 1
+        return {"event": "doc", "doc": outcome.doc_id, "status": outcome.status, "stage": outcome.stage,
+                "written": written, "reasons": outcome.reasons[:5], "error": outcome.error,
+                "trajectories": len(outcome.trajectories),
+                "verified": sum(1 for _, t in outcome.trajectories if t.verdict and t.verdict.passed),
+                "seconds": round(time.perf_counter() - t0, 4)}
+
 
 def merge_usage(base: dict[str, dict[str, int]], more: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
     """Per-stage usage summed over runs (a resumed run adds to what the killed one spent)."""
@@ -137,13 +147,7 @@ async def run_documents(ctx: RunContext, docs: Iterable[Document], *, on_event: 
                 await asyncio.to_thread(store.set_meta, "usage",
                                         merge_usage(usage_base, ctx.hub.meter.as_dict()))
             for (outcome, t0), w in zip(batch, written, strict=True):
-                summary.processed += 1
-                summary.status[outcome.status] = summary.status.get(outcome.status, 0) + 1
-                emit({"event": "doc", "doc": outcome.doc_id, "status": outcome.status, "stage": outcome.stage,
-                      "written": w, "reasons": outcome.reasons[:5], "error": outcome.error,
-                      "trajectories": len(outcome.trajectories),
-                      "verified": sum(1 for _, t in outcome.trajectories if t.verdict and t.verdict.passed),
-                      "seconds": round(time.perf_counter() - t0, 4)})
+                emit(summary.count(outcome, w, t0))
 
     async def worker() -> None:
         while (doc := await queue.get()) is not None:

@@ -175,11 +175,5 @@ def _drive(actors: list[Any], todo: list[Document], per_worker: int, store: RunS
             store.set_meta("usage", usage)
             if roles_seen:
                 store.set_meta("roles", roles_seen)
-            summary.processed += 1
-            summary.status[outcome.status] = summary.status.get(outcome.status, 0) + 1
-            emit({"event": "doc", "doc": doc.id, "status": outcome.status, "stage": outcome.stage,
-                  "written": written, "reasons": outcome.reasons[:5], "error": outcome.error,
-                  "trajectories": len(outcome.trajectories),
-                  "verified": sum(1 for _, t in outcome.trajectories if t.verdict and t.verdict.passed),
-                  "seconds": round(time.perf_counter() - t0, 4), "worker": f"w{i}"})
+            emit({**summary.count(outcome, written, t0), "worker": f"w{i}"})
         submit()
