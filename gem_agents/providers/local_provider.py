@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,6 @@ class LocalEngine:
 
     def complete(self, messages: list[dict[str, Any]], spec: CallSpec, cfg: RoleConfig) -> tuple[dict, dict]:
         """One chat completion (blocking)."""
-        import time
-
         msgs = for_template(messages)
         kwargs: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "seed": 0}
         forced = tool_choice_schema(list(spec.tools), spec.tool_choice) if spec.tools else None
