@@ -11,6 +11,7 @@ generation at a time.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import threading
@@ -26,6 +27,21 @@ from gem_agents.providers.weights import resolve_model_file
 
 _ENGINES: dict[tuple[Any, ...], LocalEngine] = {}
 _ENGINES_LOCK = threading.Lock()
+
+
+@atexit.register
+def close_engines() -> None:
+    """Free every loaded model while the interpreter still works.
+
+    Left to garbage collection at shutdown, llama-cpp-python's finalizer runs after its C library
+    handle is gone and prints a TypeError traceback on an otherwise clean exit.
+    """
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            close = getattr(engine.llm, "close", None)
+            if callable(close):
+                close()
+        _ENGINES.clear()
 
 TOOLS_PREAMBLE = ("You may call functions. Their signatures, one JSON object a line:\n{tools}\n"
                   "To call one, answer with <tool_call>{{\"name\": ..., \"arguments\": {{...}}}}</tool_call>.")
