@@ -81,14 +81,18 @@ def reference_scenarios(run_dir: str | Path, seed: int = 0) -> list[Scenario]:
     return [build_scenario(wf, seed) for wf in workflows]
 
 
-def check_run(run_dir: str | Path, ids: list[str]) -> list[str]:
-    """Every broken promise of a run over `ids`: lost or duplicated documents, endings without a reason."""
+def run_records(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[Any]]:
+    """A run's stored documents and trajectories, read once."""
     store = RunStore(run_dir, readonly=True)
     try:
-        docs = store.documents()
-        trajectories = list(store.trajectories())
+        return store.documents(), list(store.trajectories())
     finally:
         store.close()
+
+
+def check_run(run_dir: str | Path, ids: list[str]) -> list[str]:
+    """Every broken promise of a run over `ids`: lost or duplicated documents, endings without a reason."""
+    docs, trajectories = run_records(run_dir)
     problems = []
     stored = Counter(d["doc_id"] for d in docs)
     problems += [f"{i}: lost (no record)" for i in ids if i not in stored]
@@ -111,12 +115,7 @@ def check_run(run_dir: str | Path, ids: list[str]) -> list[str]:
 
 def run_counts(run_dir: str | Path) -> dict[str, Any]:
     """Documents by status, trajectories by verdict, and the most common reasons (for reports)."""
-    store = RunStore(run_dir, readonly=True)
-    try:
-        docs = store.documents()
-        trajectories = list(store.trajectories())
-    finally:
-        store.close()
+    docs, trajectories = run_records(run_dir)
     reasons: Counter[str] = Counter()
     for d in docs:
         for r in d["reasons"] if d["status"] == "rejected" else [d["error"] or ""] if d["status"] == "failed" else []:
