@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# Rich sizes tables and wraps text to the terminal; tests read CLI output, so give every run (a
+# terminal, a pipe, CI) the same width.
+os.environ["COLUMNS"] = "160"
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GEM_SHARED_DIR", REPO.parent / "shared"))
 EXAMPLES = REPO / "examples"
