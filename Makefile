@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, pip, gcc):
 #   make run   — create .venv, install, run the main job on the embedded default
-#   make test  — create .venv, install .[dev], run ruff and pytest
+#   make test  — create .venv, install .[dev] + the tested extras (torch CPU, ray, trl, llama-cpp), run ruff and pytest
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
