@@ -100,3 +100,31 @@ def test_third_party_openai_format_and_bad_input(tmp_path):
     assert res.exit_code == 2 and "broken.json:2:" in res.output and "invalid JSON" in res.output
     missing_line = runner.invoke(app, ["replay", str(lines), "--line", "2", "--workflow", wf])
     assert missing_line.exit_code == 2 and "no trajectory on line 2" in missing_line.output
+
+
+def renumber_ids_per_turn(messages: list[dict]) -> list[dict]:
+    """Third-party style ids: `call_0`, `call_1` … restarting in every assistant message."""
+    out, ids = [], {}
+    for m in messages:
+        m = json.loads(json.dumps(m))
+        if m.get("tool_calls"):
+            for n, call in enumerate(m["tool_calls"]):
+                ids[len(out), call["id"]] = f"call_{n}"
+                call["id"] = f"call_{n}"
+        if m.get("role") == "tool":
+            m["tool_call_id"] = next(v for (at, old), v in reversed(ids.items()) if old == m["tool_call_id"])
+        out.append(m)
+    return out
+
+
+def test_tool_call_ids_reused_across_turns_still_verify():
+    from tools_runtime.verify import verify
+
+    sc, traj = scripted("shop_return", 0)
+    messages = renumber_ids_per_turn(traj.messages)
+    assert sum(1 for m in messages for c in m.get("tool_calls", []) if c["id"] == "call_0") > 1
+    verdict, _, _ = verify(messages, sc)
+    assert verdict.passed, verdict.failures
+    # A wrong result is still caught under reused ids.
+    bad = mutations.fake_result(messages, -1)
+    assert "tool_result_mismatch" in {f.code for f in verify(bad, sc)[0].failures}

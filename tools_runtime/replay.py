@@ -69,10 +69,12 @@ def replay_dialogue(messages: list[dict[str, Any]], scenario: Scenario, *, check
     proposals = proposals or {}
     env = ToolEnvironment(scenario.workflow, copy.deepcopy(scenario.initial_state), scenario.planned_errors)
     out = Replay(env=env)
-    answers: dict[str, tuple[int, Any]] = {}
+    # Ids may repeat across turns (`call_0` in every turn is common in third-party data): each
+    # call is answered by the first unused tool message with its id that comes after it.
+    answers: dict[str, list[tuple[int, Any]]] = {}
     for i, msg in enumerate(messages):
         if isinstance(msg, dict) and msg.get("role") == "tool":
-            answers.setdefault(str(msg.get("tool_call_id") or ""), (i, msg.get("content")))
+            answers.setdefault(str(msg.get("tool_call_id") or ""), []).append((i, msg.get("content")))
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or msg.get("role") != "assistant":
             continue
@@ -81,7 +83,7 @@ def replay_dialogue(messages: list[dict[str, Any]], scenario: Scenario, *, check
             rec = env.call(name, raw_args, call_id)
             if rec.ok and call_id in proposals:
                 rec = rec.model_copy(update={"result": proposals[call_id], "proposed": True})
-            answered = answers.get(call_id)
+            answered = _next_answer(answers.get(call_id), i)
             rc = ReplayedCall(message_index=i, record=rec,
                               recorded=answered[1] if answered else None,
                               answered_at=answered[0] if answered else None)
@@ -98,6 +100,15 @@ def replay_dialogue(messages: list[dict[str, Any]], scenario: Scenario, *, check
             if stop_at_first_divergence and not rc.matches:
                 return out
     return out
+
+
+def _next_answer(queue: list[tuple[int, Any]] | None, after: int) -> tuple[int, Any] | None:
+    """Take the first answer in `queue` that comes after message `after` (None when there is none)."""
+    while queue:
+        answer = queue.pop(0)
+        if answer[0] > after:
+            return answer
+    return None
 
 
 def _short(value: Any, n: int = 160) -> str:
