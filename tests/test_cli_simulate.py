@@ -73,3 +73,21 @@ def test_simulate_bad_workflow_exits_2_and_names_the_file(tmp_path):
     bad.write_text('{"id": "x", "execution_graph": "(a)->(b)", "tools": [')
     res = runner.invoke(app, ["simulate", str(bad), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "wf.json" in res.output
+
+
+def test_model_commands_without_their_api_key_exit_2_naming_the_role(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    cfg = str(REPO / "configs" / "openai.yaml")
+    docs = tmp_path / "d.jsonl"
+    docs.write_text('{"id": "a", "text": "1. Open Settings.\\n2. Click Wi-Fi.\\n3. Turn it off."}\n')
+    commands = [
+        ["simulate", str(WORKFLOW), "--policy", "model", "--config", cfg, "--out", str(tmp_path / "s")],
+        ["debug", str(WORKFLOW), "--policy", "model", "--config", cfg, "--script", str(docs)],
+        ["extract", str(docs), "--config", cfg, "--out", str(tmp_path / "e.jsonl")],
+        ["filter", str(docs), "--config", cfg, "--out", str(tmp_path / "f.jsonl")],
+    ]
+    for args in commands:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, (args[0], res.output)
+        assert "OPENAI_API_KEY is not set" in res.output and "roles." in res.output, (args[0], res.output)
+        assert res.exception is None or isinstance(res.exception, SystemExit), (args[0], res.exception)

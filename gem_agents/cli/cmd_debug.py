@@ -26,9 +26,8 @@ from rich.rule import Rule
 from rich.table import Table
 
 from gem_agents.cli.cmd_simulate import _config, _load_workflow
-from gem_agents.cli.common import fail, read_input_text
+from gem_agents.cli.common import DIALOGUE_ROLES, fail, open_hub, read_input_text
 from gem_agents.cli.render_dialogue import print_messages, records_table, short, verdict_panel
-from gem_agents.models.hub import ModelHub
 from gem_agents.roles_factory import make_roles
 from graphs.stepper import (
     DialogueStepper,
@@ -230,7 +229,7 @@ def debug_cmd(
         scenario = build_scenario(wf, seed)
     except ScenarioError as exc:
         fail(f"{workflow}: cannot build a scenario (seed {seed}): {exc}", 1)
-    hub = ModelHub(cfg, use_cache=False) if policy == "model" else None
+    hub = open_hub(cfg, str(config), DIALOGUE_ROLES, use_cache=False) if policy == "model" else None
     roles = make_roles(hub)
     console = Console(highlight=False)
     thread_id = thread or f"{wf.id}:s{seed}"

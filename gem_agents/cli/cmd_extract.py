@@ -77,7 +77,7 @@ def extract_cmd(
     """Stage 2: extract steps, an execution graph and tools from each document (see EXTRACT_HELP)."""
     cfg = load_run_config(config)
     docs, problems = load_input(input, cfg, quiet=quiet)
-    hub = model_hub(cfg, out, cache, offline)
+    hub = model_hub(cfg, out, cache, offline, ("filter", "extract"), str(config))
     filter_client = hub.client("filter") if hub is not None else None
     extract_client = hub.client("extract") if hub is not None else None
 

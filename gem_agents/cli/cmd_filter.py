@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gem_agents.cli.common import console, fail, print_json
+from gem_agents.cli.common import console, fail, open_hub, print_json
 from gem_agents.cli.progress import make_progress
 from gem_agents.config import ConfigError, RunConfig, load_config
 from gem_agents.ingest import IngestError, IngestProblem, read_documents
@@ -134,11 +134,12 @@ def print_summary(title: str, total: int, kept: int, reasons: Counter[str], prob
     console.print(f"wrote {total} records to {escape(str(out))}", highlight=False, soft_wrap=True)
 
 
-def model_hub(cfg: RunConfig, out: Path, cache: Path | None, offline: bool) -> ModelHub | None:
-    """The hub for model roles (None with --offline); the call cache sits beside the output by default."""
+def model_hub(cfg: RunConfig, out: Path, cache: Path | None, offline: bool, roles: tuple[str, ...],
+              source: str = "config") -> ModelHub | None:
+    """The hub for model `roles` (None with --offline); the call cache sits beside the output by default."""
     if offline:
         return None
-    return ModelHub(cfg, cache or out.parent / ".gem_cache.sqlite")
+    return open_hub(cfg, source, roles, cache or out.parent / ".gem_cache.sqlite")
 
 
 def relevance_record(doc_id: str, rel: Relevance) -> dict[str, Any]:
@@ -176,7 +177,7 @@ def filter_cmd(
     """Stage 1: decide for each document whether it holds a multi-step procedure (see FILTER_HELP)."""
     cfg = load_run_config(config)
     docs, problems = load_input(input, cfg, quiet=quiet)
-    hub = model_hub(cfg, out, cache, offline)
+    hub = model_hub(cfg, out, cache, offline, ("filter",), str(config))
     client = hub.client("filter") if hub is not None else None
 
     async def worker(doc: Document) -> dict[str, Any]:

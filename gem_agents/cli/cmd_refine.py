@@ -10,10 +10,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from gem_agents.cli.common import console, fail, print_json, read_input_text
+from gem_agents.cli.common import DIALOGUE_ROLES, console, fail, open_hub, print_json, read_input_text
 from gem_agents.cli.progress import make_progress
 from gem_agents.config import ConfigError, RunConfig, load_config
-from gem_agents.models.hub import ModelHub
 from gem_agents.roles_factory import make_roles
 from gem_agents.stages.refine import RefineResult, refine
 from tools_runtime.records import Scenario, Stats, Trajectory, Workflow
@@ -110,7 +109,7 @@ def refine_cmd(
     if not rows:
         fail(f"{trajectories}: no trajectories", 1)
     out.mkdir(parents=True, exist_ok=True)
-    hub = ModelHub(cfg, out / "model_cache.sqlite") if any(
+    hub = open_hub(cfg, str(config), (*DIALOGUE_ROLES, "refine"), out / "model_cache.sqlite") if any(
         getattr(cfg.roles, r).provider != "scripted" for r in ("user", "assistant", "refine")) else None
     roles = make_roles(hub)
     client = hub.client("refine") if hub is not None else None

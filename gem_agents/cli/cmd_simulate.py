@@ -12,10 +12,9 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from gem_agents.cli.common import console, fail, print_json, read_input_text
+from gem_agents.cli.common import DIALOGUE_ROLES, console, fail, open_hub, print_json, read_input_text
 from gem_agents.cli.progress import make_progress
 from gem_agents.config import ConfigError, RunConfig, load_config
-from gem_agents.models.hub import ModelHub
 from gem_agents.roles_factory import make_roles
 from graphs.dialogue import build_dialogue_graph
 from graphs.rollouts import simulate
@@ -68,7 +67,7 @@ def simulate_cmd(
         except ScenarioError as exc:
             fail(f"{workflow}: cannot build a scenario (seed {seed + i}): {exc}", 1)
     out.mkdir(parents=True, exist_ok=True)
-    hub = ModelHub(cfg, out / "model_cache.sqlite") if policy == "model" else None
+    hub = open_hub(cfg, str(config), DIALOGUE_ROLES, out / "model_cache.sqlite") if policy == "model" else None
     roles = make_roles(hub)
     target = out / "trajectories.jsonl"
     tmp = target.with_suffix(".jsonl.part")

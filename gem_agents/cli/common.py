@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from gem_agents.config import RunConfig
+from gem_agents.models.hub import ModelHub
+from gem_agents.run.preflight import endpoint_problems
 
 # soft_wrap: a message naming a long path stays one line (greppable, and the same at any terminal width).
 console = Console(stderr=True, soft_wrap=True)
@@ -35,3 +40,28 @@ def read_input_text(path: Path) -> str:
         fail(f"{path}: no such file", 2)
     except UnicodeDecodeError as exc:
         fail(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", 2)
+
+
+DIALOGUE_ROLES = ("user", "assistant", "tool_env")
+
+
+def open_hub(cfg: RunConfig, source: str, roles: Iterable[str], cache_path: Path | None = None,
+             **kwargs: Any) -> ModelHub:
+    """A ModelHub whose model `roles` can start, or exit 2 naming the role and why.
+
+    A missing API key, a provider extra that is not installed or weights not found are config
+    errors: said once, before any work, instead of a traceback or a failure per document.
+    """
+    roles = list(roles)
+    problems = [p for p in endpoint_problems(cfg, source) if any(f"roles.{r}:" in p or f"roles.{r}." in p
+                                                                 for r in roles)]
+    if problems:
+        fail("\n".join(problems), 2)
+    hub = ModelHub(cfg, cache_path, **kwargs)
+    for role in roles:
+        try:
+            hub.client(role)
+        except (ValueError, ImportError) as exc:
+            hub.close()
+            fail(f"{source}: roles.{role}: {exc}", 2)
+    return hub
