@@ -101,3 +101,27 @@ def test_refine_with_a_model_refiner_from_the_config(tmp_path):
     assert summary["ops"] == {"chain_goals": 1, "plan_errors": 1} and summary["refined"] == 1
     row = read_jsonl(tmp_path / "ref" / "refined.jsonl")[0]
     assert row["provenance"]["model"] == "fake-refiner" and len(row["scenario"]["goals"]) == 3
+
+
+def test_an_endpoint_that_gives_up_rejects_only_its_trajectories(tmp_path):
+    import yaml
+
+    from gem_agents.testing.fake_openai import FakeOpenAIServer, ScriptedResponder, http_error, text
+
+    src = simulate(tmp_path, 2)
+    proposal = {"ops": [{"op": "chain_goals", "count": 1}]}
+    # One refiner call fails for good (500, no retries), the other gets a proposal.
+    replies = [http_error(500, "upstream exploded"), text(json.dumps(proposal))]
+    with FakeOpenAIServer(ScriptedResponder(replies)) as srv:
+        cfg = tmp_path / "cfg.yaml"
+        role = {"provider": "openai", "base_url": srv.base_url, "model": "fake-refiner",
+                "structured_output": "tagged", "max_retries": 0}
+        cfg.write_text(yaml.safe_dump({"cache": False, "roles": {"refine": role}}), encoding="utf-8")
+        res = runner.invoke(app, ["refine", str(src), "--workflows", str(WF), "--out", str(tmp_path / "ref"),
+                                  "--config", str(cfg), "--json", "-q", "--concurrency", "1"])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["refined"] == 1 and summary["rejected"] == 1
+    rejected = read_jsonl(tmp_path / "ref" / "rejected.jsonl")
+    assert "model call failed" in rejected[0]["reasons"][0]
+    assert len(read_jsonl(tmp_path / "ref" / "refined.jsonl")) == 1

@@ -13,6 +13,7 @@ from rich.table import Table
 from gem_agents.cli.common import DIALOGUE_ROLES, console, fail, open_hub, print_json, read_input_text
 from gem_agents.cli.progress import make_progress
 from gem_agents.config import ConfigError, RunConfig, load_config
+from gem_agents.models.client import ModelCallError
 from gem_agents.roles_factory import make_roles
 from gem_agents.stages.refine import RefineResult, refine
 from tools_runtime.records import Scenario, Stats, Trajectory, Workflow
@@ -138,7 +139,12 @@ def refine_cmd(
 
         async def one(n: int, traj: Trajectory, sc: Scenario) -> tuple[int, Trajectory, RefineResult]:
             async with sem:
-                res = await refine(sc, roles, rounds=rounds, ops=wanted, seed=seed, client=client, trajectory=traj)
+                try:
+                    res = await refine(sc, roles, rounds=rounds, ops=wanted, seed=seed, client=client,
+                                       trajectory=traj)
+                except ModelCallError as exc:
+                    # An endpoint that gives up costs this trajectory only; the others are still written.
+                    res = RefineResult(rejected=[f"model call failed: {exc}"])
                 return n, traj, res
 
         with make_progress(quiet or as_json) as progress:
@@ -147,7 +153,11 @@ def refine_cmd(
                 results.append(await fut)
                 progress.advance(task)
 
-    asyncio.run(run_all())
+    try:
+        asyncio.run(run_all())
+    finally:
+        if hub is not None:
+            hub.close()
     results.sort(key=lambda r: r[0])
     with tmp.open("w", encoding="utf-8") as fh:
         for n, traj, res in results:
@@ -158,8 +168,6 @@ def refine_cmd(
     tmp.replace(target)
     rejected.sort(key=lambda r: r["line"])
     rej_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejected), encoding="utf-8")
-    if hub is not None:
-        hub.close()
     refined = [(traj, res) for _, traj, res in results if res.trajectory is not None]
     table = stats_table([t.stats for t, _ in refined], [r.trajectory.stats for _, r in refined if r.trajectory])
     ops_count: dict[str, int] = {}
