@@ -91,3 +91,8 @@ def test_model_commands_without_their_api_key_exit_2_naming_the_role(tmp_path, m
         assert res.exit_code == 2, (args[0], res.output)
         assert "OPENAI_API_KEY is not set" in res.output and "roles." in res.output, (args[0], res.output)
         assert res.exception is None or isinstance(res.exception, SystemExit), (args[0], res.exception)
+
+
+def test_a_folder_given_as_the_workflow_is_a_clear_error(tmp_path):
+    res = runner.invoke(app, ["simulate", str(WORKFLOW.parent), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "is a folder" in res.output, res.output

@@ -186,3 +186,8 @@ def test_gem_export_cli(run_dir, tmp_path):
     assert bad.exit_code == 2 and "available: " in " ".join(bad.output.split())
     missing = runner.invoke(app, ["export", str(tmp_path / "none"), "--out", str(out)])
     assert missing.exit_code == 2 and "not a run directory" in " ".join(missing.output.split())
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    res = runner.invoke(app, ["export", str(run_dir), "--format", "openai", "--out", str(folder)])
+    assert res.exit_code == 2 and "is a folder" in res.output, res.output
+    assert not list(tmp_path.glob("*.part")) and list(folder.iterdir()) == []

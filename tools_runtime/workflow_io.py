@@ -65,12 +65,18 @@ def load_workflow(path: str | Path, **kwargs: Any) -> Workflow:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise WorkflowError(f"{p}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise WorkflowError(f"{p}: is a folder; give one workflow JSON file") from exc
     except UnicodeDecodeError as exc:
         raise WorkflowError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise WorkflowError(f"{p}: cannot be read ({exc.strerror or exc})") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise WorkflowError(f"{p}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise WorkflowError(f"{p}: JSON nested too deeply") from exc
     return workflow_from_dict(data, str(p), **kwargs)
 
 

@@ -25,6 +25,8 @@ def export_cmd(
         summary = export_run(run_dir, fmt, out)
     except (RuntimeError, ValueError) as exc:
         fail(str(exc), 2)
+    except OSError as exc:
+        fail(f"{out}: cannot write ({exc.strerror or exc})", 2)
     if as_json:
         print_json(summary)
     else:

@@ -53,10 +53,15 @@ def verified_trajectories(run_dir: str | Path) -> Iterator[tuple[str, Trajectory
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a file so a reader never sees half of it (temp file, fsync, rename)."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; this format writes one file (give a file path)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a successful rename there is nothing left to remove
