@@ -13,11 +13,13 @@ from tools_runtime.refine_ops import (
     DEFAULT_OPS,
     OPS,
     RefineOpError,
+    add_tools,
     apply_ops,
     batch_sizes,
     chain_goals,
     check_scenario,
     plan_errors,
+    related_tools,
     unique_text,
     withhold_info,
 )
@@ -203,3 +205,10 @@ def test_goal_texts_never_contain_each_other():
     goals.append(Goal(description=text))
     third = unique_text("Do it again.", goals)
     assert all(third not in g.description and g.description not in third for g in goals)
+
+
+def test_add_tools_refuses_a_tool_proposed_twice():
+    sc = build_scenario(example("shop_return"), seed=0)
+    tool = related_tools(sc, 1)[0]
+    with pytest.raises(RefineOpError, match="more than once"):
+        add_tools(sc, random.Random(0), tools=[tool, tool], distractors=[])

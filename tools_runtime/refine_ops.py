@@ -328,6 +328,9 @@ def add_tools(scenario: Scenario, rng: random.Random, tools: list[ToolSpec] | No
     clash = [t.name for t in new + bad if t.name in names]
     if clash:
         raise RefineOpError(f"tools already exist: {', '.join(clash)}")
+    twice = sorted({t.name for t in new + bad if [u.name for u in new + bad].count(t.name) > 1})
+    if twice:
+        raise RefineOpError(f"tools proposed more than once: {', '.join(twice)}")
     bindings = bind_tools(scenario.tools)
     logged_in = any(bindings[c.tool].op == "session" and bindings[c.tool].mode == "login" for c in scenario.plan)
     has_logout = any(b.op == "session" and b.mode == "logout" for b in bindings.values())
