@@ -125,3 +125,24 @@ def test_an_endpoint_that_gives_up_rejects_only_its_trajectories(tmp_path):
     rejected = read_jsonl(tmp_path / "ref" / "rejected.jsonl")
     assert "model call failed" in rejected[0]["reasons"][0]
     assert len(read_jsonl(tmp_path / "ref" / "refined.jsonl")) == 1
+
+
+def test_ops_bound_what_the_model_refiner_may_apply(tmp_path):
+    import yaml
+
+    from gem_agents.testing.fake_openai import FakeOpenAIServer, ScriptedResponder, text
+
+    src = simulate(tmp_path, 1)
+    proposal = {"ops": [{"op": "chain_goals", "count": 2}, {"op": "plan_errors", "kinds": ["transient"]}]}
+    with FakeOpenAIServer(ScriptedResponder([text(json.dumps(proposal))])) as srv:
+        cfg = tmp_path / "cfg.yaml"
+        role = {"provider": "openai", "base_url": srv.base_url, "model": "fake-refiner",
+                "structured_output": "tagged", "max_retries": 0}
+        cfg.write_text(yaml.safe_dump({"cache": False, "roles": {"refine": role}}), encoding="utf-8")
+        res = runner.invoke(app, ["refine", str(src), "--workflows", str(WF), "--out", str(tmp_path / "ref"),
+                                  "--config", str(cfg), "--ops", "plan_errors", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["ops"] == {"plan_errors": 1}
+    row = read_jsonl(tmp_path / "ref" / "refined.jsonl")[0]
+    assert len(row["scenario"]["goals"]) == 1  # chain_goals was not allowed

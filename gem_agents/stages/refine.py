@@ -189,7 +189,11 @@ async def _one_round(current: Scenario, roles: Roles, ops: list[str], seed: int,
         if proposal is None:
             return None, None, [], [f"round {rnd}: {e}" for e in errors]
         try:
-            wanted, params = proposal_params(proposal)
+            proposed, params = proposal_params(proposal)
+            # The caller's operator list (`--ops`, `refine_ops:`) bounds what a model may apply.
+            wanted = [o for o in proposed if o in ops]
+            reasons += [f"round {rnd}: not applied: {o} (not among the allowed operators)"
+                        for o in proposed if o not in ops]
             refined, applied, skipped = apply_ops(current, wanted, seed=seed + rnd, params=params)
         except RefineOpError as exc:
             return None, None, [], [f"round {rnd}: {exc}"]
