@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gem_agents.models.hub import ModelHub
-from gem_agents.policies.chat import chat_assistant, chat_tool_env, chat_user
+from gem_agents.policies.chat import chat_assistant, chat_prompts_hash, chat_tool_env, chat_user
 from gem_agents.policies.scripted_assistant import scripted_assistant
 from gem_agents.policies.scripted_user import scripted_user
 from graphs.roles import Roles
@@ -23,4 +23,5 @@ def make_roles(hub: ModelHub | None) -> Roles:
     name = "+".join(f"{role}:{'model' if c else 'scripted'}" for role, c in kinds if role != "tool_env" or c)
     models = sorted({c.model for _, c in kinds if c})
     return Roles(user=user, assistant=assistant, tool_env=tool_env,
-                 name="scripted" if not models else name, model=",".join(models))
+                 name="scripted" if not models else name, model=",".join(models),
+                 prompts_hash=chat_prompts_hash() if models else "")

@@ -40,6 +40,7 @@ class Roles:
     tool_env: Policy | None = None
     name: str = "scripted"
     model: str = ""
+    prompts_hash: str = ""
 
 
 def user_view(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

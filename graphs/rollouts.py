@@ -42,7 +42,7 @@ def trajectory_from_state(state: dict[str, Any], scenario: Scenario, roles: Role
         verdict=verdict,
         stats=stats,
         provenance=Provenance(stage=stage, policy=roles.name, model=roles.model, seed=scenario.seed,
-                              rollout=rollout, doc_id=scenario.workflow.doc_id),
+                              rollout=rollout, doc_id=scenario.workflow.doc_id, prompts_hash=roles.prompts_hash),
         steps=[ExecRecord.model_validate(s) for s in state.get("steps", [])],
         scenario=scenario,
     )

@@ -34,6 +34,7 @@ def test_chatopenai_roles_through_the_graph_verify(tmp_path):
     assert traj.verdict.passed, traj.verdict.failures
     assert calls >= traj.stats.tool_calls
     assert traj.provenance.model == "fake-model" and "model" in traj.provenance.policy
+    assert len(traj.provenance.prompts_hash) >= 8  # which role prompts played the dialogue
     totals = hub.meter.totals()
     assert totals["calls"] == calls and totals["input_tokens"] > 0 and totals["output_tokens"] > 0
 
