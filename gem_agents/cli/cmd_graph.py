@@ -24,6 +24,7 @@ from tools_runtime.exec_graph import (
     stages,
     validate_graph,
 )
+from tools_runtime.toolspec import SpecIssue
 
 graph_app = typer.Typer(
     help="Execution graphs in the `(login)->(search, cart)->(update)` notation.",
@@ -38,22 +39,18 @@ def _split_names(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _issue_json(issue: Any) -> Any:
-    """A tool-file issue as JSON, whatever type the loader uses for it."""
-    return issue.model_dump() if hasattr(issue, "model_dump") else str(issue)
+def _issue_json(issue: SpecIssue) -> dict[str, Any]:
+    """A tool-file issue as JSON."""
+    return issue.model_dump()
 
 
-def _load_tool_names(path: Path) -> tuple[list[str], list[Any]]:
-    """Tool names from a tool file via `toolspec.load_tool_file`, plus the loader's issues."""
-    loader = getattr(toolspec, "load_tool_file", None)
-    if loader is None:
-        fail("--tools needs tools_runtime.toolspec.load_tool_file, which this build does not have yet", 2)
+def _load_tool_names(path: Path) -> tuple[list[str], list[SpecIssue]]:
+    """Tool names from a tool file, plus the loader's issues."""
     try:
-        specs, issues = loader(path)
+        specs, issues = toolspec.load_tool_file(path)
     except (OSError, ValueError) as exc:
         fail(f"cannot load tools from {path}: {exc}", 2)
-    names = [spec["name"] if isinstance(spec, dict) else spec.name for spec in specs]
-    return names, list(issues)
+    return [spec.name for spec in specs], list(issues)
 
 
 def _print_summary(
