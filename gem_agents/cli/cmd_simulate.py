@@ -81,12 +81,14 @@ def simulate_cmd(
             results.append(traj)
             progress.advance(task)
 
-        asyncio.run(_simulate_all(scenarios, roles, checkpoints, concurrency=concurrency, on_done=done,
-                                  max_user_turns=cfg.limits.max_user_turns,
-                                  max_tool_rounds=cfg.limits.max_tool_rounds))
+        try:
+            asyncio.run(_simulate_all(scenarios, roles, checkpoints, concurrency=concurrency, on_done=done,
+                                      max_user_turns=cfg.limits.max_user_turns,
+                                      max_tool_rounds=cfg.limits.max_tool_rounds))
+        finally:
+            if hub is not None:
+                hub.close()
     tmp.replace(target)
-    if hub is not None:
-        hub.close()
     passed = [t for t in results if t.verdict and t.verdict.passed]
     summary: dict[str, Any] = {"workflow": wf.id, "rollouts": len(results), "verified": len(passed),
                                "failed": len(results) - len(passed), "out": str(target),
