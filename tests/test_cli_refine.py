@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
 from typer.testing import CliRunner
 
 from gem_agents.cli import app
@@ -18,6 +19,15 @@ def simulate(tmp_path: Path, n: int = 2) -> Path:
     res = runner.invoke(app, ["simulate", str(WF), "--rollouts", str(n), "--out", str(tmp_path / "sim"), "-q"])
     assert res.exit_code == 0, res.output
     return tmp_path / "sim" / "trajectories.jsonl"
+
+
+def refiner_config(tmp_path: Path, base_url: str) -> Path:
+    """A run config whose refine role is a model at `base_url` (no cache, no retries)."""
+    cfg = tmp_path / "cfg.yaml"
+    role = {"provider": "openai", "base_url": base_url, "model": "fake-refiner",
+            "structured_output": "tagged", "max_retries": 0}
+    cfg.write_text(yaml.safe_dump({"cache": False, "roles": {"refine": role}}), encoding="utf-8")
+    return cfg
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -82,17 +92,12 @@ def test_usage_errors_exit_2(tmp_path):
 
 
 def test_refine_with_a_model_refiner_from_the_config(tmp_path):
-    import yaml
-
     from gem_agents.testing.fake_openai import FakeOpenAIServer, ScriptedResponder, text
 
     src = simulate(tmp_path, 1)
     proposal = {"ops": [{"op": "chain_goals", "count": 2}, {"op": "plan_errors", "kinds": ["transient"]}]}
     with FakeOpenAIServer(ScriptedResponder([text(json.dumps(proposal))])) as srv:
-        cfg = tmp_path / "cfg.yaml"
-        role = {"provider": "openai", "base_url": srv.base_url, "model": "fake-refiner",
-                "structured_output": "tagged", "max_retries": 0}
-        cfg.write_text(yaml.safe_dump({"cache": False, "roles": {"refine": role}}), encoding="utf-8")
+        cfg = refiner_config(tmp_path, srv.base_url)
         res = runner.invoke(app, ["refine", str(src), "--workflows", str(WF), "--out", str(tmp_path / "ref"),
                                   "--config", str(cfg), "--json", "-q"])
         assert srv.count == 1
@@ -104,8 +109,6 @@ def test_refine_with_a_model_refiner_from_the_config(tmp_path):
 
 
 def test_an_endpoint_that_gives_up_rejects_only_its_trajectories(tmp_path):
-    import yaml
-
     from gem_agents.testing.fake_openai import FakeOpenAIServer, ScriptedResponder, http_error, text
 
     src = simulate(tmp_path, 2)
@@ -113,10 +116,7 @@ def test_an_endpoint_that_gives_up_rejects_only_its_trajectories(tmp_path):
     # One refiner call fails for good (500, no retries), the other gets a proposal.
     replies = [http_error(500, "upstream exploded"), text(json.dumps(proposal))]
     with FakeOpenAIServer(ScriptedResponder(replies)) as srv:
-        cfg = tmp_path / "cfg.yaml"
-        role = {"provider": "openai", "base_url": srv.base_url, "model": "fake-refiner",
-                "structured_output": "tagged", "max_retries": 0}
-        cfg.write_text(yaml.safe_dump({"cache": False, "roles": {"refine": role}}), encoding="utf-8")
+        cfg = refiner_config(tmp_path, srv.base_url)
         res = runner.invoke(app, ["refine", str(src), "--workflows", str(WF), "--out", str(tmp_path / "ref"),
                                   "--config", str(cfg), "--json", "-q", "--concurrency", "1"])
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
@@ -128,17 +128,12 @@ def test_an_endpoint_that_gives_up_rejects_only_its_trajectories(tmp_path):
 
 
 def test_ops_bound_what_the_model_refiner_may_apply(tmp_path):
-    import yaml
-
     from gem_agents.testing.fake_openai import FakeOpenAIServer, ScriptedResponder, text
 
     src = simulate(tmp_path, 1)
     proposal = {"ops": [{"op": "chain_goals", "count": 2}, {"op": "plan_errors", "kinds": ["transient"]}]}
     with FakeOpenAIServer(ScriptedResponder([text(json.dumps(proposal))])) as srv:
-        cfg = tmp_path / "cfg.yaml"
-        role = {"provider": "openai", "base_url": srv.base_url, "model": "fake-refiner",
-                "structured_output": "tagged", "max_retries": 0}
-        cfg.write_text(yaml.safe_dump({"cache": False, "roles": {"refine": role}}), encoding="utf-8")
+        cfg = refiner_config(tmp_path, srv.base_url)
         res = runner.invoke(app, ["refine", str(src), "--workflows", str(WF), "--out", str(tmp_path / "ref"),
                                   "--config", str(cfg), "--ops", "plan_errors", "--json", "-q"])
     assert res.exit_code == 0, res.output

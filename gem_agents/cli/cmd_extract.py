@@ -10,12 +10,12 @@ import typer
 
 from gem_agents.cli.cmd_filter import (
     load_input,
-    load_run_config,
     model_hub,
     print_summary,
     reason_key,
     run_documents,
 )
+from gem_agents.cli.common import load_run_config
 from gem_agents.models.client import ModelCallError
 from gem_agents.stages import ExtractionResult
 from gem_agents.stages.extract import check_simulatable, extract_workflow

@@ -21,9 +21,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gem_agents.cli.common import console, fail, open_hub, print_json
+from gem_agents.cli.common import console, fail, load_run_config, open_hub, print_json
 from gem_agents.cli.progress import make_progress
-from gem_agents.config import ConfigError, RunConfig, load_config
+from gem_agents.config import RunConfig
 from gem_agents.ingest import IngestError, IngestProblem, read_documents
 from gem_agents.models.client import ModelCallError
 from gem_agents.models.hub import ModelHub
@@ -35,14 +35,6 @@ MAX_PROBLEMS_SHOWN = 20
 
 # ---------------------------------------------------------------------------------------------------------
 # shared helpers
-
-
-def load_run_config(path: Path | None) -> RunConfig:
-    """The run config, or exit 2 with the config error."""
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        fail(str(exc), 2)
 
 
 def load_input(path: Path, cfg: RunConfig, *, quiet: bool = False) -> tuple[list[Document], list[IngestProblem]]:

@@ -10,9 +10,16 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from gem_agents.cli.common import DIALOGUE_ROLES, console, fail, open_hub, print_json, read_input_text
+from gem_agents.cli.common import (
+    DIALOGUE_ROLES,
+    console,
+    fail,
+    load_run_config,
+    open_hub,
+    print_json,
+    read_input_text,
+)
 from gem_agents.cli.progress import make_progress
-from gem_agents.config import ConfigError, RunConfig, load_config
 from gem_agents.models.client import ModelCallError
 from gem_agents.roles_factory import make_roles
 from gem_agents.stages.refine import RefineResult, refine
@@ -97,10 +104,7 @@ def refine_cmd(
 ) -> None:
     """Refine trajectories into harder, verified ones."""
     wanted = _ops(ops)
-    try:
-        cfg = load_config(config) if config else RunConfig()
-    except ConfigError as exc:
-        fail(str(exc), 2)
+    cfg = load_run_config(config)
     try:
         wf_list = load_workflows(workflows)
     except (WorkflowError, FileNotFoundError, ValueError) as exc:

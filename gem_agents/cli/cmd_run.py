@@ -8,9 +8,9 @@ from typing import Any
 
 import typer
 
-from gem_agents.cli.common import console, fail, print_json
+from gem_agents.cli.common import console, fail, load_run_config, print_json
 from gem_agents.cli.run_events import RunMonitor
-from gem_agents.config import ConfigError, RunConfig, load_config
+from gem_agents.config import RunConfig
 from gem_agents.ingest import IngestError, IngestProblem, iter_documents
 from gem_agents.run.context import PipelineUnavailable, open_run
 from gem_agents.run.engine import RunSummary, run_documents
@@ -120,10 +120,7 @@ def run_cmd(
     """Run the whole pipeline (see RUN_HELP)."""
     if engine not in ("local", "ray"):
         fail("--engine must be 'local' or 'ray'", 2)
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        fail(str(exc), 2)
+    cfg = load_run_config(config)
     from gem_agents.run.preflight import endpoint_problems
 
     if unusable := endpoint_problems(cfg, str(config)):

@@ -12,9 +12,17 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from gem_agents.cli.common import DIALOGUE_ROLES, console, fail, open_hub, print_json, read_input_text
+from gem_agents.cli.common import (
+    DIALOGUE_ROLES,
+    console,
+    fail,
+    load_run_config,
+    open_hub,
+    print_json,
+    read_input_text,
+)
 from gem_agents.cli.progress import make_progress
-from gem_agents.config import ConfigError, RunConfig, load_config
+from gem_agents.config import RunConfig
 from gem_agents.roles_factory import make_roles
 from graphs.dialogue import build_dialogue_graph
 from graphs.rollouts import simulate
@@ -33,10 +41,7 @@ def _load_workflow(path: Path) -> Workflow:
 
 
 def _config(path: Path | None, policy: str) -> RunConfig:
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        fail(str(exc), 2)
+    cfg = load_run_config(path)
     if policy == "model" and cfg.roles.assistant.provider == "scripted" and cfg.roles.user.provider == "scripted":
         fail("--policy model needs a --config whose roles.user or roles.assistant names a model provider", 2)
     return cfg

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gem_agents.config import RunConfig
+from gem_agents.config import ConfigError, RunConfig, load_config
 from gem_agents.models.hub import ModelHub
 from gem_agents.run.preflight import endpoint_problems
 
@@ -30,6 +30,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def print_json(obj: Any) -> None:
     """Write one JSON object to stdout (machine-readable output of `--json`)."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+
+
+def load_run_config(path: Path | None) -> RunConfig:
+    """The run config (None → the built-in defaults), or exit 2 with the error naming file and key."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        fail(str(exc), 2)
 
 
 def read_input_text(path: Path) -> str:
