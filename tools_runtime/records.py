@@ -162,6 +162,8 @@ class ComponentVerdict(_Record):
     passed: bool
     reason: str = ""
     failures: list[Failure] = Field(default_factory=list)
+    # Undecided: no judge was configured for a component only a judge can decide (`nl_assertions`).
+    pending: bool = False
 
 
 Blame = Literal["assistant", "user", "environment", "task"]
