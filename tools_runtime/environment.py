@@ -95,3 +95,45 @@ class Rule(_Spec):
     strength: Literal["must", "recommended"] = "must"
     tools: list[str] = Field(default_factory=list)
     confirm: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------------
+# functions on the spec parts (no backend, no workflow: records.py imports this module)
+
+
+class EnvironmentSpecError(ValueError):
+    """An environment spec that cannot be used; the message names the record, entity or field."""
+
+
+def entity_schema(entity: Entity) -> dict[str, Any]:
+    """The JSON Schema one record of `entity` must satisfy (its fields, its key required)."""
+    return {"type": "object", "properties": entity.fields, "required": [entity.key],
+            "additionalProperties": False}
+
+
+def record_issues(entity: Entity, values: dict[str, Any]) -> list[tuple[str, str]]:
+    """Why `values` is not a valid record of `entity`, as (field, message) pairs; empty when valid."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    schema = entity_schema(entity)
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "fields"
+        return [(where, f"entity '{entity.name}' has an invalid field schema: {exc.message}")]
+    out = []
+    for err in sorted(Draft202012Validator(schema).iter_errors(values), key=lambda e: list(e.path)):
+        if err.path:
+            field = str(err.path[0])
+        elif err.validator == "additionalProperties":
+            extra = sorted(set(values) - set(entity.fields))
+            field = extra[0] if extra else ""
+            out.append((field, f"unknown field(s) {extra} (entity '{entity.name}' has {sorted(entity.fields)})"))
+            continue
+        elif err.validator == "required":
+            field = entity.key
+        else:
+            field = ""
+        out.append((field, err.message))
+    return out
