@@ -57,33 +57,40 @@ def record_id(entity: Entity, values: dict[str, Any]) -> str:
     return str(values[entity.key])
 
 
-def spec_state(entities: list[Entity], records: list[Any]) -> dict[str, Any]:
-    """The backend state of an environment's initial records; EnvironmentSpecError names bad ones."""
+def state_problems(entities: list[Entity], records: list[Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The backend state of an environment's initial records, and each problem as (path, reason)."""
     from tools_runtime.backend import empty_state
 
     state = empty_state()
     by_name = {e.name: e for e in entities}
-    problems = []
+    problems: list[tuple[str, str]] = []
     for i, rec in enumerate(records):
         where = f"initial_state[{i}]"
         ent = by_name.get(rec.entity)
         if ent is None:
-            problems.append(f"{where}: unknown entity '{rec.entity}' (entities: {sorted(by_name)})")
+            problems.append((f"{where}.entity", f"unknown entity '{rec.entity}' (entities: {sorted(by_name)})"))
             continue
         for field, message in record_issues(ent, rec.values):
-            problems.append(f"{where} ({rec.entity}).{field or '*'}: {message}")
+            path = f"{where}.values.{field}" if field else f"{where}.values"
+            problems.append((path, f"{rec.entity} record: {message}"))
         if ent.key not in rec.values:
             continue
         rid = record_id(ent, rec.values)
         col = state["collections"].setdefault(ent.name, {})
         if rid in col:
-            problems.append(f"{where} ({rec.entity}).{ent.key}: duplicate key '{rid}'")
+            problems.append((f"{where}.values.{ent.key}", f"duplicate {rec.entity} key '{rid}'"))
             continue
         col[rid] = copy.deepcopy(rec.values)
-    if problems:
-        raise EnvironmentSpecError("; ".join(problems))
     for ent in entities:
         state["collections"].setdefault(ent.name, {})
+    return state, problems
+
+
+def spec_state(entities: list[Entity], records: list[Any]) -> dict[str, Any]:
+    """The backend state of an environment's initial records; EnvironmentSpecError names bad ones."""
+    state, problems = state_problems(entities, records)
+    if problems:
+        raise EnvironmentSpecError("; ".join(f"{path}: {reason}" for path, reason in problems))
     return state
 
 
@@ -329,12 +336,3 @@ class EffectRunner:
             return bad
         records[str(rec[key_field])] = rec
         return Outcome(ok=True, result={"status": "sent", key_field: rec[key_field]})
-
-
-def check_spec_state(entities: list[Entity], records: list[Any]) -> list[str]:
-    """The problems of an initial state as messages (empty when it loads)."""
-    try:
-        spec_state(entities, records)
-    except EnvironmentSpecError as exc:
-        return str(exc).split("; ")
-    return []
