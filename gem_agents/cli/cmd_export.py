@@ -15,6 +15,8 @@ def export_cmd(
     fmt: str = typer.Option("openai", "--format", "-f", help="Export format: " + " | ".join(available_formats())),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (openai: .jsonl, sharegpt: .json) or folder (hf)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
+    include_offline: bool = typer.Option(False, "--include-offline", help="Also export trajectories the offline "
+                                         "stand-ins wrote (provenance.offline; left out by default)."),
 ) -> None:
     """Export only the verified trajectories of a run."""
     if fmt not in available_formats():
@@ -22,7 +24,7 @@ def export_cmd(
     if not (run_dir / "run.sqlite").exists():
         fail(f"{run_dir}: not a run directory (no run.sqlite)", 2)
     try:
-        summary = export_run(run_dir, fmt, out)
+        summary = export_run(run_dir, fmt, out, include_offline=include_offline)
     except (RuntimeError, ValueError) as exc:
         fail(str(exc), 2)
     except OSError as exc:

@@ -24,9 +24,19 @@ def format_module(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.fmt_{name}")
 
 
-def export_run(run_dir: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
-    """Export a run's verified trajectories in format `fmt` to `out`; returns the format's summary counts."""
-    return format_module(fmt).export(Path(run_dir), Path(out))
+def export_run(run_dir: str | Path, fmt: str, out: str | Path, *, include_offline: bool = False) -> dict[str, Any]:
+    """Export a run's verified trajectories in format `fmt` to `out`; returns the format's summary counts.
+
+    Trajectories written by the offline stand-ins are left out (and counted as `offline_left_out`)
+    unless `include_offline`.
+    """
+    module = format_module(fmt)
+    summary = module.export(Path(run_dir), Path(out), include_offline=include_offline)
+    if not include_offline:
+        from gem_agents.export.records import offline_verified
+
+        summary["offline_left_out"] = offline_verified(run_dir)
+    return summary
 
 
 __all__ = ["available_formats", "export_run", "format_module"]

@@ -39,8 +39,12 @@ def openai_record(traj: Trajectory) -> dict[str, Any]:
     return {"messages": [clean_message(m) for m in traj.messages], "tools": list(traj.tools)}
 
 
-def verified_trajectories(run_dir: str | Path) -> Iterator[tuple[str, Trajectory]]:
-    """(kind, trajectory) for every verified trajectory of a run, in store order."""
+def verified_trajectories(run_dir: str | Path, *, include_offline: bool = True) -> Iterator[tuple[str, Trajectory]]:
+    """(kind, trajectory) for every verified trajectory of a run, in store order.
+
+    `include_offline=False` leaves out what the offline stand-ins wrote (`provenance.offline`): test
+    doubles' output is not training data unless asked for.
+    """
     store = RunStore(run_dir, readonly=True)
     try:
         kinds = store.trajectory_kinds()
@@ -48,7 +52,13 @@ def verified_trajectories(run_dir: str | Path) -> Iterator[tuple[str, Trajectory
     finally:
         store.close()
     for t in rows:
-        yield kinds.get(t.id, "original"), t
+        if include_offline or not t.provenance.offline:
+            yield kinds.get(t.id, "original"), t
+
+
+def offline_verified(run_dir: str | Path) -> int:
+    """How many verified trajectories of a run the offline stand-ins wrote."""
+    return sum(1 for _, t in verified_trajectories(run_dir) if t.provenance.offline)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
