@@ -68,7 +68,7 @@ class RunData:
         return any(t.provenance.offline for _, t in self.trajectories) or any(t.offline for t in self.tasks.values())
 
 
-def _stored_tasks(store: RunStore) -> tuple[list[Task], list[dict[str, Any]]]:
+def stored_tasks(store: RunStore) -> tuple[list[Task], list[dict[str, Any]]]:
     """Tasks and task rejections the store keeps apart from trajectories (newer stores), else none."""
     tasks: list[Task] = []
     rejections: list[dict[str, Any]] = []
@@ -97,10 +97,16 @@ def load_run(run_dir: str | Path) -> RunData:
         docs = store.documents()
         kinds = store.trajectory_kinds()
         trajs = [(kinds.get(t.id, "original"), t) for t in store.trajectories()]
-        stored_tasks, rejections = _stored_tasks(store)
+        tasks, rejections = stored_tasks(store)
     finally:
         store.close()
-    data = RunData(docs=docs, trajectories=trajs, rejections=rejections)
+    return run_data(docs, trajs, tasks, rejections)
+
+
+def run_data(docs: list[dict[str, Any]], trajs: list[tuple[str, Trajectory]], tasks: Iterable[Task] = (),
+             rejections: Iterable[dict[str, Any]] = ()) -> RunData:
+    """RunData from records already read from a store (the report reads them once for both)."""
+    data = RunData(docs=docs, trajectories=trajs, rejections=list(rejections))
     for d in docs:
         if d.get("text"):
             data.texts[d["doc_id"]] = d["text"]
@@ -110,7 +116,7 @@ def load_run(run_dir: str | Path) -> RunData:
             except ValueError:
                 continue
             data.workflows[wf.id] = wf
-    for task in stored_tasks:
+    for task in tasks:
         data.tasks.setdefault(task.id, task)
     for _, t in trajs:
         if t.scenario is not None:
