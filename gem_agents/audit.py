@@ -5,7 +5,9 @@ Each figure answers one question a reader of the data would ask (issue 14, "Meas
 - `grounding`: do the values the dialogues use come from the text? Initial-state values, gold-action
   argument values and user known-info values are counted; a value is text-grounded when its
   provenance is a span of the document (a `text` source whose quote really occurs in the stored
-  text) or, for gold arguments and known info, when it equals a text-grounded state value.
+  text) or, for gold arguments and known info, when it equals a text-grounded state value (a gold
+  argument also when it equals a text-grounded known-info value or is a string found in the text).
+  Booleans and nulls are not counted (they are never a span of a text).
 - `noop_tool_share`: tools that change nothing and return nothing (UI gestures dressed as tools).
 - `compute_correct`: compute-tool results in the trajectories that equal their formula on the
   arguments, evaluated again here by the runtime's safe formula evaluator.
@@ -144,14 +146,14 @@ def _norm_text(s: str) -> str:
 
 
 def _scalars(value: Any) -> Iterator[Any]:
-    """The scalar leaves of a value (lists and dicts flattened); None is not a value."""
+    """The scalar leaves of a value (lists and dicts flattened), booleans and nulls left out."""
     if isinstance(value, dict):
         for v in value.values():
             yield from _scalars(v)
     elif isinstance(value, list | tuple):
         for v in value:
             yield from _scalars(v)
-    elif value is not None:
+    elif counted(value):
         yield value
 
 
@@ -169,32 +171,34 @@ def value_key(value: Any) -> str:
     return f"n:{f!r}" if math.isfinite(f) else f"s:{s}"
 
 
-def source_in_text(source: ValueSource | None, value: Any, text: str | None) -> bool:
-    """Whether a value's provenance is a span of the text: a `text` source whose evidence occurs in it.
+def counted(value: Any) -> bool:
+    """Whether a value is counted by `grounding`: booleans and nulls are never a span of a text."""
+    return value is not None and not isinstance(value, bool)
 
-    The evidence is the quote, else the span's slice, else the value itself (strings only). Without a
-    stored text (an older run) the declared kind is taken at its word.
+
+def source_in_text(source: ValueSource | None, value: Any, text: str | None) -> bool:
+    """Whether a value's provenance is a span of the text: a `text` source whose quote (or value) occurs in it.
+
+    The runtime's own provenance check (env_validate.check_source) decides, so the audit and the
+    environment validator never disagree. Without a stored text (an older run) the declared kind is
+    taken at its word.
     """
     if source is None or source.kind != "text":
         return False
     if text is None:
         return True
-    hay = _norm_text(text)
-    evidence = source.quote
-    if not evidence and source.span is not None:
-        a, b = source.span
-        if 0 <= a < b <= len(text):
-            evidence = text[a:b]
-    if not evidence and isinstance(value, str):
-        evidence = value
-    return bool(evidence) and _norm_text(evidence) in hay
+    from tools_runtime.env_validate import check_source
+
+    return check_source(value, source, text)[0].kind == "text"
 
 
 def literal_in_text(value: Any, text: str | None) -> bool:
-    """Whether a string value (3+ characters) occurs verbatim in the text."""
+    """Whether a string value (3+ characters) occurs in the text (case- and whitespace-insensitive)."""
     if text is None or not isinstance(value, str) or len(value.strip()) < 3:
         return False
-    return _norm_text(value) in _norm_text(text)
+    from tools_runtime.env_validate import find_span
+
+    return find_span(value, text) is not None
 
 
 # ---------------------------------------------------------------------------------------------------------

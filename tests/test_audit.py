@@ -54,7 +54,7 @@ WF1 = Workflow(
     },
     entities=[Entity(name="printer", key="name", fields={"name": {"type": "string"}, "default": {"type": "boolean"}})],
     initial_state=[
-        # 4 values, 1 grounded: "Hall Inkjet" claims the text but its quote is not in it.
+        # 2 counted values (booleans are not), 1 grounded: "Hall Inkjet" claims the text but is not in it.
         StateRecord(entity="printer", values={"name": "Office Laser", "default": False},
                     sources={"name": _text("next to Office Laser"), "default": ValueSource()}),
         StateRecord(entity="printer", values={"name": "Hall Inkjet", "default": False},
@@ -149,13 +149,13 @@ def result(run_dir) -> dict:
 
 def test_grounding_counts_text_spans_and_values_equal_to_grounded_state(result):
     g = result["grounding"]
-    # state: Office Laser only (Hall Inkjet's quote is not in the text, `default` is invented)
-    assert g["parts"]["initial_state"] == {"grounded": 1, "total": 4, "share": 0.25}
+    # state: "Office Laser" only ("Hall Inkjet" claims the text but is not in it; booleans are not counted)
+    assert g["parts"]["initial_state"] == {"grounded": 1, "total": 2, "share": 0.5}
     # known info: "Office Laser" (equals grounded state) and "status light" (a real quote); 50 is invented
     assert g["parts"]["known_info"] == {"grounded": 2, "total": 3, "share": round(2 / 3, 4)}
     # gold arguments: "Office Laser" only; 50 and 15 come from nowhere in the text
     assert g["parts"]["gold_arguments"] == {"grounded": 1, "total": 3, "share": round(1 / 3, 4)}
-    assert g["grounded"] == 4 and g["total"] == 10 and g["value"] == 0.4
+    assert g["grounded"] == 4 and g["total"] == 8 and g["value"] == 0.5
 
 
 def test_noop_tool_share_uses_declarations_bindings_and_observed_calls(result):
@@ -218,7 +218,7 @@ def test_cli_json_and_labels_file(run_dir, tmp_path):
     res = runner.invoke(app, ["audit", str(run_dir), "--json", "--labels", str(labels)])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert data["grounding"]["value"] == 0.4 and data["relevance"]["tp"] == 1 and data["relevance"]["fp"] == 1
+    assert data["grounding"]["value"] == 0.5 and data["relevance"]["tp"] == 1 and data["relevance"]["fp"] == 1
     human = runner.invoke(app, ["audit", str(run_dir)])
     assert human.exit_code == 0 and "noop_tool_share" in human.output and "funnel" in human.output
     missing = runner.invoke(app, ["audit", str(tmp_path / "nope")])

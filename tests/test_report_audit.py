@@ -24,11 +24,11 @@ def test_offline_run_says_so_on_its_first_line(tmp_path):
 def test_audit_figures_and_blame_counts_are_shown(tmp_path):
     run = build_run(tmp_path / "run")
     data = report_data(run)
-    assert data["audit_headline"]["grounding"] == 0.4 and data["blame"] == {"assistant": 1, "user": 1,
+    assert data["audit_headline"]["grounding"] == 0.5 and data["blame"] == {"assistant": 1, "user": 1,
                                                                                "unattributed": 1}
     html = write_report(run).read_text()
     cell = lambda i: re.search(rf'id="{i}">([^<]*)<', html).group(1)  # noqa: E731
-    assert cell("audit-grounding") == "0.400"
+    assert cell("audit-grounding") == "0.500"
     assert cell("audit-noop") == "0.500"
     assert cell("audit-compute") == "0.500"
     assert cell("audit-system") == "0.500"
