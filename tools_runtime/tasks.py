@@ -171,7 +171,8 @@ def run_gold(workflow: Workflow, task: Task) -> GoldRun | TaskRejection:
                   end_state=env.backend.view(), results=results)
     basis = set(task.reward_basis)
     criteria = []
-    if basis & {"state", "actions"} and (run.changed or any(is_write(workflow, a.tool) for a in task.gold_actions)):
+    # Signing in alone is no outcome: a state criterion needs a change to the records themselves.
+    if basis & {"state", "actions"} and _records_changed(start, run.end_state, run.changed):
         criteria.append("state")
     if "communicate" in basis and task.communicate_info:
         criteria.append("communicate")
@@ -183,6 +184,14 @@ def run_gold(workflow: Workflow, task: Task) -> GoldRun | TaskRejection:
         return _reject(task, "empty_criteria", "the task has no criterion: its gold actions change nothing and it "
                                                "names no value to communicate, no assertion and no refusal")
     return run
+
+
+def _records_changed(start: dict[str, Any] | None, end: dict[str, Any], changed: bool) -> bool:
+    if start is None or "collections" not in end:
+        return changed  # a Python backend: any change of its state counts
+    from tools_runtime.state import canonical_json
+
+    return canonical_json(start.get("collections", {})) != canonical_json(end.get("collections", {}))
 
 
 def _result_path(result: Any, value: Any, param: str, depth: int = 0) -> str | None:
