@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-ROLE_NAMES = ("filter", "extract", "user", "assistant", "tool_env", "refine", "synthesizer")
+ROLE_NAMES = ("filter", "extract", "task", "user", "assistant", "tool_env", "refine", "synthesizer")
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -65,10 +65,11 @@ class RoleConfig(_Strict):
 
 
 class RolesConfig(_Strict):
-    """The seven roles."""
+    """The eight roles."""
 
     filter: RoleConfig = Field(default_factory=RoleConfig)
     extract: RoleConfig = Field(default_factory=RoleConfig)
+    task: RoleConfig = Field(default_factory=RoleConfig)
     user: RoleConfig = Field(default_factory=RoleConfig)
     assistant: RoleConfig = Field(default_factory=RoleConfig)
     tool_env: RoleConfig = Field(default_factory=RoleConfig)
@@ -111,6 +112,8 @@ class RunConfig(_Strict):
     pipeline: Literal["full", "synthesizer"] = "full"
     seed: int = 0
     rollouts: int = Field(default=2, ge=1)
+    tasks_per_env: int = Field(default=3, ge=1, description="tasks the `task` role writes per environment; "
+                                                           "each valid task is simulated `rollouts` times")
     refine_rounds: int = Field(default=1, ge=0)
     refine_ops: list[str] = Field(default_factory=lambda: ["chain_goals", "add_tools", "withhold_info",
                                                            "plan_errors", "change_mind", "state_dependency"])

@@ -27,8 +27,10 @@ from typing import Any
 from gem_agents.stages import ExtractionResult
 from gem_agents.stages.prefilter import IMPERATIVES, LEAD_WORDS
 from tools_runtime.binding import bind_tools, singular
+from tools_runtime.env_validate import errors, validate_environment
+from tools_runtime.environment import EnvironmentSpecError
+from tools_runtime.executor import initial_state
 from tools_runtime.records import Document
-from tools_runtime.scenario import ScenarioError, build_scenario
 from tools_runtime.toolspec import ToolSpec
 from tools_runtime.workflow_io import WorkflowError, workflow_from_dict
 
@@ -867,20 +869,38 @@ def harmonize(stages: list[list[ToolDraft]]) -> None:
 
 def extract_offline(doc: Document, *, max_tools: int = MAX_TOOLS, domain: str = "", platform: str = "",
                     check_scenario: bool = True) -> ExtractionResult:
-    """Extract a workflow from `doc` by rules; validated with workflow_from_dict and build_scenario."""
+    """Extract an environment from `doc` by rules: steps drafted, gestures folded into capabilities.
+
+    Validated with workflow_from_dict (tools, graph, effects, entities, initial state) and, with
+    `check_scenario`, by building a scenario. A page whose steps fold into no capability is rejected.
+    """
+    from gem_agents.stages.offline_env import build_environment  # builds on this module's drafts
+
     text = doc.text.replace("\r\n", "\n")
     stages, step_texts, reasons = drafts_for(text, max_tools=max_tools)
     if reasons:
         return ExtractionResult(rejected=reasons, decided_by="offline")
-    harmonize(stages)
-    data = _workflow_dict(doc, _title(doc, text), step_texts, stages, domain, platform)
+    drafts = [d for stage in stages for d in stage]
+    alternatives = len(stages) == 1 and len(drafts) > 1
+    env = build_environment(drafts, text, _title(doc, text), alternatives=alternatives)
+    if not any(e.get("kind") not in ("read", "session") for e in env["effects"].values()) and not (
+            alternatives and env["initial_state"]):
+        # A command page of look-ups (ls, wc, tail) is a read-only environment when it has files to read.
+        return ExtractionResult(rejected=["no capability: every step is a UI gesture or a look-up "
+                                          f"({', '.join(d.name for d in drafts)})"], decided_by="offline")
+    data = {"id": doc.id, "doc_id": str(doc.meta.get("parent") or doc.id), "title": _title(doc, text),
+            "steps": step_texts, "domain": domain, "platform": platform, **env}
     try:
         workflow = workflow_from_dict(data, where=f"{doc.id}")
     except WorkflowError as exc:
-        return ExtractionResult(rejected=[f"invalid workflow: {exc}"], decided_by="offline")
+        return ExtractionResult(rejected=[f"invalid environment: {exc}"], decided_by="offline")
+    # Held to the model's bar: the same validator (effects, state, provenance, UI gestures).
+    problems = [str(i) for i in errors(validate_environment(workflow, text))]
+    if problems:
+        return ExtractionResult(rejected=[f"invalid environment: {p}" for p in problems], decided_by="offline")
     if check_scenario:
         try:
-            build_scenario(workflow, 0)
-        except ScenarioError as exc:
+            initial_state(workflow)
+        except EnvironmentSpecError as exc:
             return ExtractionResult(rejected=[f"not simulatable: {exc}"], decided_by="offline")
     return ExtractionResult(workflow=workflow, rounds=0, decided_by="offline")
