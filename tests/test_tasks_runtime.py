@@ -136,3 +136,27 @@ def test_scripted_roles_play_a_task_to_its_expected_state():
     assert traj.steps and all(s.ok for s in traj.steps)
     assert [s.name for s in traj.steps] == [a.tool for a in task.gold_actions]
     assert traj.verdict.final_state_hash == run.expected_state_hash
+
+
+def _bundled_tasks():
+    for path in sorted(ENVS.glob("*.tasks.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                yield path, Task.model_validate_json(line)
+
+
+@pytest.mark.parametrize("path, task", list(_bundled_tasks()), ids=lambda x: getattr(x, "id", ""))
+def test_bundled_tasks_run_and_scripted_roles_reach_their_expected_state(path, task):
+    wf = load_workflow(path.with_name(path.name.replace(".tasks.jsonl", ".json")))
+    run = run_gold(wf, task)
+    assert isinstance(run, GoldRun), run
+    assert task.expected_state_hash == run.expected_state_hash
+    traj = rollout(scenario_from_task(wf, task, 0))
+    assert [s.name for s in traj.steps if s.ok] == [a.tool for a in task.gold_actions]
+    assert traj.verdict.final_state_hash == run.expected_state_hash
+
+
+def test_every_bundled_environment_has_tasks():
+    envs = {p.stem for p in ENVS.glob("*.json")}
+    with_tasks = {p.name.replace(".tasks.jsonl", "") for p in ENVS.glob("*.tasks.jsonl")}
+    assert envs == with_tasks and len(envs) >= 6

@@ -137,9 +137,22 @@ class EffectRunner:
                     what = human(effect.entity or col_name or "record")
                     return error("not_found", f"{what} '{args[effect.key]}' was not found.", effect.key)
         record = records.get(rid, {}) if rid is not None else {}
+        refs: dict[str, Any] = {}
+        if effect.kind in ("create", "external"):
+            # Referential integrity: an argument named like another entity's key must name one of its
+            # records (`send_invitation(booking_id)`); preconditions read them as `refs['booking']`.
+            for param, value in args.items():
+                other = self._referenced(param, effect.entity)
+                if other is None:
+                    continue
+                found = self._find(state["collections"].get(other.name, {}), other,
+                                   ToolEffect(kind="read", entity=other.name), value)
+                if found is None:
+                    return error("not_found", f"{human(other.name)} '{value}' was not found.", param)
+                refs[other.name] = state["collections"][other.name][found]
         for pre in effect.preconditions:
             try:
-                ok = bool(evaluate(pre.expr, args, record=record, session=session))
+                ok = bool(evaluate(pre.expr, args, record=record, session=session, refs=refs))
             except FormulaError:
                 ok = False
             if not ok:
@@ -150,6 +163,16 @@ class EffectRunner:
                 return err
         handler = getattr(self, f"_{effect.kind}")
         return handler(state, tool, effect, ent, records, rid, args)
+
+    def _referenced(self, param: str, own: str) -> Entity | None:
+        """The other entity whose key an argument names (`payee_id` → payee), or None."""
+        for ent in self.entities.values():
+            if ent.name == own:
+                continue
+            # Only identifier-like names: an `email` argument is a value, even if accounts are keyed by it.
+            if param == f"{ent.name}_id" or (param == ent.key and param.endswith(("_id", "_number", "_code"))):
+                return ent
+        return None
 
     def _find(self, records: dict[str, Any], ent: Entity | None, effect: ToolEffect, value: Any) -> str | None:
         field = effect.match or (ent.key if ent else None)
@@ -165,7 +188,8 @@ class EffectRunner:
         if effect.returns:
             names = ([ent.key] if ent and ent.key not in effect.returns else []) + list(effect.returns)
             return {f: copy.deepcopy(rec.get(f)) for f in names if f not in hidden}
-        return {k: copy.deepcopy(v) for k, v in rec.items() if k not in hidden}
+        first = {ent.key: copy.deepcopy(rec[ent.key])} if ent and ent.key in rec else {}
+        return first | {k: copy.deepcopy(v) for k, v in rec.items() if k not in hidden}
 
     def _writes(self, effect: ToolEffect, ent: Entity | None, args: dict[str, Any], rec: dict[str, Any],
                 session: dict[str, Any], *, skip: str | None = None) -> None:
@@ -224,6 +248,10 @@ class EffectRunner:
                              if f not in hidden and isinstance(v, str | int | float))
                 elif key in rec:
                     ok = same(rec[key], value)
+                elif key.startswith(("min_", "max_")) and isinstance(rec.get(key[4:]), int | float) \
+                        and isinstance(value, int | float):
+                    # `min_seats=6` keeps rooms with at least 6 seats
+                    ok = rec[key[4:]] >= value if key.startswith("min_") else rec[key[4:]] <= value
                 if not ok:
                     break
             if ok:

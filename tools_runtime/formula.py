@@ -8,7 +8,8 @@ start with an underscore, comprehensions and collection literals, starred argume
 whose result would be huge (big exponents, long strings, repeated sequences, enormous integers).
 
 Names an expression can read: the call's arguments (both bare, `bill`, and as `args['bill']`),
-`record` (the record a call acts on, `{}` when none), `session` and a few constants.
+`record` (the record a call acts on, `{}` when none), `session`, `refs` (records of other entities the
+arguments name, by entity: `refs['account']['balance']`) and a few constants.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ FUNCTIONS: dict[str, Any] = {
 }
 CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None, "true": True, "false": False,
                              "null": None, "pi": math.pi}
-RESERVED = frozenset({"args", "record", "session", *CONSTANTS})
+RESERVED = frozenset({"args", "record", "session", "refs", *CONSTANTS})
 
 
 def _is_number(x: Any) -> bool:
@@ -245,14 +246,15 @@ class _Names(dict):
 
 
 def evaluate(expr: str, args: Mapping[str, Any] | None = None, *, record: Mapping[str, Any] | None = None,
-             session: Mapping[str, Any] | None = None) -> Any:
+             session: Mapping[str, Any] | None = None, refs: Mapping[str, Any] | None = None) -> Any:
     """Evaluate a formula on a call's arguments (and the record and session); FormulaError if refused."""
     tree = check_formula(expr)
     args = dict(args or {})
     names = _Names({k: v for k, v in args.items() if isinstance(k, str) and k not in RESERVED
                     and not k.startswith("_")})
     names.update(CONSTANTS)
-    names.update({"args": args, "record": dict(record or {}), "session": dict(session or {})})
+    names.update({"args": args, "record": dict(record or {}), "session": dict(session or {}),
+                  "refs": {k: dict(v) for k, v in (refs or {}).items()}})
     evaluator = simpleeval.SimpleEval(operators=OPERATORS, functions=FUNCTIONS, names=names)
     evaluator.ATTR_INDEX_FALLBACK = False
     # A tuple literal is only a small fixed set of values (`x in ('WPA2', 'WPA3')`); the node count
