@@ -224,12 +224,28 @@ def tool_kind(scenario: Scenario, tool: str) -> str:
     return "write" if b.op in ("create", "update", "delete", "session", "action") else "read"
 
 
+def is_session(scenario: Scenario, tool: str) -> bool:
+    """Signing in or out: a means to an outcome, never an outcome itself."""
+    wf = scenario.workflow
+    eff = wf.effects.get(tool)
+    if eff is not None:
+        return eff.kind == "session"
+    if wf.backend.kind != "sim" or wf.tool(tool) is None:
+        return False
+    b = bind_tools(wf.tools).get(tool)
+    return b is not None and b.op == "session"
+
+
 def is_write(scenario: Scenario, rec: ExecRecord) -> bool:
-    """A successful call that changed the state (bookkeeping aside), or of a tool declared as a write."""
+    """A successful call that changed the state (bookkeeping aside), or of a tool declared as a write.
+
+    Sessions are not writes: the backend already refuses what needs one, and a sign-in changes
+    nothing the user asked for.
+    """
     if not rec.ok:
         return False
     kind = tool_kind(scenario, rec.name)
-    if kind == "gesture":
+    if kind == "gesture" or is_session(scenario, rec.name):
         return False
     if kind == "write" and scenario.workflow.effects.get(rec.name) is not None:
         return True
@@ -246,14 +262,21 @@ def _verdict(failures: list[Failure], ok_reason: str) -> ComponentVerdict:
     return ComponentVerdict(passed=True, reason=ok_reason)
 
 
+def _outcome_view(scenario: Scenario, view: Any) -> Any:
+    """The part of a backend's state that is an outcome: our backends' session is not."""
+    if scenario.workflow.backend.kind == "sim" and isinstance(view, dict):
+        return {k: v for k, v in view.items() if k != "session"}
+    return view
+
+
 def check_state_outcome(replay: Replay, scenario: Scenario, gold: GoldRun) -> ComponentVerdict:
     """The final state against the expected one, on what writes change."""
     if gold.env is None or gold.failures:
         return _verdict(gold.failures or [Failure(code="gold_unreachable", reason="no expected state")], "")
     assert replay.env is not None
     loose = loose_state(scenario)
-    want = project_state(gold.env.backend.view(), loose=loose)
-    got = project_state(replay.env.backend.view(), loose=loose)
+    want = project_state(_outcome_view(scenario, gold.env.backend.view()), loose=loose)
+    got = project_state(_outcome_view(scenario, replay.env.backend.view()), loose=loose)
     if canonical_json(want) == canonical_json(got):
         return ComponentVerdict(passed=True, reason="the final state equals the expected state")
     diffs = diff_states(want, got, limit=4)
@@ -267,7 +290,7 @@ def gold_write_indices(scenario: Scenario, task: Task, gold: GoldRun) -> list[in
     out = []
     for i, a in enumerate(task.gold_actions):
         kind = tool_kind(scenario, a.tool)
-        if kind == "gesture" or kind == "read":
+        if kind == "gesture" or kind == "read" or is_session(scenario, a.tool):
             continue
         if kind == "write" and scenario.workflow.effects.get(a.tool) is not None:
             out.append(i)
@@ -373,17 +396,16 @@ _CONFIRM_ASK = re.compile(r"\b(confirm|shall i|should i|do you want|would you li
                           r"go ahead|ok to|okay to)\b", re.I)
 _YES = re.compile(r"^\s*(yes|yeah|yep|sure|ok|okay|correct|confirm(ed)?|please do|go ahead|do it|proceed|"
                   r"that's right|right)\b", re.I)
-_FORBIDS = re.compile(r"\b(never|not allowed|must not|mustn't|do not|don't|forbidden|may not|cannot|can't|"
-                      r"prohibited)\b", re.I)
 
 
 def forbidden_tools(scenario: Scenario, task: Task) -> set[str]:
-    """The task's forbidden tools, plus the tools of `must` rules whose text forbids them."""
-    out = set(task.forbidden_tools)
-    for rule in scenario.workflow.policy:
-        if rule.strength == "must" and rule.tools and not rule.confirm and _FORBIDS.search(rule.text):
-            out |= set(rule.tools)
-    return out
+    """The tools the task forbids.
+
+    Policy rules are prose; a rule that limits a tool ("may not exceed the balance") does not forbid
+    it, so rules act through the backend's preconditions (an unplanned error fails `execution`) and
+    through `confirm`, never through guessing at their words.
+    """
+    return set(task.forbidden_tools)
 
 
 def _confirmed_before(messages: list[dict[str, Any]], at: int, since: int) -> bool:
