@@ -127,6 +127,8 @@ class EffectRunner:
         if effect.key and effect.kind in ("read", "update", "delete", "session", "compute"):
             if effect.kind == "session" and (is_signout(tool) or not col_name):
                 pass  # signing out names nobody; a device login (no account entity) checks no record
+            elif effect.key not in args and effect.kind == "read":
+                pass  # an optional key left out: the read lists and filters instead
             elif effect.key not in args:
                 return error("invalid_arguments", f"Missing required argument '{effect.key}'.", effect.key)
             else:
