@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -76,7 +77,8 @@ def ui_gesture_reason(tool: ToolSpec, effect: ToolEffect | None = None) -> str |
 # provenance: where in the document a quoted value is
 
 
-def _normalise(text: str) -> tuple[str, list[int]]:
+@lru_cache(maxsize=16)
+def _normalise(text: str) -> tuple[str, tuple[int, ...]]:
     """Case-folded text with whitespace runs collapsed to one space, and each char's original offset."""
     out: list[str] = []
     index: list[int] = []
@@ -92,7 +94,7 @@ def _normalise(text: str) -> tuple[str, list[int]]:
         for c in ch.casefold():
             out.append(c)
             index.append(i)
-    return "".join(out), index
+    return "".join(out), tuple(index)
 
 
 def find_span(quote: Any, text: str) -> tuple[int, int] | None:

@@ -113,17 +113,18 @@ def entity_schema(entity: Entity) -> dict[str, Any]:
 
 def record_issues(entity: Entity, values: dict[str, Any]) -> list[tuple[str, str]]:
     """Why `values` is not a valid record of `entity`, as (field, message) pairs; empty when valid."""
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
+    # The project's hardened validator: model-written field schemas get bounded regexes, no remote $ref.
+    from tools_runtime.validation import compiled_validator
 
-    schema = entity_schema(entity)
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        where = "/".join(str(p) for p in exc.path) or "fields"
-        return [(where, f"entity '{entity.name}' has an invalid field schema: {exc.message}")]
+    validator, why = compiled_validator(entity_schema(entity))
+    if validator is None:
+        return [("fields", f"entity '{entity.name}' has an invalid field schema: {why}")]
     out = []
-    for err in sorted(Draft202012Validator(schema).iter_errors(values), key=lambda e: list(e.path)):
+    try:
+        found = sorted(validator.iter_errors(values), key=lambda e: [str(p) for p in e.path])
+    except RecursionError:
+        return [("", "the record is nested too deeply to check")]
+    for err in found:
         if err.path:
             field = str(err.path[0])
         elif err.validator == "additionalProperties":
