@@ -22,7 +22,7 @@ from gem_agents.stages.tagged import ParseError, parse_extraction
 from graphs.roles import Roles
 from graphs.rollouts import run_dialogue
 from tools_runtime.env_validate import errors as env_errors
-from tools_runtime.env_validate import validate_environment
+from tools_runtime.env_validate import ground_sources, validate_environment
 from tools_runtime.records import Document, Relevance, Workflow
 from tools_runtime.scenario import ScenarioError, build_scenario
 from tools_runtime.spec_schema import environment_schema
@@ -103,8 +103,11 @@ async def validate_extraction(data: dict[str, Any], doc: Document, *, relevance:
     if workflow.effects or workflow.entities:
         # An environment: the validator names every problem (effects, state, provenance spans, UI
         # gestures that should have been folded); its tasks, not a scripted rollout, prove it runs.
-        return (None, problems) if (problems := [str(i) for i in env_errors(validate_environment(
-            workflow, doc.text))]) else (workflow, [])
+        problems = [str(i) for i in env_errors(validate_environment(workflow, doc.text))]
+        if problems:
+            return None, problems
+        # Sources get their spans; a "text" value that is not in the text is kept, marked invented.
+        return ground_sources(workflow, doc.text)[0], []
     errors = await check_simulatable(workflow, rollout=rollout)
     return (None, errors) if errors else (workflow, [])
 

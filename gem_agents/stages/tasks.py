@@ -26,6 +26,7 @@ from gem_agents.models.client import ModelClient
 from gem_agents.prompting import fill, load_prompt
 from gem_agents.stages.offline_env import find_span, source_for
 from gem_agents.stages.relevance import PROMPTS, wants_json_schema
+from tools_runtime.env_validate import ground_task
 from tools_runtime.environment import ValueSource
 from tools_runtime.records import Document, Workflow
 from tools_runtime.scenario import PERSONAS, is_secret
@@ -107,7 +108,8 @@ def tasks_from_answer(data: Any, workflow: Workflow, text: str, *, prefix: str =
         body = {k: v for k, v in item.items() if k in ("instruction", "persona", "cites", "unknown_info",
                                                          "gold_actions", "communicate_info", "refuse")}
         try:
-            tasks.append(Task.model_validate({**body, "id": tid, "env_id": workflow.id, "known_info": known}))
+            task = Task.model_validate({**body, "id": tid, "env_id": workflow.id, "known_info": known})
+            tasks.append(ground_task(task, text)[0])
         except ValidationError as exc:
             rejected.append(TaskRejection(task_id=tid, code="invalid_task",
                                           reason="; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
