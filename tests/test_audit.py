@@ -223,3 +223,28 @@ def test_cli_json_and_labels_file(run_dir, tmp_path):
     assert human.exit_code == 0 and "noop_tool_share" in human.output and "funnel" in human.output
     missing = runner.invoke(app, ["audit", str(tmp_path / "nope")])
     assert missing.exit_code == 2
+
+
+def test_funnel_reads_stored_tasks_and_their_rejections(tmp_path):
+    from tools_runtime.tasks import TaskRejection
+
+    rel = Relevance(multi_step=True, decided_by="model")
+    wf7 = WF1.model_copy(update={"id": "d7", "doc_id": "d7"})
+    unused = TASK1.model_copy(update={"id": "t-never-simulated"})  # valid, stored, not yet played
+    t1 = _traj("d1:r0", WF1, TASK1, system=True, passed=True, texts=["Done."])
+    store = RunStore(tmp_path / "run")
+    store.finish_many([
+        DocOutcome(doc_id="d1", status="kept", stage="simulate", text=TEXT1, relevance=rel, workflow=WF1,
+                   trajectories=[("original", t1)], tasks=[TASK1, unused],
+                   task_rejections=[TaskRejection(task_id="d1:t9", code="gold_failed", reason="not_found")]),
+        DocOutcome(doc_id="d7", status="rejected", stage="tasks", text=TEXT1, relevance=rel, workflow=wf7,
+                   reasons=["no valid task", "task rejected: empty_criteria: changes nothing"],
+                   task_rejections=[TaskRejection(task_id="d7:t0", code="empty_criteria", reason="x"),
+                                    TaskRejection(task_id="d7:t1", code="gold_failed", reason="y")]),
+    ])
+    store.close()
+    f = audit_run(tmp_path / "run")["funnel"]
+    assert (f["relevant"], f["environment_valid"], f["tasks_valid"], f["tasks_rejected"]) == (2, 2, 2, 3)
+    assert f["drops"]["tasks_rejected"] == {"gold_failed": 2, "empty_criteria": 1}
+    assert f["drops"]["environment_without_task"] == {"no valid task": 1}
+    assert (f["rollouts"], f["rollouts_verified"]) == (1, 1)
