@@ -306,8 +306,19 @@ def gold_write_indices(scenario: Scenario, task: Task, gold: GoldRun) -> list[in
 def check_actions(replay: Replay, scenario: Scenario, task: Task, gold: GoldRun) -> ComponentVerdict:
     """Required writes happened with the right arguments, no unrequested write, dependent writes in order."""
     loose = loose_state(scenario)
-    writes = [(n, rc) for n, rc in enumerate(replay.calls) if is_write(scenario, rc.record)]
-    wanted = [task.gold_actions[i] for i in gold_write_indices(scenario, task, gold)]
+    writes = [(n, rc) for n, rc in enumerate(replay.calls) if is_write(scenario, rc.record)
+              or task.meta.get("require_all_actions") and rc.record.ok]
+    # τ²'s ACTION reward needs every gold call (a transfer to a human writes nothing); ours, the writes.
+    every = bool(task.meta.get("require_all_actions"))
+    indices = range(len(task.gold_actions)) if every else gold_write_indices(scenario, task, gold)
+    # `compare_args` (τ²): per gold action, the only arguments that are compared.
+    compare = task.meta.get("compare_args") if isinstance(task.meta.get("compare_args"), dict) else {}
+    wanted = []
+    for i in indices:
+        g = task.gold_actions[i]
+        keys = compare.get(str(i))
+        wanted.append(g if keys is None else Action(tool=g.tool, arguments={k: v for k, v in g.arguments.items()
+                                                                            if k in keys}))
     failures: list[Failure] = []
     matched: set[int] = set()
     near: set[int] = set()
@@ -435,12 +446,14 @@ def check_policy(messages: list[dict[str, Any]], replay: Replay, scenario: Scena
         elif rc.record.name in scenario.distractors and is_write(scenario, rc.record):
             failures.append(Failure(code="distractor_called", index=rc.message_index,
                                     reason=f"{rc.record.name} is a distractor the task never needs, and it wrote"))
-    confirm_tools = {t for r in scenario.workflow.policy if r.confirm for t in r.tools}
+    # Only `must` rules are enforced; a `recommended` confirmation is advice for the prompt.
+    confirm_rules = [r for r in scenario.workflow.policy if r.confirm and r.strength == "must"]
+    confirm_tools = {t for r in confirm_rules for t in r.tools}
     last_write_at = 0
     for rc in replay.calls:
         if rc.record.name in confirm_tools and rc.record.ok:
             if not _confirmed_before(messages, rc.message_index, last_write_at):
-                rule = next(r for r in scenario.workflow.policy if r.confirm and rc.record.name in r.tools)
+                rule = next(r for r in confirm_rules if rc.record.name in r.tools)
                 failures.append(Failure(code="confirmation_missing", index=rc.message_index,
                                         reason=f"{rc.record.name} ran without the confirmation rule "
                                                f"{rule.id} requires ({rule.text})"))
