@@ -429,8 +429,9 @@ def _entity_values(t: Trajectory, data: RunData) -> list[str]:
 def assistant_template(content: str, entity_values: Iterable[str] = ()) -> str:
     """An assistant message with entity values, quoted values and digits masked, spaces and case folded."""
     s = content
-    for v in entity_values:
-        s = re.sub(re.escape(v), "<v>", s, flags=re.IGNORECASE)
+    values = sorted({v for v in entity_values if v}, key=len, reverse=True)  # longest first: "New York City"
+    if values:
+        s = re.sub("|".join(re.escape(v) for v in values), "<v>", s, flags=re.IGNORECASE)
     s = _QUOTED.sub("<q>", s)
     s = _NUMBER.sub("<n>", s)
     return _SPACES.sub(" ", s).strip().casefold()
