@@ -12,6 +12,7 @@ from tools_runtime.env_validate import (
     ground_sources,
     ground_task,
     grounding,
+    task_issues,
     ui_gesture_reason,
     validate_environment,
 )
@@ -153,3 +154,40 @@ def test_grounding_counts_state_known_info_and_gold_arguments():
     assert g.parts["gold_arguments"] == [3, 4]  # the invented email is not
     fixed, issues = ground_task(task, text)
     assert fixed.known_info[2].source.kind == "invented" and issues[0].path == "known_info[2].source"
+
+
+def _tasks(name):
+    path = ENVS / f"{name}.tasks.jsonl"
+    return [Task.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in ENVS.glob("*.json")))
+def test_bundled_tasks_have_no_task_errors(name):
+    data = spec(name)
+    wf = workflow_from_dict(data)
+    for task in _tasks(name):
+        assert errors(task_issues(wf, task, text_of(data))) == [], task.id
+
+
+def test_task_issues_find_what_the_assistant_cannot_know():
+    data = spec()
+    wf = workflow_from_dict(data)
+    task = _tasks("shop_return")[0]
+    email = next(i for i, a in enumerate(task.gold_actions) if a.tool == "email_return_label")
+    hidden = task.model_copy(update={"known_info": [i for i in task.known_info if i.key != "email"],
+                                     "communicate_info": ["a refund of 99.99"], "cites": [0, 42]})
+    codes = {(i.code, i.path) for i in task_issues(wf, hidden)}
+    assert ("unreachable_argument", f"gold_actions[{email}].arguments.email") in codes
+    assert ("unsupported_communicate", "communicate_info[0]") in codes
+    assert ("bad_cite", "cites[1]") in codes
+    # told in the instruction instead: reachable
+    told = hidden.model_copy(update={"instruction": hidden.instruction + " Send it to maria.k@example.com.",
+                                     "communicate_info": [], "cites": []})
+    assert errors(task_issues(wf, told)) == []
+
+
+def test_task_issues_report_a_failing_gold_run():
+    wf = workflow_from_dict(spec())
+    task = _tasks("shop_return")[0]
+    broken = task.model_copy(update={"gold_actions": task.gold_actions[1:]})  # not signed in
+    assert [i.code for i in task_issues(wf, broken)] == ["gold_failed"]

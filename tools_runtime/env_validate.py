@@ -403,3 +403,108 @@ def validate_environment(env: Workflow | dict[str, Any], text: str | None = None
 def errors(issues: Iterable[EnvIssue]) -> list[EnvIssue]:
     """The issues that make an environment unusable (warnings left out)."""
     return [i for i in issues if i.severity == "error"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# task checks beyond `run_gold`: can the assistant reach the gold outcome from what it is told?
+
+
+def _mentioned(value: Any, haystacks: Iterable[str]) -> bool:
+    needle = str(value).strip().casefold()
+    if not needle:
+        return True
+    return any(needle in h for h in haystacks)
+
+
+def _readable(workflow: Workflow, state: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a state some tool can show: fields a declared read returns (all, for undeclared tools)."""
+    cols = state.get("collections", {}) if isinstance(state, dict) else {}
+    if not workflow.effects or any(t.name not in workflow.effects for t in workflow.tools):
+        return cols
+    entities = {e.name: e for e in workflow.entities}
+    out: dict[str, Any] = {}
+    for effect in workflow.effects.values():
+        ent = entities.get(effect.entity)
+        if effect.kind != "read" or ent is None:
+            continue
+        fields = set(effect.returns or ent.fields) | {ent.key}
+        fields -= set(ent.hidden)
+        rows = out.setdefault(ent.name, {})
+        for rid, rec in cols.get(ent.name, {}).items():
+            rows.setdefault(rid, {}).update({k: v for k, v in rec.items() if k in fields})
+    return out
+
+
+def task_issues(workflow: Workflow, task: Task, text: str | None = None) -> list[EnvIssue]:
+    """Problems of a task the gold run cannot see: unreachable arguments, unsupported values, bad cites.
+
+    `unreachable_argument` (error): a gold argument that no one can know — not a user fact, not in the
+    instruction, not in an earlier gold result, not in the environment's state, not fixed by the tool's
+    schema (`composed_argument`, a warning, when it is free text around a user fact).
+    `unsupported_communicate` (error): a value the assistant must tell that no tool result or
+    state holds. `bad_cite` (error): a cited step that does not exist. `unused_info` (warning): a user
+    fact no gold argument uses.
+    """
+    import json
+
+    from tools_runtime.backend import same
+    from tools_runtime.state import canonical_json
+    from tools_runtime.tasks import GoldRun, run_gold
+
+    issues: list[EnvIssue] = []
+    for i, cite in enumerate(task.cites):
+        if not 0 <= cite < len(workflow.steps):
+            issues.append(EnvIssue(path=f"cites[{i}]", code="bad_cite",
+                                   reason=f"step {cite} does not exist (the text has {len(workflow.steps)} steps)"))
+    run = run_gold(workflow, task)
+    if not isinstance(run, GoldRun):
+        return [*issues, EnvIssue(path="gold_actions", code=run.code, reason=run.reason)]
+    from tools_runtime.executor import initial_state
+
+    known = task.known()
+    start = initial_state(workflow) if workflow.backend.kind == "sim" else {}
+    # What the assistant is shown before any call: the records it can look up, the policy, the tools.
+    shown = [canonical_json(_readable(workflow, start)).casefold(), *(r.text.casefold() for r in workflow.policy),
+             *(json.dumps(t.to_openai(), ensure_ascii=False).casefold() for t in workflow.tools)]
+    state_text = canonical_json(run.end_state).casefold()
+    instruction = task.instruction.casefold()
+    tools = {t.name: t for t in workflow.tools}
+    used: set[str] = set()
+    for i, action in enumerate(task.gold_actions):
+        earlier = [json.dumps(r.result, ensure_ascii=False, default=str).casefold() for r in run.results[:i]]
+        props = tools[action.tool].properties
+        for param, value in action.arguments.items():
+            hits = [k for k, v in known.items() if same(v, value)]
+            used.update(hits)
+            if hits or isinstance(value, bool) or value is None:
+                continue
+            schema = props.get(param) if isinstance(props.get(param), dict) else {}
+            fixed = "const" in schema or ("enum" in schema and len(schema["enum"]) == 1) or \
+                ("default" in schema and same(schema["default"], value))
+            if fixed or _mentioned(value, [instruction, *earlier, *shown]):
+                continue
+            if isinstance(value, str) and " " in value.strip() and any(isinstance(v, str | int) and not isinstance(v, bool)
+                                              and len(str(v)) >= 3 and str(v).casefold() in value.casefold()
+                                              for v in known.values()):
+                issues.append(EnvIssue(path=f"gold_actions[{i}].arguments.{param}", code="composed_argument",
+                                       severity="warning",
+                                       reason=f"{action.tool}({param}={value!r}) is free text built around a user "
+                                              "fact; an assistant will word it differently"))
+                continue
+            issues.append(EnvIssue(path=f"gold_actions[{i}].arguments.{param}", code="unreachable_argument",
+                                   reason=f"{action.tool}({param}={value!r}): the user does not know it, the "
+                                          "instruction does not say it, and no record, rule, tool or earlier "
+                                          "result holds it"))
+    results = [json.dumps(r.result, ensure_ascii=False, default=str).casefold() for r in run.results]
+    for i, value in enumerate(task.communicate_info):
+        if not _mentioned(value, [*results, state_text]):
+            issues.append(EnvIssue(path=f"communicate_info[{i}]", code="unsupported_communicate",
+                                   reason=f"{value!r} is in no tool result and no record, so the assistant cannot "
+                                          "know it"))
+    for i, info in enumerate(task.known_info):
+        if info.key not in used and not info.withhold and not _mentioned(info.value, [instruction]):
+            issues.append(EnvIssue(path=f"known_info[{i}]", code="unused_info", severity="warning",
+                                   reason=f"the user knows {info.key}={info.value!r} but no gold action uses it"))
+    if text is not None:
+        issues += ground_task(task, text)[1]
+    return issues
