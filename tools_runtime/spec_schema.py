@@ -17,11 +17,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from tools_runtime.environment import SPEC_VERSION
+from tools_runtime.formula import MAX_EXPR_CHARS
 from tools_runtime.records import Workflow
 from tools_runtime.tasks import Task
 
 SHORT = 120  # identifiers: names, keys, codes, fields
-LONG = 4_000  # sentences, descriptions, quotes, formulas, the execution graph
+LONG = 1_000  # sentences, descriptions, quotes
+# A grammar expands `{0,n}` into about n rules, so bounds stay as small as the content allows.
+LONGER = {"execution_graph": 2_000, "instruction": 2_000, "formula": MAX_EXPR_CHARS, "expr": MAX_EXPR_CHARS}
 MAX_ITEMS = 200
 _SHORT_NAMES = {"id", "name", "key", "entity", "field", "param", "tool", "code", "kind", "match", "rule",
                 "error", "env_id", "task_id", "doc_id", "spec_version", "domain", "platform", "operator", "parent"}
@@ -56,7 +59,7 @@ def _bound(node: Any, name: str = "") -> Any:
         else:
             out[k] = v
     if out.get("type") == "string" and "maxLength" not in out and "enum" not in out and "const" not in out:
-        out["maxLength"] = SHORT if name in _SHORT_NAMES else LONG
+        out["maxLength"] = SHORT if name in _SHORT_NAMES else LONGER.get(name, LONG)
     if out.get("type") == "array" and "maxItems" not in out and "prefixItems" not in out:
         out["maxItems"] = MAX_ITEMS
     return out
