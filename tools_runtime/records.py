@@ -207,6 +207,9 @@ class Provenance(_Record):
     doc_id: str = ""
     offline: bool = False
     task_id: str = ""
+    # The judge role's scores and reasons, its model and prompt hash (gem_agents/stages/judge.py); empty
+    # when no judge ran. `gem export --min-judge` gates on `judge["score"]`.
+    judge: dict[str, Any] = Field(default_factory=dict)
 
 
 class ExecRecord(_Record):
