@@ -111,12 +111,17 @@ def _from_run(run_dir: Path) -> list[EvalItem]:
 
 def _from_tasks_jsonl(path: Path, env: Path | None) -> list[EvalItem]:
     from tools_runtime.tasks import Task
-    from tools_runtime.workflow_io import load_workflow
+    from tools_runtime.workflow_io import WorkflowError, load_workflow
 
-    env = env or path.with_name(path.name.replace(".tasks.jsonl", ".json"))
-    if not env.is_file():
-        raise EvalInputError(f"{path}: give the environment with --env (looked for {env})")
-    wf = load_workflow(env)
+    if env is None and path.name.endswith(".tasks.jsonl"):
+        env = path.with_name(path.name.removesuffix(".tasks.jsonl") + ".json")
+    if env is None or not env.is_file():
+        raise EvalInputError(f"{path}: give the environment with --env"
+                             + (f" (looked for {env})" if env is not None else ""))
+    try:
+        wf = load_workflow(env)
+    except WorkflowError as exc:
+        raise EvalInputError(str(exc)) from None
     items = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
