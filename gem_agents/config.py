@@ -1,6 +1,6 @@
 """Run configuration: YAML validated by pydantic; unknown keys are rejected with their path.
 
-One block per role (`filter`, `extract`, `user`, `assistant`, `tool_env`, `refine`, and the
+One block per role (`filter`, `extract`, `task`, `user`, `assistant`, `tool_env`, `refine`, the optional `judge`, and the
 one-shot `synthesizer`) picks a provider and a model; the rest sets rollouts, refinement, limits
 and concurrency. The defaults here are the offline mode; `configs/*.yaml` are the shipped presets.
 """
@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-ROLE_NAMES = ("filter", "extract", "task", "user", "assistant", "tool_env", "refine", "synthesizer")
+ROLE_NAMES = ("filter", "extract", "task", "user", "assistant", "tool_env", "refine", "synthesizer", "judge")
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -75,6 +75,9 @@ class RolesConfig(_Strict):
     tool_env: RoleConfig = Field(default_factory=RoleConfig)
     refine: RoleConfig = Field(default_factory=RoleConfig)
     synthesizer: RoleConfig = Field(default_factory=RoleConfig)
+    # Optional: scores dialogues with a rubric and decides nl_assertions and unresolved blame
+    # (stages/judge.py). Scripted = no judge.
+    judge: RoleConfig = Field(default_factory=RoleConfig)
 
 
 class InputConfig(_Strict):
