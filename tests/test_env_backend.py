@@ -87,6 +87,20 @@ def test_read_by_key_is_case_insensitive_and_not_found_names_the_key():
     assert miss.error["param"] == "isbn"
 
 
+def test_reads_never_change_the_state():
+    spec = dict(LIBRARY, tools=LIBRARY["tools"] + [_tool("find_loans", {"member": S}, [])],
+                execution_graph=LIBRARY["execution_graph"] + "->(find_loans)",
+                effects=dict(LIBRARY["effects"], find_loans={"kind": "read", "entity": "loan"}))
+    e = ToolEnvironment(workflow_from_dict(spec), None)
+    e.backend.state["collections"].pop("loan")  # an entity with no collection yet
+    before = e.backend.state_hash()
+    for name, args in [("get_book", {"isbn": "978-0"}), ("find_books", {}), ("get_book", {"isbn": "nope"}),
+                       ("find_loans", {"member": "ana"})]:
+        assert e.call(name, args).state_diff == []
+    assert e.call("find_loans", {}).result == {"results": [], "count": 0}
+    assert e.backend.state_hash() == before
+
+
 def test_read_with_filters_returns_declared_fields():
     e = env()
     out = e.call("find_books", {"status": "available"}).result

@@ -122,7 +122,13 @@ class EffectRunner:
             return error("unauthorized", "Authentication required: please sign in first.")
         ent = self.entities.get(effect.entity)
         col_name = collection_name(effect)
-        records = state.setdefault("collections", {}).setdefault(col_name, {}) if col_name else {}
+        cols = state.setdefault("collections", {})
+        if not col_name:
+            records: dict[str, Any] = {}
+        elif effect.kind in ("read", "compute", "session"):
+            records = cols.get(col_name, {})  # a look-up never adds an empty collection to the state
+        else:
+            records = cols.setdefault(col_name, {})
         rid: str | None = None
         if effect.key and effect.kind in ("read", "update", "delete", "session", "compute"):
             if effect.kind == "session" and (is_signout(tool) or not col_name):
@@ -190,7 +196,7 @@ class EffectRunner:
         if effect.returns:
             names = ([ent.key] if ent and ent.key not in effect.returns else []) + list(effect.returns)
             return {f: copy.deepcopy(rec.get(f)) for f in names if f not in hidden}
-        first = {ent.key: copy.deepcopy(rec[ent.key])} if ent and ent.key in rec else {}
+        first = {ent.key: copy.deepcopy(rec[ent.key])} if ent and ent.key in rec and ent.key not in hidden else {}
         return first | {k: copy.deepcopy(v) for k, v in rec.items() if k not in hidden}
 
     def _writes(self, effect: ToolEffect, ent: Entity | None, args: dict[str, Any], rec: dict[str, Any],
