@@ -17,6 +17,8 @@ def export_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
     include_offline: bool = typer.Option(False, "--include-offline", help="Also export trajectories the offline "
                                          "stand-ins wrote (provenance.offline; left out by default)."),
+    min_judge: float | None = typer.Option(None, "--min-judge", min=0.0, max=1.0, help="Only trajectories the "
+                                           "judge role scored at least this (0-1; unscored ones are left out)."),
 ) -> None:
     """Export only the verified trajectories of a run."""
     if fmt not in available_formats():
@@ -24,7 +26,7 @@ def export_cmd(
     if not (run_dir / "run.sqlite").exists():
         fail(f"{run_dir}: not a run directory (no run.sqlite)", 2)
     try:
-        summary = export_run(run_dir, fmt, out, include_offline=include_offline)
+        summary = export_run(run_dir, fmt, out, include_offline=include_offline, min_judge=min_judge)
     except (RuntimeError, ValueError) as exc:
         fail(str(exc), 2)
     except OSError as exc:

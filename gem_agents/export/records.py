@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,19 @@ def openai_record(traj: Trajectory) -> dict[str, Any]:
     return {"messages": [clean_message(m) for m in traj.messages], "tools": list(traj.tools)}
 
 
+# `gem export --min-judge X`: while set, trajectories whose judge score is below X (or that no judge
+# scored) are left out by every format. A context variable, so the format modules need no new argument.
+MIN_JUDGE: ContextVar[float | None] = ContextVar("MIN_JUDGE", default=None)
+
+
+def judge_passes(traj: Trajectory, min_score: float | None) -> bool:
+    """True when no gate is set, or the trajectory's judge score reaches it."""
+    if min_score is None:
+        return True
+    score = traj.provenance.judge.get("score")
+    return isinstance(score, int | float) and score >= min_score
+
+
 def verified_trajectories(run_dir: str | Path, *, include_offline: bool = True) -> Iterator[tuple[str, Trajectory]]:
     """(kind, trajectory) for every verified trajectory of a run, in store order.
 
@@ -51,8 +65,9 @@ def verified_trajectories(run_dir: str | Path, *, include_offline: bool = True) 
         rows = list(store.trajectories(verified_only=True))
     finally:
         store.close()
+    gate = MIN_JUDGE.get()
     for t in rows:
-        if include_offline or not t.provenance.offline:
+        if (include_offline or not t.provenance.offline) and judge_passes(t, gate):
             yield kinds.get(t.id, "original"), t
 
 
