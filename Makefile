@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # Extras the test suite exercises (vllm needs CUDA and is never here).
-TEST_EXTRAS := dev,export,ray,train,local
+TEST_EXTRAS := dev,export,ray,train,local,serve
 
 .PHONY: run test install install-dev lint clean
 
