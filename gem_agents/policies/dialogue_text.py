@@ -1,7 +1,8 @@
 """How the scripted roles write and read facts in plain text.
 
-Facts travel as `- order id: ORD-1234` lines: natural enough for training data, and exact enough
-that the scripted assistant reads back what the scripted user typed (and nothing it did not).
+Facts travel as `- order id: ORD-1234` lines or as sentences ("my order id is ORD-1234."): varied
+enough for training data, and exact enough that the scripted assistant reads back what the scripted
+user typed (and nothing it did not).
 """
 
 from __future__ import annotations
@@ -32,13 +33,39 @@ def fact_lines(facts: dict[str, Any]) -> str:
     return "\n".join(f"- {humanize(k)}: {render_value(v)}" for k, v in facts.items())
 
 
+# Sentence forms of one fact; each keeps "the/my <key> is <value>" so `find_fact` reads it back.
+ONE_FACT = ["Sure, the {k} is {v}.", "Of course. My {k} is {v}.", "My {k} is {v}.", "Yes — the {k} is {v}.",
+            "The {k} is {v}."]
+MANY_FACTS = ["Sure.", "Here you go:", "Of course:", "Here they are:"]
+
+
+def _sayable(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and "\n" not in value and ". " not in value \
+        and not value.endswith(".") and ", and " not in value
+
+
+def say_facts(facts: dict[str, Any], variant: int = 0) -> str:
+    """Facts in one of several phrasings (by `variant`), each readable back by `find_fact`."""
+    if len(facts) == 1:
+        (k, v), = facts.items()
+        if _sayable(v):
+            return ONE_FACT[variant % len(ONE_FACT)].format(k=humanize(k), v=v)
+    if len(facts) == 2 and all(_sayable(v) for v in facts.values()) and variant % 2:
+        (k1, v1), (k2, v2) = facts.items()
+        return f"The {humanize(k1)} is {v1}, and the {humanize(k2)} is {v2}."
+    return MANY_FACTS[variant % len(MANY_FACTS)] + "\n" + fact_lines(facts)
+
+
 def find_fact(texts: list[str], key: str) -> str | None:
-    """The latest raw value given for `key` in `- key: value` lines of `texts` (newest last)."""
-    pattern = re.compile(rf"^\s*[-*•]\s*{re.escape(humanize(key))}\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+    """The latest raw value given for `key` in `texts` (newest last): a `- key: value` line or a sentence."""
+    shown = re.escape(humanize(key))
+    line = re.compile(rf"^\s*[-*•]\s*{shown}\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+    sentence = re.compile(rf"\b(?:my|the)\s+{shown}\s+is\s+(.+?)(?:,\s+and\s+(?:my|the)\s|[.;](?:\s|$)|$)",
+                          re.IGNORECASE | re.MULTILINE)
     for text in reversed(texts):
-        hits = pattern.findall(text or "")
+        hits = [(m.start(), m.group(1)) for p in (line, sentence) for m in p.finditer(text or "")]
         if hits:
-            return hits[-1]
+            return max(hits)[1].strip()
     return None
 
 

@@ -11,16 +11,23 @@ from typing import Any
 
 from gem_agents.policies.dialogue_text import (
     fact_lines,
+    find_fact,
     humanize,
     is_confirmation_request,
     keys_asked,
     question_sentences,
     render_value,
+    say_facts,
 )
 from graphs.roles import STOP_TOKEN, RoleView
 from tools_runtime.records import Scenario
 
 GREETINGS = ["Hi!", "Hello,", "Hey there.", "Good morning!", "Hi there,"]
+DETAILS = ["Here are the details:", "In case you need them:", "Some details:", "For reference:"]
+NO_INFO = ["Sorry, I don't have that information. Please go ahead with what I gave you.",
+           "I'm afraid I don't know that. Can you work with what I told you?",
+           "No idea, sorry — please use what I already gave you."]
+GO_AHEAD = ["Yes, please go ahead.", "Yes, do it.", "Sounds good, go ahead.", "Yes please."]
 CLOSINGS = ["Thanks, that's all I needed!", "Great, thank you — that's everything.", "Perfect, thanks for your help!"]
 
 
@@ -33,8 +40,8 @@ def value_for(scenario: Scenario, key: str, already_said: list[str]) -> Any:
     mistake = next((e for e in scenario.planned_errors
                     if e.kind in ("not_found", "invalid_value") and e.key == key), None)
     if mistake is not None:
-        line = f"- {humanize(key)}: {render_value(mistake.wrong_value)}".lower()
-        if not any(line in text.lower() for text in already_said):
+        wrong = render_value(mistake.wrong_value).lower()
+        if not any(find_fact([text], key) is not None and wrong in text.lower() for text in already_said):
             return mistake.wrong_value
     return scenario.known_info[key]
 
@@ -83,7 +90,11 @@ def goal_message(scenario: Scenario, index: int, said: list[str]) -> str:
         opener = GREETINGS[scenario.seed % len(GREETINGS)] + " "
     text = f"{opener}{goal.description}"
     if facts:
-        text += "\nHere are the details:\n" + fact_lines(facts)
+        variant = scenario.seed + index
+        if len(facts) <= 2:
+            text += " " + say_facts(facts, variant)
+        else:
+            text += "\n" + DETAILS[variant % len(DETAILS)] + "\n" + fact_lines(facts)
     return text
 
 
@@ -112,14 +123,14 @@ async def scripted_user(view: RoleView) -> dict[str, Any]:
         literal = [k for k in asked if humanize(k).lower() in lowered]
         asked = literal or asked
         facts = {k: value_for(scenario, k, said) for k in asked}
-        return {"role": "user", "content": "Sure.\n" + fact_lines(facts)}
+        return {"role": "user", "content": say_facts(facts, scenario.seed + len(said))}
     if is_confirmation_request(reply):
-        return {"role": "user", "content": "Yes, please go ahead."}
+        return {"role": "user", "content": GO_AHEAD[(scenario.seed + len(said)) % len(GO_AHEAD)]}
     questions = question_sentences(reply)
     n = goals_stated(scenario, said)
-    wants_more = questions and any(w in questions[-1].lower() for w in ("anything else", "help you with"))
+    wants_more = questions and any(w in questions[-1].lower() for w in ("anything else", "help you with", "something else"))
     if questions and not wants_more:
-        return {"role": "user", "content": "Sorry, I don't have that information. Please go ahead with what I gave you."}
+        return {"role": "user", "content": NO_INFO[(scenario.seed + len(said)) % len(NO_INFO)]}
     if n < len(scenario.goals):
         return {"role": "user", "content": goal_message(scenario, n, said)}
     return {"role": "user", "content": f"{CLOSINGS[scenario.seed % len(CLOSINGS)]} {STOP_TOKEN}", "stop": True}
