@@ -250,6 +250,9 @@ def _value_for(workflow: Workflow, text: str, tool: str, param: str, schema: dic
         return value, source_for(text, str(value))
     if schema.get("type") == "boolean":
         return True, ValueSource(kind="invented")
+    found = _text_candidate(text, param)
+    if found:
+        return found, source_for(text, found)
     if schema.get("type") == "integer":
         return int(schema.get("minimum", 1)) + 2, ValueSource(kind="invented")
     from gem_agents.stages.offline_env import INVENTED_NAMES
@@ -258,6 +261,18 @@ def _value_for(workflow: Workflow, text: str, tool: str, param: str, schema: dic
     value = INVENTED_VALUES.get(param) or (INVENTED_NAMES.get(noun) or [None])[0] or next(
         (v for k, v in INVENTED_VALUES.items() if k in param), f"My {param.replace('_', ' ')}")
     return value, source_for(text, value) if find_span(text, value) else ValueSource(kind="invented")
+
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s)\]>,\"']+")
+
+
+def _text_candidate(text: str, param: str) -> str:
+    """A value the text itself offers for a free-text parameter (an example URL for an address)."""
+    if any(w in param for w in ("address", "url", "server", "link")):
+        urls = [u.rstrip(".") for u in _URL.findall(text)]
+        concrete = [u for u in urls if "example" not in u] or urls
+        return concrete[0] if concrete else ""
+    return ""
 
 
 def _cites(workflow: Workflow, description: str) -> list[int]:
