@@ -275,3 +275,19 @@ def test_invalid_initial_state_names_record_and_field(record, where):
     with pytest.raises(EnvironmentSpecError) as exc:
         initial_state(workflow_from_dict(spec))
     assert where in str(exc.value)
+
+
+def test_formula_write_reads_the_record_and_a_precondition_guards_it():
+    spec = {"id": "wallet", "execution_graph": "(withdraw)",
+            "tools": [_tool("withdraw", {"account_id": S, "amount": N})],
+            "entities": [{"name": "account", "key": "account_id",
+                          "fields": {"account_id": S, "balance": {"type": "number", "minimum": 0}}}],
+            "effects": {"withdraw": {"kind": "update", "entity": "account", "key": "account_id",
+                                     "writes": [{"field": "balance", "formula": "round(record['balance'] - amount, 2)"}],
+                                     "preconditions": [{"expr": "amount <= record['balance']", "error": "insufficient_funds",
+                                                        "message": "Not enough money on the account."}]}},
+            "initial_state": [{"entity": "account", "values": {"account_id": "A1", "balance": 100.0}}]}
+    e = env(spec)
+    assert e.call("withdraw", {"account_id": "A1", "amount": 30.5}).result == {"account_id": "A1", "balance": 69.5}
+    assert e.call("withdraw", {"account_id": "A1", "amount": 80}).error["code"] == "insufficient_funds"
+    assert e.backend.view()["collections"]["account"]["A1"]["balance"] == 69.5
