@@ -399,6 +399,14 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             continue
         communicate: list[str] = []
         ask = tool_phrase(wf, tool)
+        rows = result.get("results") if isinstance(result, dict) else None
+        kf = entity_key(wf, effect.entity) if effect.entity else None
+        if effect.kind == "read" and isinstance(rows, list) and rows and kf and all(
+                isinstance(r, dict) and _scalar(r.get(kf)) for r in rows[:3]):
+            # A listing: the user wants to know which records there are (their names, not a count).
+            text = f"Could you also {ask} and tell me which {human(effect.entity)} records there are?"
+            return extend(ctx, task, start, "multi_goal", text, [Action(tool=tool, arguments=args)],
+                          known=info_for(ctx, args), communicate=[str(r[kf]) for r in rows[:3]])
         if effect.kind in ("read", "compute"):
             shown = _first_scalar(result, skip={effect.key or ""})
             if shown is None:
@@ -547,9 +555,9 @@ def error_condition(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     state = start.state
     used = gold_tools(task)
     known_values = named_values(ctx, task, state)
-    cands = [(n, e) for n, e in keyed(wf, ("read", "update", "delete", "external"))
-             if "not_found" in e.errors or any(_FIELD_REF.search(p.expr) is None for p in e.preconditions)]
-    cands.sort(key=lambda c: (c[0] in used, c[1].kind == "read", rng.random()))
+    # Tools that name a record by key: the backend rejects a key no record has (`not_found`, declared or not).
+    cands = keyed(wf, ("read", "update", "delete", "external"))
+    cands.sort(key=lambda c: (c[0] in used, "not_found" not in c[1].errors, c[1].kind == "read", rng.random()))
     reasons = []
     for tool, effect in cands:
         recs = records(state, effect.entity)
@@ -686,6 +694,8 @@ TASK_OPS: dict[str, TaskOp] = {
 }
 # The order operators compose in: new capabilities first, long context last (it needs the others between).
 DEFAULT_TASK_OPS = list(TASK_OPS)
+# How often one operator may apply within a composed task (each time it must find something new).
+COMPOSE_REPEAT = {"multi_goal": 8, "error_condition": 2, "ambiguous": 2, "branch": 2}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -761,12 +771,15 @@ def refine_candidates(ctx: RefineContext, parent: Task, ops: list[str] | None = 
     if compose and len(order) > 1:
         current = parent
         for op in order:
-            try:
-                cand = TASK_OPS[op](ctx, current, op_rng(current, op, seed))
-            except RefineOpError:
-                continue
-            got = validate(ctx.workflow, cand, op)
-            if isinstance(got, Task):
+            # An operator that adds a capability or an error path may apply again while it finds new ones.
+            for _ in range(COMPOSE_REPEAT.get(op, 1)):
+                try:
+                    cand = TASK_OPS[op](ctx, current, op_rng(current, op, seed))
+                except RefineOpError:
+                    break
+                got = validate(ctx.workflow, cand, op)
+                if not isinstance(got, Task):
+                    break
                 current = got
         if len(requests_of(current)) > 2:
             out.append(current.model_copy(update={"meta": {**current.meta, "composed": True}}))
