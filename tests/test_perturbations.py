@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import example_names, scripted
+from tests.helpers import EXAMPLES, example_names, scripted
 from tools_runtime.perturbations import BENIGN, HARMFUL, NotApplicable, Perturbation, failed_components
 from tools_runtime.records import Scenario
 from tools_runtime.verify import verify, verify_legacy
@@ -68,6 +68,32 @@ def test_benign_variants_that_failed_before_now_pass(gold_examples):
             before += verify_legacy(m2, sc2)[0].passed
             after += verify(m2, sc2)[0].passed
     assert after == total and before < total
+
+
+def test_example_environment_task_variants():
+    """The example environments' tasks (declared effects, policies), played by the gold player."""
+    from gem_agents.eval.gold_player import gold_player
+    from gem_agents.policies.scripted_user import scripted_user
+    from graphs.roles import Roles
+    from tests.helpers import rollout
+    from tools_runtime.tasks import Task, scenario_from_task
+    from tools_runtime.workflow_io import load_workflow
+
+    roles = Roles(user=scripted_user, assistant=gold_player)
+    applied = {"benign": 0, "harmful": 0}
+    for env in sorted((EXAMPLES.parent / "environments").glob("*.json")):
+        wf = load_workflow(env)
+        for line in env.with_suffix(".tasks.jsonl").read_text().splitlines():
+            sc = scenario_from_task(wf, Task.model_validate_json(line), 0)
+            traj = rollout(sc, roles)
+            assert traj.verdict.passed, (sc.id, traj.verdict.failures)
+            for p in BENIGN + HARMFUL:
+                res = _check(p, sc, traj.messages)
+                if res is None:
+                    continue
+                applied["benign" if p.benign else "harmful"] += 1
+                assert res[0], (sc.id, p.name, res[1])
+    assert applied["benign"] >= 50 and applied["harmful"] >= 50, applied
 
 
 def test_bfcl_ground_truth_variants(bfcl_dir):

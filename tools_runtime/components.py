@@ -450,9 +450,14 @@ def check_policy(messages: list[dict[str, Any]], replay: Replay, scenario: Scena
     confirm_rules = [r for r in scenario.workflow.policy if r.confirm and r.strength == "must"]
     confirm_tools = {t for r in confirm_rules for t in r.tools}
     last_write_at = 0
+    confirmed: set[str] = set()
     for rc in replay.calls:
         if rc.record.name in confirm_tools and rc.record.ok:
-            if not _confirmed_before(messages, rc.message_index, last_write_at):
+            # Repeating the very call the user just confirmed needs no second confirmation.
+            this = canonical_json([rc.record.name, norm_value(rc.record.arguments)])
+            if _confirmed_before(messages, rc.message_index, last_write_at):
+                confirmed = {this}
+            elif this not in confirmed:
                 rule = next(r for r in confirm_rules if rc.record.name in r.tools)
                 failures.append(Failure(code="confirmation_missing", index=rc.message_index,
                                         reason=f"{rc.record.name} ran without the confirmation rule "

@@ -22,7 +22,7 @@ import networkx as nx
 
 from tools_runtime import mutations
 from tools_runtime.binding import bind_tools
-from tools_runtime.components import is_write, loose_state, tool_kind
+from tools_runtime.components import _CONFIRM_ASK, _YES, is_write, loose_state, tool_kind
 from tools_runtime.environment import Rule
 from tools_runtime.exec_graph import parse_graph
 from tools_runtime.executor import parse_tool_content, tool_message_content
@@ -429,7 +429,10 @@ def wrong_value(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]:
 
 def invented_tool_result(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]:
     """A tool message the backend never produced."""
-    return sc, mutations.fake_result(m, 0)
+    try:
+        return sc, mutations.fake_result(m, 0)
+    except ValueError as exc:
+        raise NotApplicable(str(exc)) from None
 
 
 def contradicting_claim(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]:
@@ -478,7 +481,19 @@ def skipped_confirmation(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]
     name = writes[-1][1]
     rule = Rule(id="confirm_write", text=f"Ask the user to confirm before calling {name}.", confirm=True, tools=[name])
     wf = sc.workflow.model_copy(update={"policy": [*sc.workflow.policy, rule]})
-    return sc.model_copy(update={"workflow": wf}), m
+    # A dialogue that already confirms loses its question-and-yes exchanges.
+    out: Messages = []
+    i = 0
+    while i < len(m):
+        x, nxt = m[i], m[i + 1] if i + 1 < len(m) else {}
+        if x.get("role") == "assistant" and not tool_calls_of(x) and "?" in str(x.get("content") or "") \
+                and _CONFIRM_ASK.search(str(x.get("content") or "")) and nxt.get("role") == "user" \
+                and _YES.search(str(nxt.get("content") or "")):
+            i += 2
+            continue
+        out.append(copy.deepcopy(x))
+        i += 1
+    return sc.model_copy(update={"workflow": wf}), out
 
 
 def not_refused(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]:
@@ -548,7 +563,10 @@ def wrong_argument_type(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]:
 
 def unanswered_call(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]:
     """A tool call without a result."""
-    return sc, mutations.leave_unanswered(m)
+    try:
+        return sc, mutations.leave_unanswered(m)
+    except ValueError as exc:
+        raise NotApplicable(str(exc)) from None
 
 
 BENIGN = [
