@@ -1,7 +1,7 @@
 """How fair and how strict verification is: benign variants that verify, harmful ones that fail.
 
 Over every example workflow (scripted gold dialogues, seeds 0..S-1), the example environments' tasks
-whose scripted gold dialogue verifies, and BFCL multi-turn base ground truth (first N tasks), every
+(played by the gold player of `gem eval`), and BFCL multi-turn base ground truth (first N tasks), every
 variant of tools_runtime/perturbations.py is applied where it fits. Prints, per variant and in total:
 the share of benign variants that verify (after = `verify`, before = `verify_legacy`, the imitation
 verdict of git revision 7f9bd46 kept beside it) and the share of harmful ones that fail in the
@@ -30,6 +30,17 @@ from tools_runtime.verify import verify, verify_legacy  # noqa: E402
 BFCL = REPO.parent / "shared" / "data" / "bench" / "bfcl" / "data"
 
 
+def _gold_roles():
+    from gem_agents.eval.gold_player import gold_player
+    from gem_agents.policies.scripted_user import scripted_user
+    from graphs.roles import Roles
+
+    return Roles(user=scripted_user, assistant=gold_player)
+
+
+GOLD = _gold_roles()
+
+
 def gold_dialogues(seeds: int, bfcl: int) -> list[tuple[str, Scenario, list[dict]]]:
     """(source, scenario, gold messages) for every gold dialogue that verifies."""
     out = []
@@ -47,7 +58,7 @@ def gold_dialogues(seeds: int, bfcl: int) -> list[tuple[str, Scenario, list[dict
                 sc = scenario_from_task(wf, Task.model_validate_json(line), 0)
             except TaskRejected:
                 continue
-            traj = rollout(sc)
+            traj = rollout(sc, GOLD)
             out.append(("environments", sc, traj.messages))
     if bfcl and BFCL.is_dir():
         try:
