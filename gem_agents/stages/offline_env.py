@@ -44,6 +44,7 @@ COMMIT_KINDS: dict[str, tuple[str, str]] = {
     "format": ("update", ""), "remove": ("delete", ""), "delete": ("delete", ""), "empty": ("delete", ""),
     "disconnect": ("delete", ""), "sign": ("session", ""), "log": ("session", ""), "unlock": ("session", ""),
 }
+LINE_PROGRAMS = frozenset("wc tail head cat nl less more".split())
 COMMIT_NAMES = {"print": "print_document", "connect": "connect_to_server", "install": "install_package"}
 SETTING_VERBS = frozenset("set select change adjust toggle enable disable switch turn type enter rename".split())
 CREATE_VERBS = frozenset("add create insert install register book upload download copy new make".split())
@@ -419,7 +420,9 @@ def _command_capability(b: Build, step: Step) -> None:
     key = next((k for k, v in params.items() if v.get("type") == "string"), None)
     verb = _verb(d)
     entity = "file"
-    b.entity(entity, "path", {"path": {"type": "string"}, "lines": {"type": "integer"}})
+    # Only what the commands read is state: a line count for the programs that count or show lines.
+    counts = program in LINE_PROGRAMS
+    b.entity(entity, "path", {"path": {"type": "string"}, **({"lines": {"type": "integer"}} if counts else {})})
     golds: dict[str, tuple[Any, str]] = {}
     for k, v in params.items():
         if v.get("type") == "string":
@@ -438,7 +441,7 @@ def _command_capability(b: Build, step: Step) -> None:
         effect = ToolEffect(kind="update", entity=entity, key=keys[0],
                             writes=[FieldWrite(field="path", param=keys[1])], returns=["path"])
     else:
-        effect = ToolEffect(kind="read", entity=entity, key=None, returns=["path", "lines"])
+        effect = ToolEffect(kind="read", entity=entity, key=None, returns=["path", "lines"] if counts else ["path"])
         if key:
             params[key]["description"] = f"Which file or directory ({params[key].get('description', '')})."
     if effect.kind == "read" and key:
@@ -512,14 +515,21 @@ def _state(b: Build, alternatives: bool) -> None:
         if ent.name == b.settings or any(r.entity == ent.name for r in b.records):
             continue
         if ent.name == "file":
+            # Paths a command creates (cp's target) must not exist yet; the others are the page's files.
+            made = {cap.gold[cap.effect.key][0] for cap in b.caps
+                    if cap.effect.kind == "create" and cap.effect.key in cap.gold}
             for cap in b.caps:
                 for _, (value, quote) in cap.gold.items():
+                    if value in made:
+                        continue
                     if any(r.values.get("path") == value for r in b.records if r.entity == "file"):
                         continue
                     if isinstance(value, str) and "/" in value or (isinstance(value, str) and "." in value):
-                        b.records.append(StateRecord(entity="file", values={"path": value, "lines": 64},
-                                                     sources={"path": source_for(text, quote),
-                                                              "lines": ValueSource(kind="invented")}))
+                        counted = "lines" in ent.fields
+                        b.records.append(StateRecord(
+                            entity="file", values={"path": value, **({"lines": 64} if counted else {})},
+                            sources={"path": source_for(text, quote),
+                                     **({"lines": ValueSource(kind="invented")} if counted else {})}))
             continue
         creates = any(c.effect.kind == "create" and c.effect.entity == ent.name for c in b.caps)
         if creates and not any(c.effect.kind in ("update", "delete") and c.effect.entity == ent.name for c in b.caps):
