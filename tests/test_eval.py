@@ -147,3 +147,27 @@ def test_tau2_tasks_keep_their_criteria(shared_dir):
     wrong[0].arguments["user_id"] = "user_9"
     v = verify(transcript_from_plan(sc, wrong)[0], sc)[0]
     assert not v.passed and v.blame is not None
+
+
+def test_a_model_assistant_is_evaluated_through_an_openai_endpoint(tmp_path):
+    """The config's assistant on a (fake) OpenAI endpoint: tokens, pins and per-trial verdicts recorded."""
+    from gem_agents.testing.fake_openai import FakeOpenAIServer
+    from gem_agents.testing.role_responder import RoleResponder
+    from tools_runtime.tasks import Task, scenario_from_task
+    from tools_runtime.workflow_io import load_workflow
+
+    tasks = REPO / "examples" / "environments" / "support_ticket.tasks.jsonl"
+    wf = load_workflow(REPO / "examples" / "environments" / "support_ticket.json")
+    scenarios = [scenario_from_task(wf, Task.model_validate_json(line), t)
+                 for line in tasks.read_text().splitlines() for t in range(2)]
+    with FakeOpenAIServer(RoleResponder(scenarios)) as srv:
+        cfg = tmp_path / "cfg.yaml"
+        role = {"provider": "openai", "model": "fake-model", "base_url": srv.base_url}
+        cfg.write_text(json.dumps({"roles": {"assistant": role}}))  # YAML reads JSON
+        s = _eval([str(tasks), "--config", str(cfg), "--trials", "2"], tmp_path / "out")
+    assert s["assistant"] == {"provider": "openai", "model": "fake-model"}
+    assert s["tokens"]["calls"] > 0 and s["tokens"]["input_tokens"] > 0
+    assert s["tasks"] == 2 and set(s["pass_hat_k"]) == {"1", "2"}
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all("state" in r["components"] for r in rows)
+    assert all(r["blame"] is None if r["passed"] else r["blame"] for r in rows)
