@@ -7,6 +7,7 @@ rewound or edited dialogue continues consistently.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gem_agents.policies.dialogue_text import (
@@ -61,7 +62,8 @@ def key_goal(key: str, scenario: Scenario | None = None) -> int:
     return 0
 
 
-def current_keys(keys: list[str], goal: int, scenario: Scenario | None = None) -> list[str]:
+def current_keys(keys: list[str], goal: int, scenario: Scenario | None = None, *,
+                 drop_contained: bool = True) -> list[str]:
     """Of keys shown with the same words, the one for the current goal (else the latest earlier one).
 
     A key whose words are part of another asked key's words ("query" inside "payee query") was
@@ -77,8 +79,33 @@ def current_keys(keys: list[str], goal: int, scenario: Scenario | None = None) -
             chosen[shown] = (rank, key)
     shown_all = list(chosen)
     kept = [s for s in shown_all
-            if not any(o != s and f" {s} " in f" {o} " for o in shown_all)]
+            if not drop_contained or not any(o != s and f" {s} " in f" {o} " for o in shown_all)]
     return [chosen[s][1] for s in kept]
+
+
+def answer_keys(question: str, scenario: Scenario, goal: int) -> list[str]:
+    """The facts a question asks for: the keys it names literally (as whole words) when there are any.
+
+    Literal names are chosen before keys whose words merely contain them are dropped: "What is the
+    file?" asks for `file`, not for `file id`, even though "file" is part of "file id". Choosing after
+    the drop answered `file id` to every such question, and the dialogue looped until its turn budget.
+    """
+    raw = keys_asked(question, list(scenario.known_info))
+    lowered = " ".join(question_sentences(question)).lower()
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for k in raw:
+        pattern = rf"(?<![\w-]){re.escape(humanize(k).lower())}(?![\w-])"
+        found = [m.span() for m in re.finditer(pattern, lowered)]
+        if found:
+            spans[k] = found
+    # A literal name counts where it is not part of a longer literal name ("file" in "target file").
+    free = [k for k, ks in spans.items()
+            if any(not any(o != k and a >= b0 and b <= b1 and (b1 - b0) > (b - a) for o in spans
+                           for b0, b1 in spans[o]) for a, b in ks)]
+    if free:  # in the order the question names them
+        free.sort(key=lambda k: spans[k][0][0])
+        return current_keys(free, goal, scenario, drop_contained=False)
+    return current_keys(raw, goal, scenario)
 
 
 def goal_message(scenario: Scenario, index: int, said: list[str]) -> str:
@@ -115,13 +142,8 @@ async def scripted_user(view: RoleView) -> dict[str, Any]:
         return {"role": "user", "content": goal_message(scenario, 0, said)}
     last = view.messages[-1]
     reply = str(last.get("content") or "") if last.get("role") == "user" else ""
-    asked = current_keys(keys_asked(reply, list(scenario.known_info)), max(goals_stated(scenario, said) - 1, 0),
-                         scenario)
+    asked = answer_keys(reply, scenario, max(goals_stated(scenario, said) - 1, 0))
     if asked:
-        # Answer what was literally asked ("return method"), not every fact sharing a word with it.
-        lowered = " ".join(question_sentences(reply)).lower()
-        literal = [k for k in asked if humanize(k).lower() in lowered]
-        asked = literal or asked
         facts = {k: value_for(scenario, k, said) for k in asked}
         return {"role": "user", "content": say_facts(facts, scenario.seed + len(said))}
     if is_confirmation_request(reply):
