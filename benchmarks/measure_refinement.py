@@ -191,7 +191,7 @@ async def measure(envs: list[tuple[Workflow, list[Task], str]], *, fake_server: 
             hub.close()
         if server is not None:
             server.stop()
-    composed = [t for t in refined if t.scenario.task.meta.get("composed")]
+    composed = [t for t in refined if _op(t.scenario.task) == "composed"]
     return {
         "originals": originals_n, "refined_verified": len(refined), "refined_reverified": reverified,
         "before": mean_stats(before), "after_all": mean_stats(t.stats for t in refined),

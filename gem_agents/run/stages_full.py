@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from gem_agents.models.client import ModelCallError
 from gem_agents.stages.extract import check_simulatable, extract_workflow
+from gem_agents.stages.judge import judge_all
 from gem_agents.stages.offline_extractor import extract_offline
 from gem_agents.stages.relevance import judge_relevance
 from gem_agents.stages.tasks import write_tasks, write_tasks_offline
@@ -51,6 +52,7 @@ def make_stages(ctx: RunContext) -> PipelineStages:
     extract_client = hub.client("extract")
     refine_client = hub.client("refine")
     task_client = hub.client("task")
+    judge_client = hub.client("judge")  # optional: rubric scores, nl_assertions, unresolved blame
     # Offline output is never mistaken for model data: any offline stand-in or scripted role marks it.
     scripted_dialogue = ctx.roles.name == "scripted"
     offline_env = extract_client is None
@@ -110,26 +112,43 @@ def make_stages(ctx: RunContext) -> PipelineStages:
         else:
             trajs = await asyncio.gather(*(one_rollout(workflow, i, task) for task in tasks
                                            for i in range(cfg.rollouts)))
+        if judge_client is not None:
+            judged, why = await judge_all(judge_client, [t for t in trajs if t.messages], workflow)
+            return judged + [t for t in trajs if not t.messages], why
         return list(trajs), []
 
     async def refine_stage(workflow: Workflow, originals: list[Trajectory]) -> tuple[list[Trajectory], list[str]]:
-        from gem_agents.stages.refine import refine  # lazy: stage 4 lives in its own module
+        from gem_agents.stages.refine import refine, refine_to_tasks  # lazy: stage 4 lives in its own module
+        from tools_runtime.refine_tasks import TASK_OPS
 
-        async def one(i: int, traj: Trajectory) -> tuple[Trajectory | None, list[str]]:
+        # Grounded tasks refine into new tasks (issue 17); the other tasks of the environment are the
+        # capabilities a multi-goal refinement may add.
+        siblings = [t.scenario.task for t in originals if t.scenario is not None and t.scenario.task is not None]
+        task_ops = [o for o in cfg.refine_ops if o in TASK_OPS] or None
+
+        async def one(i: int, traj: Trajectory) -> tuple[list[Trajectory], list[str]]:
             if traj.scenario is None:
-                return None, [f"{traj.id}: no scenario recorded"]
+                return [], [f"{traj.id}: no scenario recorded"]
             async with rollout_sem:
                 try:
+                    if traj.scenario.task is not None and workflow.effects:
+                        got = await refine_to_tasks(workflow, traj, ctx.roles, siblings=siblings, ops=task_ops,
+                                                    seed=cfg.seed + i, client=refine_client)
+                        return got.trajectories, [f"{d.operator}: {d.code}: {d.reason}" for d in got.drops
+                                                  if d.code != "not_applicable"]
                     res = await refine(traj.scenario, ctx.roles, rounds=cfg.refine_rounds, ops=list(cfg.refine_ops),
                                        seed=cfg.seed + i, client=refine_client)
                 except ModelCallError as exc:
-                    return None, [f"model call failed: {exc}"]
-            return res.trajectory, list(res.rejected)
+                    return [], [f"model call failed: {exc}"]
+            return ([res.trajectory] if res.trajectory is not None else []), list(res.rejected)
 
         verified = [t for t in originals if t.verdict and t.verdict.passed]
         results = await asyncio.gather(*(one(i, t) for i, t in enumerate(verified)))
-        refined = [t for t, _ in results if t is not None]
+        refined = [t for ts, _ in results for t in ts]
         reasons = sorted({r for _, rs in results for r in rs})
+        if judge_client is not None:
+            refined, why = await judge_all(judge_client, refined, workflow)
+            reasons += why
         return refined, reasons
 
     return PipelineStages(filter=filter_stage, extract=extract_stage, simulate=simulate_stage,

@@ -535,7 +535,23 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
         out.drops.append(Drop(operator="all", parent=parent.id, code="invalid_operators", reason=str(exc)))
         return out
     out.drops += drops
-    for i, task in enumerate(cands):
+    await _simulate_refined(out, workflow, original, parent, cands, roles, seed=seed, client=client, offline=offline)
+    if client is None and compose and not singles and not out.trajectories:
+        # The composed task did not verify: fall back to one refined task per operator.
+        try:
+            more, _ = refine_candidates(ctx, parent, ops, seed=seed, singles=True, compose=False)
+        except RefineOpError:
+            more = []
+        await _simulate_refined(out, workflow, original, parent, more, roles, seed=seed, client=None,
+                                offline=offline, first=len(out.tasks))
+    return out
+
+
+async def _simulate_refined(out: TaskRefinement, workflow: Workflow, original: Trajectory, parent: Task,
+                            cands: list[Task], roles: Roles, *, seed: int, client: ModelClient | None,
+                            offline: bool | None, first: int = 0) -> None:
+    """Simulate and verify each refined task; verified ones join `out.trajectories`, the rest `out.drops`."""
+    for i, task in enumerate(cands, first):
         task = task.model_copy(update={"offline": parent.offline if client is None else False})
         out.tasks.append(task)
         try:
@@ -556,4 +572,3 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
             "prompts_hash": prompts_hash(load_prompt(PROMPTS, "refine_task.txt")) if client is not None
             else traj.provenance.prompts_hash})
         out.trajectories.append(traj.model_copy(update={"id": f"{task.id}:refined", "provenance": prov}))
-    return out
