@@ -264,3 +264,22 @@ def test_every_operator_is_registered_and_documented():
 
     for name in TASK_OPS:
         assert name in (mod.__doc__ or ""), name
+
+
+def test_gem_refine_refines_a_grounded_task_into_new_tasks(tmp_path):
+    from typer.testing import CliRunner
+
+    from gem_agents.cli import app
+
+    wf, tasks = env("support_ticket")
+    lines = [run(run_dialogue(scenario_from_task(wf, t, 0), SCRIPTED)).model_dump_json() for t in tasks[:2]]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(app, ["refine", str(src), "--workflows", "examples/environments/support_ticket.json",
+                                   "--out", str(tmp_path / "out"), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["refined"] >= 1
+    refined = [Trajectory.model_validate_json(x) for x in (tmp_path / "out" / "refined.jsonl").read_text().splitlines()]
+    assert all(t.verdict.passed and t.scenario.task.parent for t in refined)
+    assert any(op in TASK_OPS for t in refined for op in t.scenario.task.meta["operators"])

@@ -572,3 +572,16 @@ async def _simulate_refined(out: TaskRefinement, workflow: Workflow, original: T
             "prompts_hash": prompts_hash(load_prompt(PROMPTS, "refine_task.txt")) if client is not None
             else traj.provenance.prompts_hash})
         out.trajectories.append(traj.model_copy(update={"id": f"{task.id}:refined", "provenance": prov}))
+
+
+def as_refine_result(res: TaskRefinement) -> RefineResult:
+    """A task refinement in `gem refine`'s one-result shape: the composed verified trajectory first, else
+    the richest one; every drop as a reason."""
+    best = sorted(res.trajectories, key=lambda t: (not t.scenario.task.meta.get("composed") if t.scenario and
+                                                   t.scenario.task else True, -t.stats.tool_calls))
+    reasons = [f"{d.operator}: {d.code}: {d.reason}" for d in res.drops]
+    if not best:
+        return RefineResult(rejected=reasons or ["no refined task verified"])
+    top = best[0]
+    ops = list(top.scenario.task.meta.get("operators", [])) if top.scenario and top.scenario.task else []
+    return RefineResult(scenario=top.scenario, trajectory=top, rejected=reasons, ops=ops)
