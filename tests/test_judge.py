@@ -140,3 +140,26 @@ def test_export_min_judge_gates_on_the_judge_score(tmp_path):
     summary = json.loads(res.stdout)
     assert summary["trajectories"] == 1 and summary["judge_left_out"] == total - 1
     assert len((tmp_path / "g.jsonl").read_text().splitlines()) == 1
+
+
+def test_gem_run_with_a_judge_role_scores_originals_and_refinements(tmp_path):
+    from gem_agents.run.context import open_run
+    from gem_agents.run.engine import run_documents
+    from tests.test_run import sample_docs
+
+    doc = next(d for d in sample_docs() if d.id == "set_up_email_forwarding.md")
+    with FakeOpenAIServer(ScriptedResponder([text(answer(True))], cycle=True)) as srv:
+        cfg = RunConfig.model_validate({"rollouts": 1, "refine_rounds": 1, "cache": False, "roles": {"judge": {
+            "provider": "openai", "base_url": srv.base_url, "model": "fake-judge", "structured_output": "tagged",
+            "max_retries": 0}}})
+
+        async def go():
+            async with open_run(cfg, tmp_path / "run") as ctx:
+                await run_documents(ctx, [doc])
+                return list(ctx.store.trajectories())
+
+        trajs = run(go())
+        judged_requests = srv.count
+    assert trajs and judged_requests >= len([t for t in trajs if t.messages])
+    assert all(t.provenance.judge.get("model") == "fake-judge" for t in trajs if t.messages)
+    assert {t.provenance.stage for t in trajs} >= {"refine"}, "refined trajectories are judged too"
