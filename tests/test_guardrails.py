@@ -24,7 +24,6 @@ KNOWN_TIMING_ASSERTS = {
     "tests/test_fake_openai.py::test_timeout_fault",
     "tests/test_fake_openai.py::test_faults_settable_at_runtime_and_latency",
     "tests/test_fake_openai.py::test_stop_wakes_hung_requests_and_context_manager",
-    "tests/test_fake_openai.py::test_concurrent_requests_are_served_concurrently",
     "tests/test_validation.py::test_catastrophic_regex_does_not_hang",
     "tests/test_validation.py::test_regex_budget_covers_the_whole_call",
     "tests/test_validation.py::test_unique_items_is_linear_and_uses_json_equality",
