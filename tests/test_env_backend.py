@@ -200,6 +200,8 @@ def test_sign_out_ends_the_session():
     assert not e.call("get_book", {"isbn": "978-0"}).ok
     assert e.call("log_in", {"member": "ana"}).ok and e.call("get_book", {"isbn": "978-0"}).ok
     assert e.call("log_out", {}).ok and e.backend.view()["session"]["logged_in"] is False
+    signed_out = e.backend.state_hash()
+    assert e.call("log_out", {}).ok and e.backend.state_hash() == signed_out  # idempotent
     assert e.call("get_book", {"isbn": "978-0"}).error["code"] == "unauthorized"
 
 

@@ -322,8 +322,7 @@ class EffectRunner:
                  records: dict[str, Any], rid: str | None, args: dict[str, Any]) -> Outcome:
         session = state["session"]
         if is_signout(tool):
-            if not session.get("logged_in"):
-                return error("invalid_state", "No active session: you are not signed in.")
+            # Idempotent, as most services are: signing out twice leaves the same signed-out state.
             session["logged_in"] = False
             session["user"] = None
             return Outcome(ok=True, result={"status": "signed_out"})
