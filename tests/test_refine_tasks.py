@@ -283,3 +283,41 @@ def test_gem_refine_refines_a_grounded_task_into_new_tasks(tmp_path):
     refined = [Trajectory.model_validate_json(x) for x in (tmp_path / "out" / "refined.jsonl").read_text().splitlines()]
     assert all(t.verdict.passed and t.scenario.task.parent for t in refined)
     assert any(op in TASK_OPS for t in refined for op in t.scenario.task.meta["operators"])
+
+
+def _judge_says_yes(body):
+    """Fake judge: every assertion listed in the prompt holds, every score is 4."""
+    import re as _re
+
+    prompt = body["messages"][0]["content"]
+    block = prompt.split("ASSERTIONS:\n", 1)[1].split("\n\nVERIFICATION:", 1)[0]
+    found = [m.group(1) for m in _re.finditer(r"^- (.+)$", block, _re.M)]
+    crit = ("grounded_in_text", "natural_user", "helpful_assistant", "policy_followed")
+    return text(json.dumps({"scores": {c: {"score": 4, "reason": "fine"} for c in crit},
+                            "nl_assertions": [{"assertion": a, "passed": True, "reason": "it refused"} for a in found],
+                            "blame": None}))
+
+
+def test_a_refusal_needs_the_judge_and_verifies_with_one():
+    wf, tasks = env("shop_return")
+    original = run(run_dialogue(scenario_from_task(wf, by_id(tasks, "refund-after-fee"), 0), SCRIPTED))
+    offline = run(refine_to_tasks(wf, original, SCRIPTED, siblings=tasks, ops=["policy_refusal"], singles=True,
+                                  compose=False))
+    assert not offline.trajectories
+    assert any("judge_required" in d.reason for d in offline.drops if d.code == "unverified"), offline.drops
+    cfg = RunConfig.model_validate({"cache": False, "roles": {"judge": {
+        "provider": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "fake-judge",
+        "structured_output": "tagged", "max_retries": 0}}})
+    from gem_agents.testing.fake_openai import RuleResponder
+
+    with FakeOpenAIServer(RuleResponder([], default=_judge_says_yes)) as srv:
+        cfg.roles.judge.base_url = srv.base_url
+        hub = ModelHub(cfg)
+        try:
+            judged = run(refine_to_tasks(wf, original, SCRIPTED, siblings=tasks, ops=["policy_refusal"],
+                                         singles=True, compose=False, judge=hub.client("judge")))
+        finally:
+            hub.close()
+    assert judged.trajectories, judged.drops
+    traj = judged.trajectories[0]
+    assert traj.verdict.components["nl_assertions"].passed and traj.provenance.judge["score"] == 0.75

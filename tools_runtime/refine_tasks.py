@@ -528,8 +528,12 @@ def policy_refusal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     forbidden = [tool] if tool not in gold_tools(task) else []
     nl = [f"The assistant refuses to {tool_phrase(wf, tool)} for {human(effect.entity)} {key_value}, "
           f"because {rule.text[:1].lower()}{rule.text[1:].rstrip('.')}."]
-    return extend(ctx, task, start, "policy_refusal", text, [], known=info_for(ctx, args), nl=nl, forbidden=forbidden,
-                  branches=[f"refuse:{rule.id}"])
+    out = extend(ctx, task, start, "policy_refusal", text, [], known=info_for(ctx, args), nl=nl, forbidden=forbidden,
+                 branches=[f"refuse:{rule.id}"])
+    # Only a judge can tell a refusal from "done!": the assertion decides, so without a judge the
+    # task stays pending (never verified by a rule that cannot see it).
+    basis = list(dict.fromkeys([*out.reward_basis, "nl_assertions"]))
+    return out.model_copy(update={"reward_basis": basis})
 
 
 def _wrong_key(value: Any, taken: set[str]) -> Any:
@@ -696,6 +700,8 @@ TASK_OPS: dict[str, TaskOp] = {
 DEFAULT_TASK_OPS = list(TASK_OPS)
 # How often one operator may apply within a composed task (each time it must find something new).
 COMPOSE_REPEAT = {"multi_goal": 8, "error_condition": 2, "ambiguous": 2, "branch": 2}
+# Operators whose requests only a judge can verify (they join a composed task only when one is configured).
+JUDGE_OPS = frozenset({"policy_refusal"})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -749,7 +755,7 @@ def op_rng(task: Task, op: str, seed: int) -> random.Random:
 
 
 def refine_candidates(ctx: RefineContext, parent: Task, ops: list[str] | None = None, *, seed: int = 0,
-                      singles: bool = True, compose: bool = True) -> tuple[list[Task], list[Drop]]:
+                      singles: bool = True, compose: bool = True, judge: bool = False) -> tuple[list[Task], list[Drop]]:
     """Refined tasks for `parent`: one per applicable operator (`singles`) and one composing them all
     (`compose`), each validated by its gold run; every operator that did not apply is a Drop."""
     wanted = list(ops) if ops is not None else DEFAULT_TASK_OPS
@@ -771,6 +777,8 @@ def refine_candidates(ctx: RefineContext, parent: Task, ops: list[str] | None = 
     if compose and len(order) > 1:
         current = parent
         for op in order:
+            if op in JUDGE_OPS and not judge:
+                continue
             # An operator that adds a capability or an error path may apply again while it finds new ones.
             for _ in range(COMPOSE_REPEAT.get(op, 1)):
                 try:

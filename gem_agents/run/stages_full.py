@@ -133,7 +133,7 @@ def make_stages(ctx: RunContext) -> PipelineStages:
                 try:
                     if traj.scenario.task is not None and workflow.effects:
                         got = await refine_to_tasks(workflow, traj, ctx.roles, siblings=siblings, ops=task_ops,
-                                                    seed=cfg.seed + i, client=refine_client)
+                                                    seed=cfg.seed + i, client=refine_client, judge=judge_client)
                         return got.trajectories, [f"{d.operator}: {d.code}: {d.reason}" for d in got.drops
                                                   if d.code != "not_applicable"]
                     res = await refine(traj.scenario, ctx.roles, rounds=cfg.refine_rounds, ops=list(cfg.refine_ops),
@@ -146,8 +146,10 @@ def make_stages(ctx: RunContext) -> PipelineStages:
         results = await asyncio.gather(*(one(i, t) for i, t in enumerate(verified)))
         refined = [t for ts, _ in results for t in ts]
         reasons = sorted({r for _, rs in results for r in rs})
-        if judge_client is not None:
-            refined, why = await judge_all(judge_client, refined, workflow)
+        if judge_client is not None:  # refinements of grounded tasks were judged before they were kept
+            judged = [t for t in refined if not t.provenance.judge]
+            again, why = await judge_all(judge_client, judged, workflow)
+            refined = [t for t in refined if t.provenance.judge] + again
             reasons += why
         return refined, reasons
 

@@ -513,11 +513,12 @@ async def simulate_task(workflow: Workflow, task: Task, roles: Roles, *, seed: i
 async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles, *, text: str = "",
                           siblings: list[Task] | None = None, ops: list[str] | None = None, seed: int = 0,
                           client: ModelClient | None = None, singles: bool = False, compose: bool = True,
-                          k: int = 2, offline: bool | None = None) -> TaskRefinement:
+                          k: int = 2, offline: bool | None = None, judge: ModelClient | None = None) -> TaskRefinement:
     """Refine a verified trajectory's task into new tasks, simulate each again and keep the verified ones.
 
     Offline (`client=None`) the operators of `tools_runtime.refine_tasks` write the tasks; with a
-    client the model refiner does, seeing the dialogue, the text, the environment and the policy.
+    client the model refiner does, seeing the dialogue, the text, the environment and the policy. With a
+    `judge` client, each refined dialogue is judged before it is kept (nl_assertions, scores, blame).
     """
     out = TaskRefinement()
     parent = original.scenario.task if original.scenario is not None else None
@@ -528,14 +529,16 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
     ctx = RefineContext(workflow=workflow, text=text or "\n".join(workflow.steps), siblings=list(siblings or []))
     try:
         if client is None:
-            cands, drops = refine_candidates(ctx, parent, ops, seed=seed, singles=singles, compose=compose)
+            cands, drops = refine_candidates(ctx, parent, ops, seed=seed, singles=singles, compose=compose,
+                                             judge=judge is not None)
         else:
             cands, drops = await propose_tasks(client, ctx, parent, original, k=k)
     except RefineOpError as exc:
         out.drops.append(Drop(operator="all", parent=parent.id, code="invalid_operators", reason=str(exc)))
         return out
     out.drops += drops
-    await _simulate_refined(out, workflow, original, parent, cands, roles, seed=seed, client=client, offline=offline)
+    await _simulate_refined(out, workflow, original, parent, cands, roles, seed=seed, client=client, offline=offline,
+                            judge=judge)
     if client is None and compose and not singles and not out.trajectories:
         # The composed task did not verify: fall back to one refined task per operator.
         try:
@@ -543,13 +546,13 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
         except RefineOpError:
             more = []
         await _simulate_refined(out, workflow, original, parent, more, roles, seed=seed, client=None,
-                                offline=offline, first=len(out.tasks))
+                                offline=offline, first=len(out.tasks), judge=judge)
     return out
 
 
 async def _simulate_refined(out: TaskRefinement, workflow: Workflow, original: Trajectory, parent: Task,
                             cands: list[Task], roles: Roles, *, seed: int, client: ModelClient | None,
-                            offline: bool | None, first: int = 0) -> None:
+                            offline: bool | None, first: int = 0, judge: ModelClient | None = None) -> None:
     """Simulate and verify each refined task; verified ones join `out.trajectories`, the rest `out.drops`."""
     for i, task in enumerate(cands, first):
         task = task.model_copy(update={"offline": parent.offline if client is None else False})
@@ -560,6 +563,15 @@ async def _simulate_refined(out: TaskRefinement, workflow: Workflow, original: T
             out.drops.append(Drop(operator=task.operator, parent=parent.id, task_id=task.id, code="rollout_error",
                                   reason=f"{type(exc).__name__}: {exc}"))
             continue
+        if judge is not None and traj.messages:
+            from gem_agents.stages.judge import JudgeError, apply_judge, judge_trajectory
+
+            try:
+                traj = apply_judge(traj, await judge_trajectory(judge, traj, workflow, out_text(workflow)),
+                                   model=judge.model)
+            except JudgeError as exc:
+                out.drops.append(Drop(operator=task.operator, parent=parent.id, task_id=task.id,
+                                      code="judge_unusable", reason=str(exc)))
         if traj.verdict is None or not traj.verdict.passed:
             fails = traj.verdict.failures if traj.verdict is not None else []
             out.drops.append(Drop(operator=task.operator, parent=parent.id, task_id=task.id, code="unverified",
@@ -585,3 +597,8 @@ def as_refine_result(res: TaskRefinement) -> RefineResult:
     top = best[0]
     ops = list(top.scenario.task.meta.get("operators", [])) if top.scenario and top.scenario.task else []
     return RefineResult(scenario=top.scenario, trajectory=top, rejected=reasons, ops=ops)
+
+
+def out_text(workflow: Workflow) -> str:
+    """The text a judge of a refined dialogue reads when the document is not at hand: the steps."""
+    return "\n".join(workflow.steps)
