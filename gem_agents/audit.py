@@ -220,7 +220,19 @@ def _env_text_values(wf: Workflow, text: str | None) -> set[str]:
 
 
 def grounding(data: RunData) -> dict[str, Any]:
-    """Share of initial-state, gold-argument and known-info values whose provenance is a span of the text."""
+    """Share of initial-state, gold-argument and known-info values whose provenance is a span of the text.
+
+    Every task of the run counts (refined tasks too); `originals` gives the same figure over the
+    tasks written for the environments only (no `parent`), before refinement composed new ones.
+    """
+    out = _grounding(data, data.tasks.values())
+    originals = [t for t in data.tasks.values() if not t.parent]
+    out["tasks"] = {"all": len(data.tasks), "originals": len(originals)}
+    out["originals"] = {k: v for k, v in _grounding(data, originals).items() if k in ("value", "grounded", "total")}
+    return out
+
+
+def _grounding(data: RunData, tasks: Iterable[Task]) -> dict[str, Any]:
     parts = {name: {"grounded": 0, "total": 0} for name in ("initial_state", "gold_arguments", "known_info")}
     state_keys: dict[str, set[str]] = {}
     for wf in data.workflows.values():
@@ -232,7 +244,7 @@ def grounding(data: RunData) -> dict[str, Any]:
                 parts["initial_state"]["total"] += n
                 if source_in_text(rec.sources.get(name), value, text):
                     parts["initial_state"]["grounded"] += n
-    for task in data.tasks.values():
+    for task in tasks:
         wf = data.workflows.get(task.env_id)
         text = _text_of(data, wf, task.env_id)
         env_keys = state_keys.get(task.env_id, set())
@@ -495,7 +507,7 @@ def funnel(data: RunData) -> dict[str, Any]:
             no_env.update(_doc_reasons(d))
     originals = [t for k, t in data.trajectories if k == "original"]
     task_ids = {t.scenario.task.id for t in originals if t.scenario and t.scenario.task}
-    task_ids |= {tid for tid, task in data.tasks.items() if not task.parent and not task.operator}
+    task_ids |= {tid for tid, task in data.tasks.items() if not task.parent}  # refined tasks have a parent
     tasks_rejected: Counter[str] = Counter(str(r.get("code") or reason_key(str(r.get("reason", ""))))
                                            for r in data.rejections)
     env_ids_with_tasks = {data.tasks[tid].env_id for tid in task_ids if tid in data.tasks}

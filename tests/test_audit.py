@@ -248,3 +248,23 @@ def test_funnel_reads_stored_tasks_and_their_rejections(tmp_path):
     assert f["drops"]["tasks_rejected"] == {"gold_failed": 2, "empty_criteria": 1}
     assert f["drops"]["environment_without_task"] == {"no valid task": 1}
     assert (f["rollouts"], f["rollouts_verified"]) == (1, 1)
+
+
+def test_grounding_of_original_tasks_leaves_refined_ones_out(tmp_path):
+    refined = TASK1.model_copy(update={"id": "t1+multi_goal", "parent": "t1", "operator": "multi_goal",
+                                       "known_info": [Info(key="bill", value=80)],
+                                       "gold_actions": [Action(tool="calculate_tip", arguments={"bill": 80, "percent": 20})]})
+    rel = Relevance(multi_step=True, decided_by="model")
+    t1 = _traj("d1:r0", WF1, TASK1, system=True, passed=True, texts=["Done."])
+    t2 = _traj("d1:ref0", WF1, refined, system=True, passed=True, texts=["Done."])
+    store = RunStore(tmp_path / "run")
+    store.finish(DocOutcome(doc_id="d1", status="kept", stage="refine", text=TEXT1, relevance=rel, workflow=WF1,
+                            trajectories=[("original", t1), ("refined", t2)]))
+    store.close()
+    res = audit_run(tmp_path / "run")
+    g = res["grounding"]
+    assert g["tasks"] == {"all": 2, "originals": 1}
+    # originals: state 1/2, TASK1 known 1/2 and gold 1/3 → 3/7; the refined task adds 0/1 known and 0/2 gold
+    assert g["originals"] == {"value": round(3 / 7, 4), "grounded": 3, "total": 7}
+    assert (g["grounded"], g["total"]) == (3, 10)
+    assert res["funnel"]["tasks_valid"] == 1

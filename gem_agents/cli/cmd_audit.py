@@ -37,7 +37,8 @@ def _print_human(result: dict[str, Any]) -> None:
     table.add_column("detail")
     g = result["grounding"]
     table.add_row("grounding", _fmt(g["value"]), f"{g['grounded']}/{g['total']} values; " + ", ".join(
-        f"{k} {_fmt(v['share'])} ({v['grounded']}/{v['total']})" for k, v in g["parts"].items()))
+        f"{k} {_fmt(v['share'])} ({v['grounded']}/{v['total']})" for k, v in g["parts"].items())
+        + f"; original tasks only {_fmt(g['originals']['value'])}")
     n = result["noop_tool_share"]
     table.add_row("noop_tool_share", _fmt(n["value"]), f"{n['noop']}/{n['tools']} tools")
     c = result["compute_correct"]
