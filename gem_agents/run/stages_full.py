@@ -62,7 +62,12 @@ def make_stages(ctx: RunContext) -> PipelineStages:
         return await judge_relevance(doc, filter_client, use_prefilter=cfg.prefilter or filter_client is None,
                                      reask_rounds=cfg.limits.reask_rounds)
 
+    # The text a model refiner or judge reads, kept from extraction to refinement (only with such a model).
+    doc_texts: dict[str, str] = {}
+
     async def extract_stage(doc: Document, rel: Relevance) -> tuple[Workflow | None, list[str]]:
+        if refine_client is not None or judge_client is not None:
+            doc_texts[doc.id] = doc.text
         try:
             if extract_client is None:
                 result = extract_offline(doc, max_tools=min(OFFLINE_MAX_TOOLS, cfg.limits.max_tools),
@@ -124,6 +129,7 @@ def make_stages(ctx: RunContext) -> PipelineStages:
         # Grounded tasks refine into new tasks (issue 17); the other tasks of the environment are the
         # capabilities a multi-goal refinement may add.
         siblings = [t.scenario.task for t in originals if t.scenario is not None and t.scenario.task is not None]
+        text = doc_texts.pop(workflow.id, "") or doc_texts.pop(workflow.doc_id, "")
         task_ops = [o for o in cfg.refine_ops if o in TASK_OPS] or None
 
         async def one(i: int, traj: Trajectory) -> tuple[list[Trajectory], list[str]]:
@@ -132,8 +138,9 @@ def make_stages(ctx: RunContext) -> PipelineStages:
             async with rollout_sem:
                 try:
                     if traj.scenario.task is not None and workflow.effects:
-                        got = await refine_to_tasks(workflow, traj, ctx.roles, siblings=siblings, ops=task_ops,
-                                                    seed=cfg.seed + i, client=refine_client, judge=judge_client)
+                        got = await refine_to_tasks(workflow, traj, ctx.roles, text=text, siblings=siblings,
+                                                    ops=task_ops, seed=cfg.seed + i, client=refine_client,
+                                                    judge=judge_client)
                         return got.trajectories, [f"{d.operator}: {d.code}: {d.reason}" for d in got.drops
                                                   if d.code != "not_applicable"]
                     res = await refine(traj.scenario, ctx.roles, rounds=cfg.refine_rounds, ops=list(cfg.refine_ops),
@@ -148,7 +155,7 @@ def make_stages(ctx: RunContext) -> PipelineStages:
         reasons = sorted({r for _, rs in results for r in rs})
         if judge_client is not None:  # refinements of grounded tasks were judged before they were kept
             judged = [t for t in refined if not t.provenance.judge]
-            again, why = await judge_all(judge_client, judged, workflow)
+            again, why = await judge_all(judge_client, judged, workflow, text)
             refined = [t for t in refined if t.provenance.judge] + again
             reasons += why
         return refined, reasons
