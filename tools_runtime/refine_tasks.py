@@ -363,7 +363,9 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     reasons = []
     sibs = [s for s in ctx.siblings if s.id != task.id and s.id != task.meta.get("root") and not s.refuse
             and not s.meta.get(REQUESTS)]
-    sibs.sort(key=lambda s: (-len(gold_tools(s) - used - sessions), s.id))
+    # Most new capabilities first; among those, the fewest writes the task already made (no "again").
+    writes_done = {a.tool for a in task.gold_actions if is_write(wf, a.tool)}
+    sibs.sort(key=lambda s: (-len(gold_tools(s) - used - sessions), len(gold_tools(s) & writes_done), s.id))
     for sib in sibs:
         new = gold_tools(sib) - used - sessions
         if not new:
@@ -675,17 +677,41 @@ def long_context(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
                 result = probe(wf, state, [Action(tool=reader, arguments=rargs)])[0]
             except RefineOpError:
                 continue
-            changed = [w.field for w in effect.writes]
-            shown = next(((f, result[f]) for f in changed if isinstance(result, dict) and _scalar(result.get(f))),
-                         None) or _first_scalar(result, skip={rkey})
+            shown = _telling_field(result, rkey, [w.field for w in effect.writes],
+                                   records(state, effect.entity), str(rid), task)
             if shown is None:
                 continue
             text = (f"Before we finish: the {human(effect.entity)} from my very first request — what is its "
                     f"{human(shown[0])} now? You should still have its details from earlier.")
             keep = {k: v for k, v in rargs.items() if k != rkey}
-            return extend(ctx, task, start, "long_context", text, [Action(tool=reader, arguments=rargs)],
-                          known=info_for(ctx, keep), communicate=[str(shown[1])], volunteer=list(keep))
+            out = extend(ctx, task, start, "long_context", text, [Action(tool=reader, arguments=rargs)],
+                         known=info_for(ctx, keep), communicate=[str(shown[1])], volunteer=list(keep))
+            # The id comes from the first request's results, not from the user's latest words.
+            reqs = out.meta[REQUESTS]
+            reqs[-1] = {**reqs[-1], "recall": {rkey: first["start"]}}
+            return out
     raise RefineOpError("the first request names no record a read tool can show again")
+
+
+def _telling_field(result: Any, key: str, changed: list[str], recs: dict[str, dict[str, Any]], rid: str,
+                   task: Task) -> tuple[str, Any] | None:
+    """The field of a read result whose value only this record has (a look-up of the wrong record then
+    fails the check), a field the task changed first, then one whose value the dialogue has not shown."""
+    if not isinstance(result, dict):
+        return None
+    said = {str(v) for a in task.gold_actions for v in a.arguments.values()} | {str(i.value) for i in task.known_info}
+    cands = []
+    for f, v in result.items():
+        if f == key or not _scalar(v):
+            continue
+        others = {str(r.get(f)) for r_id, r in recs.items() if r_id != rid}
+        if str(v) in others:
+            continue
+        cands.append((f not in changed, str(v) in said, f.endswith("_id"), f, v))
+    if not cands:
+        return None
+    best = min(cands, key=lambda c: c[:3])
+    return best[3], best[4]
 
 
 TASK_OPS: dict[str, TaskOp] = {
@@ -825,12 +851,38 @@ def scenario_for_task(workflow: Workflow, task: Task, seed: int = 0) -> Scenario
         vol = [k for k in dict.fromkeys(keys) if k not in withheld and not is_secret(k)]
         said |= set(keys)
         goals.append(Goal(description=_unique(str(r["instruction"]), [x.description for x in goals]), volunteer=vol))
+    recalls = [(i, param, int(since)) for r in reqs for param, since in (r.get("recall") or {}).items()
+               for i in range(int(r["start"]), int(r["end"]))]
+    if recalls:
+        plan = _recall_sources(workflow, task, plan, recalls)
     errors = []
     for s in task.meta.get("slips", []):
         errors.append(PlannedError(kind=s["kind"], tool=s["tool"], key=s["key"], param=s.get("param"),
                                    wrong_value=s["wrong"]))
     return sc.model_copy(update={"plan": plan, "goals": goals, "planned_errors": errors,
                                  "refinements": list(task.meta.get("operators", []))})
+
+
+def _recall_sources(workflow: Workflow, task: Task, plan: list[Any], recalls: list[tuple[int, str, int]]) -> list[Any]:
+    """Plan calls whose argument the assistant must take from an early result (long context)."""
+    from tools_runtime.records import ArgSource
+    from tools_runtime.tasks import _result_path
+
+    run = run_gold(workflow, task)
+    if isinstance(run, TaskRejection):
+        return plan
+    out = list(plan)
+    for at, param, since in recalls:
+        if at >= len(out) or param not in out[at].arguments:
+            continue
+        value = out[at].arguments[param]
+        for j in range(since, at):
+            path = _result_path(run.results[j].result, value, param)
+            if path is not None:
+                sources = {**out[at].sources, param: ArgSource(kind="result", call=j, path=path)}
+                out[at] = out[at].model_copy(update={"sources": sources})
+                break
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
