@@ -587,7 +587,7 @@ def error_condition(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             ask = tool_phrase(wf, tool)
             communicate = []
             if effect.kind == "read":
-                shown = _first_scalar(result, skip={key})
+                shown = _telling_field(result, key, [], recs, rid, task)
                 if shown is None:
                     continue
                 communicate = [str(shown[1])]
@@ -637,7 +637,9 @@ def ambiguous(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
                 ask = tool_phrase(wf, tool)
                 communicate: list[str] = []
                 if effect.kind == "read":
-                    shown = _first_scalar(result, skip={effect.key or "", fld})
+                    shown = _telling_field({k: v for k, v in result.items() if k != fld}
+                                           if isinstance(result, dict) else result, effect.key or "", [], recs,
+                                           rid, task)
                     if shown is None:
                         continue
                     communicate = [str(shown[1])]
@@ -702,7 +704,7 @@ def _telling_field(result: Any, key: str, changed: list[str], recs: dict[str, di
     said = {str(v) for a in task.gold_actions for v in a.arguments.values()} | {str(i.value) for i in task.known_info}
     cands = []
     for f, v in result.items():
-        if f == key or not _scalar(v):
+        if f == key or not _scalar(v) or str(v) == rid:  # the id itself tells nothing
             continue
         others = {str(r.get(f)) for r_id, r in recs.items() if r_id != rid}
         if str(v) in others:
