@@ -149,3 +149,11 @@ def test_the_judge_decides_what_no_rule_does():
     assert verify(bad, sc2)[0].blame == "assistant"
     v = verify(bad, sc2, judge=lambda kind, ctx: {"blame": "environment", "reason": "judge"})[0]
     assert v.blame == "environment" and v.blame_reason == "judge"
+
+
+def test_a_crashed_rollout_blames_the_role_whose_call_failed():
+    from tools_runtime.blame import blame_for_rollout_error
+
+    assert blame_for_rollout_error("ModelCallError: user (openai:fake-model): 500") == "user"
+    assert blame_for_rollout_error("ModelCallError: assistant (openai:m): timeout") == "assistant"
+    assert blame_for_rollout_error("RuntimeError: backend gone") == "environment"

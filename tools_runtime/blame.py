@@ -157,3 +157,12 @@ def assign_blame(failures: list[Failure], messages: list[dict[str, Any]], replay
             return str(answer["blame"]), str(answer.get("reason") or "decided by the judge")
     first = failures[0] if failures else None
     return "assistant", (first.reason if first else "the rollout failed")
+
+
+def blame_for_rollout_error(reason: str) -> str:
+    """Who failed a rollout that crashed before it could be verified: the role whose call failed."""
+    for role in ("user", "assistant"):
+        if f"{role} (" in reason or reason.startswith(f"{role}:"):
+            return role
+    return "environment"
+

@@ -161,10 +161,16 @@ def _from_bfcl(folder: Path) -> list[EvalItem]:
 def result_row(item: EvalItem, trial: int, traj: Trajectory) -> dict[str, Any]:
     """One line of results.jsonl."""
     v = traj.verdict
+    blame = v.blame if v else None
+    if v is not None and not v.passed and blame is None:
+        # A rollout that crashed (a model endpoint gone) was never verified: blame the failing role.
+        from tools_runtime.blame import blame_for_rollout_error
+
+        blame = blame_for_rollout_error(v.failures[0].reason if v.failures else "")
     return {
         "task_id": item.task_id, "source": item.source, "trial": trial, "passed": bool(v and v.passed),
         "components": {k: {"passed": c.passed, "pending": c.pending} for k, c in (v.components if v else {}).items()},
-        "blame": v.blame if v else None, "blame_reason": v.blame_reason if v else "",
+        "blame": blame, "blame_reason": (v.blame_reason or (v.failures[0].reason if v.failures else "")) if v else "",
         "failures": [f.code for f in v.failures] if v else [], "messages": len(traj.messages),
         "tool_calls": traj.stats.tool_calls, "trajectory_id": traj.id,
     }
