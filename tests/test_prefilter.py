@@ -39,6 +39,9 @@ hierarchies long before the establishment of formal states, realms, or empires."
 
 def test_obvious_cases():
     assert prefilter(GNOME_LIKE).keep
+    portal = "# Book a room in the office portal\n1. Log in to the office portal.\n2. Search for rooms by date.\n" \
+             "3. Book the room.\n4. Send the invitation.\n"
+    assert prefilter(portal).keep  # a website is a machine: service words and "log in" count
     assert prefilter(TLDR_LIKE).keep
     decision = prefilter(PROSE)
     assert not decision.keep and decision.score == 0 and decision.reasons

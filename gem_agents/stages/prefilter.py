@@ -50,6 +50,12 @@ _BULLET = re.compile(r"^\s*[-*•·]\s+(\S.*)$")
 _CODE_LINE = re.compile(r"^\s*`[^`]+`\s*$")
 _HOWTO = re.compile(r"^\s*(?:#\s*)?(?:how to\b|title:)", re.IGNORECASE)
 _WORD = re.compile(r"[a-z][a-z'-]*")
+# Web and service words that count as machine evidence (not as the UI-density bonus of the score).
+SERVICE_WORDS = frozenset("""
+portal online account accounts email e-mail inbox server servers cloud web internet url router modem
+bluetooth database upload uploads sync
+""".split())
+_SIGN_IN = re.compile(r"\b(?:log|sign)\s?(?:in|on|out)\b", re.IGNORECASE)
 # Command-line evidence: inline code, a shell prompt, sudo, an option flag (`-l`, `--all`).
 _CLI = re.compile(r"`[^`\n]+`|\$ \w|\bsudo\b|(?<![\w-])--?[a-z][\w-]+")
 # Kitchen vocabulary: a recipe is a procedure whose "machine" is a pan; the paper counts it out.
@@ -133,6 +139,7 @@ def features(text: str) -> dict[str, int]:
         "code_lines": code_lines,
         "ui_words": ui,
         "cli_marks": len(_CLI.findall(text)),
+        "service_words": sum(1 for w in words if w in SERVICE_WORDS) + len(_SIGN_IN.findall(text)),
         "cooking_words": sum(1 for w in words if w in COOKING_WORDS),
         "words": len(words),
         "howto_title": int(bool(lines) and bool(_HOWTO.match(lines[0]))),
@@ -143,14 +150,14 @@ def features(text: str) -> dict[str, int]:
 # two imperative list items, or a how-to title with one list, or a handful of imperative lines in a
 # recipe-like blog all pass; plain prose with no list and no imperative line never does.
 THRESHOLD = 2.0
-# Machine evidence per 1000 words (UI words + command-line marks). Set on corpus_dev/corpus2_dev:
+# Machine evidence per 1000 words (UI, service and sign-in words + command-line marks). Set on corpus_dev/corpus2_dev:
 # GUI help pages sit at 30-200, CLI docs at 20-60, survival texts and recipes at 0-8.
 MACHINE_DENSITY = 10.0
 
 
 def machine_evidence(f: dict[str, int]) -> tuple[bool, str]:
     """Whether the text's steps operate a machine (the paper's criterion), and why."""
-    machine = f["ui_words"] + f["cli_marks"]
+    machine = f["ui_words"] + f["cli_marks"] + f.get("service_words", 0)
     density = 1000 * machine / max(f["words"], 1)
     if density < MACHINE_DENSITY:
         return False, f"no machine: {machine} app/device/command words in {f['words']} ({density:.1f}/1000)"
