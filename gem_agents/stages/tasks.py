@@ -211,6 +211,7 @@ def _goal(title: str) -> str:
     if first in ("how", "what", "why"):
         t = re.sub(r"^how (?:do i|to)\s+", "", t, flags=re.IGNORECASE)
         first = t.split()[0].lower() if t else ""
+    t = re.sub(r"\byour\b", "my", re.sub(r"\bYour\b", "My", t))  # the page speaks to the user; the user speaks
     if first.endswith("ing") or first in ("a", "an", "the"):
         return f"sort out {t[:1].lower() + t[1:]}"
     return t[:1].lower() + t[1:]
