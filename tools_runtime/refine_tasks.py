@@ -370,6 +370,9 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
         new = gold_tools(sib) - used - sessions
         if not new:
             continue
+        if gold_tools(sib) & writes_done:  # it would redo a write of the task on another record
+            reasons.append(f"sibling {sib.id}: repeats {', '.join(sorted(gold_tools(sib) & writes_done))}")
+            continue
         actions = [a for a in sib.gold_actions if (a.tool, repr(sorted(a.arguments.items()))) not in done]
         try:
             probe(wf, state, actions)
