@@ -47,3 +47,24 @@ def test_a_refined_dialogue_asking_for_a_short_key_ends_before_its_turn_budget()
     sc = sc.model_copy(update={"known_info": known, "plan": plan, "goals": goals})
     traj = asyncio.run(run_dialogue(sc, make_roles(None), max_user_turns=12))
     assert "turn_budget_exhausted" not in traj.verdict.codes(), traj.verdict.failures
+
+
+def test_facts_withheld_by_the_refiner_are_hidden_from_a_model_played_user():
+    import random
+
+    from gem_agents.policies.chat import user_prompt
+    from tools_runtime.refine_ops import withhold_info
+
+    sc = build_scenario(load_workflow("examples/environments/support_ticket.json"), 0).model_copy(
+        update={"task": None})
+    out = withhold_info(sc, random.Random(0))
+    hidden = set(sc.goals[0].volunteer) - set(out.goals[0].volunteer)
+    assert hidden
+    before = user_prompt(sc)
+    prompt = user_prompt(out)
+    head, sep, tail = prompt.partition("Give these only if the assistant asks for them")
+    assert sep, "withheld facts are listed apart"
+    for key in hidden:
+        line = f"- {key.replace('_', ' ')}: "
+        assert line in tail and line not in head, (key, prompt)
+        assert line in before.partition("Give these only if")[0], "before refinement the fact was volunteered"

@@ -75,6 +75,10 @@ def user_prompt(scenario: Scenario) -> str:
     goals = "\n".join(f"{i + 1}. {g.description}" for i, g in enumerate(scenario.goals))
     task = scenario.task
     withheld = {i.key for i in task.known_info if i.withhold} if task is not None else set()
+    # Facts no goal volunteers (the refiner's `withhold_info`, secrets) are withheld too: listing them
+    # with the rest made a model-played user volunteer what the assistant was meant to ask for.
+    if any(g.volunteer for g in scenario.goals):
+        withheld |= {k for k in scenario.known_info if not any(k in g.volunteer for g in scenario.goals)}
     if withheld:
         shown = scenario.model_copy(update={"known_info": {k: v for k, v in scenario.known_info.items()
                                                            if k not in withheld}})
