@@ -601,7 +601,7 @@ def error_condition(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             return extend(ctx, task, start, "error_condition", text, [Action(tool=tool, arguments=args)], known=known,
                           communicate=communicate, branches=[f"{tool}:error:{err.get('code')}"],
                           slips=[{"kind": kind, "tool": tool, "key": key, "param": key, "wrong": wrong}])
-    raise RefineOpError("no tool declares an error a wrong value of the user would raise"
+    raise RefineOpError("no tool that names a record by key rejects a wrong value the user might give"
                         + (f" ({'; '.join(reasons[:2])})" if reasons else ""))
 
 
