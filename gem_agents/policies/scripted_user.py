@@ -108,12 +108,23 @@ def answer_keys(question: str, scenario: Scenario, goal: int) -> list[str]:
     return current_keys(raw, goal, scenario)
 
 
+GREETED = re.compile(r"^\W*(?:hi|hello|hey|good (?:morning|afternoon|evening)|greetings)\b", re.IGNORECASE)
+
+
+def _stated(text: str, key: str, value: Any) -> bool:
+    """True when `text` already says `key` is `value` (as `find_fact` reads it)."""
+    raw = find_fact([text], key)
+    return raw is not None and raw.lower() == render_value(value).lower()
+
+
 def goal_message(scenario: Scenario, index: int, said: list[str]) -> str:
     """The message that states goal `index`, with the facts the user volunteers for it."""
     goal = scenario.goals[index]
     facts = {k: value_for(scenario, k, said) for k in goal.volunteer if k in scenario.known_info}
+    # Facts the goal's own words already give are not said a second time.
+    facts = {k: v for k, v in facts.items() if not _stated(goal.description, k, v)}
     opener = ""
-    if index == 0:
+    if index == 0 and not GREETED.match(goal.description):
         opener = GREETINGS[scenario.seed % len(GREETINGS)] + " "
     text = f"{opener}{goal.description}"
     if facts:
