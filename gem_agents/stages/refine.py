@@ -26,6 +26,7 @@ from tools_runtime.records import Scenario, Trajectory, Workflow
 from tools_runtime.refine_ops import DEFAULT_OPS, OPS, RefineOpError, apply_ops, check_scenario
 from tools_runtime.refine_tasks import (
     BRANCH_OPS,
+    JUDGE_OPS,
     Drop,
     RefineContext,
     extend,
@@ -445,6 +446,8 @@ def tasks_from_proposal(data: Any, ctx: RefineContext, parent: Task) -> tuple[li
         meta = {**current.meta, "model": True, "proposal": n}
         upd: dict[str, Any] = {"meta": meta, "id": f"{current.id}:m{n}", "offline": False,
                                "forbidden_tools": sorted({*current.forbidden_tools, *prop.forbidden_tools})}
+        if prop.operator in JUDGE_OPS:  # only a judge can tell a refusal from "done!"
+            upd["reward_basis"] = list(dict.fromkeys([*current.reward_basis, "nl_assertions"]))
         if prop.persona:
             upd["persona"] = prop.persona
         out.append(current.model_copy(update=upd))
