@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from gem_agents.policies.dialogue_text import (
+    coerce,
     fact_lines,
     find_fact,
     humanize,
@@ -114,6 +115,8 @@ GREETED = re.compile(r"^\W*(?:hi|hello|hey|good (?:morning|afternoon|evening)|gr
 def _stated(text: str, key: str, value: Any) -> bool:
     """True when `text` already says `key` is `value` (as `find_fact` reads it)."""
     raw = find_fact([text], key)
+    if raw is not None and isinstance(value, bool):
+        return coerce(raw, {"type": "boolean"}) is value
     return raw is not None and raw.lower() == render_value(value).lower()
 
 
