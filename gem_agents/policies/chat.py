@@ -33,12 +33,18 @@ def policy_lines(scenario: Scenario) -> str:
     return "\n".join(out)
 
 
+PLATFORM_WORDS = {"computer": "on a computer", "command_line": "on the command line", "website": "on a website",
+                  "app": "in an app", "phone": "on a phone", "machine": "on a device"}
+
+
 def assistant_prompt(scenario: Scenario) -> str:
     """The assistant's system prompt for a scenario: the service it acts for, and its policy."""
     wf = scenario.workflow
     domain = wf.title or wf.id
-    if wf.domain or wf.platform:
-        domain += f" ({', '.join(x for x in (wf.domain, wf.platform) if x)})"
+    # The category labels (domain, platform) are corpus bookkeeping; the prompt says where the work is done.
+    where = PLATFORM_WORDS.get(wf.platform or "", "")
+    if where:
+        domain += f", done {where}"
     return fill(load_prompt(PKG, "assistant_system.txt"), domain=domain, policy=policy_lines(scenario))
 
 

@@ -39,20 +39,41 @@ ONE_FACT = ["Sure, the {k} is {v}.", "Of course. My {k} is {v}.", "My {k} is {v}
 MANY_FACTS = ["Sure.", "Here you go:", "Of course:", "Here they are:"]
 
 
+SWITCH_FACT = ["Yes, turn {k} {v}.", "Please turn {k} {v}.", "I'd like {k} turned {v}.", "Turn {k} {v}, please."]
+
+
 def _sayable(value: Any) -> bool:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return True
     return isinstance(value, str) and bool(value) and "\n" not in value and ". " not in value \
-        and not value.endswith(".") and ", and " not in value
+        and not value.endswith(".") and ", and " not in value and not re.search(r",\s+(?:the|my)\s", value)
+
+
+def _clause(k: str, v: Any, first: bool) -> str:
+    """One fact as a clause: a switch as "turn X on", anything else as "the X is V"."""
+    if isinstance(v, bool):
+        return f"{'T' if first else 't'}urn {humanize(k)} {'on' if v else 'off'}"
+    return f"{'T' if first else 't'}he {humanize(k)} is {v}"
 
 
 def say_facts(facts: dict[str, Any], variant: int = 0) -> str:
-    """Facts in one of several phrasings (by `variant`), each readable back by `find_fact`."""
+    """Facts in one of several phrasings (by `variant`), each readable back by `find_fact`.
+
+    People say facts in sentences: a switch as "turn Bluetooth on", values as "the X is V". The
+    `- key: value` list is kept only for values no sentence can carry (multi-line text, JSON).
+    """
     if len(facts) == 1:
         (k, v), = facts.items()
+        if isinstance(v, bool):
+            return SWITCH_FACT[variant % len(SWITCH_FACT)].format(k=humanize(k), v="on" if v else "off")
         if _sayable(v):
             return ONE_FACT[variant % len(ONE_FACT)].format(k=humanize(k), v=v)
-    if len(facts) == 2 and all(_sayable(v) for v in facts.values()) and variant % 2:
-        (k1, v1), (k2, v2) = facts.items()
-        return f"The {humanize(k1)} is {v1}, and the {humanize(k2)} is {v2}."
+    if facts and all(_sayable(v) or isinstance(v, bool) for v in facts.values()):
+        items = list(facts.items())
+        clauses = [_clause(k, v, i == 0) for i, (k, v) in enumerate(items)]
+        if len(clauses) == 1:
+            return clauses[0] + "."
+        return ", ".join(clauses[:-1]) + ", and " + clauses[-1] + "."
     return MANY_FACTS[variant % len(MANY_FACTS)] + "\n" + fact_lines(facts)
 
 
@@ -60,10 +81,15 @@ def find_fact(texts: list[str], key: str) -> str | None:
     """The latest raw value given for `key` in `texts` (newest last): a `- key: value` line or a sentence."""
     shown = re.escape(humanize(key))
     line = re.compile(rf"^\s*[-*•]\s*{shown}\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
-    sentence = re.compile(rf"\b(?:my|the)\s+{shown}\s+is\s+(.+?)(?:,\s+and\s+(?:my|the)\s|[.;](?:\s|$)|$)",
+    sentence = re.compile(rf"\b(?:my|the)\s+{shown}\s+is\s+(.+?)(?:,\s+(?:and\s+)?(?:my|the|turn)\s|[.;](?:\s|$)|$)",
                           re.IGNORECASE | re.MULTILINE)
+    # "turn Bluetooth on", "switch the Automatic Login switch to on", "turn off Wi-Fi".
+    switch = re.compile(rf"\b(?:turn|switch|set)(?:ed)?\s+(?:my\s+|the\s+)?{shown}(?:\s+switch)?\s+(?:to\s+)?(on|off)\b",
+                        re.IGNORECASE)
+    switch_first = re.compile(rf"\b(?:turn|switch)(?:ed)?\s+(on|off)\s+(?:my\s+|the\s+)?{shown}\b", re.IGNORECASE)
     for text in reversed(texts):
-        hits = [(m.start(), m.group(1)) for p in (line, sentence) for m in p.finditer(text or "")]
+        hits = [(m.start(), m.group(1)) for p in (line, sentence, switch, switch_first)
+                for m in p.finditer(text or "")]
         if hits:
             return max(hits)[1].strip()
     return None

@@ -135,8 +135,12 @@ MORE = ["Is there anything else I can help you with?", "Anything else you need?"
         "Can I help with anything else?", "Do you need anything else?"]
 ASK = ["To continue, could you please tell me your {what}?", "Could you tell me the {what}?",
        "I'll need your {what} for that — what is it?", "What is the {what}, please?"]
+FOUND = ["Here is what I found — {facts}.", "The system shows {facts}.", "This is what it lists: {facts}.",
+         "I see {facts}."]
 BYE = ["You're welcome! Have a great day.", "Glad I could help. Take care!", "My pleasure — goodbye!",
-       "Happy to help. Have a good one!"]
+       "Happy to help. Have a good one!", "Anytime. Good luck with the rest of it!", "No problem at all. Bye for now!",
+       "Great — enjoy the rest of your day.", "You're all set, then. Goodbye!", "Glad that's sorted. See you!",
+       "Thanks for your patience — have a nice day.", "Cheers, and take care.", "Sure thing. Bye!"]
 NOTHING = ["Understood — that's taken care of. Is there anything else I can help you with?",
            "That's already done. Anything else?", "Nothing more to do there. Can I help with anything else?"]
 RETRY = ["The service had a hiccup; let me try that again.", "That call timed out — trying once more.",
@@ -164,18 +168,43 @@ def _scalars(result: Any, limit: int = 5) -> list[tuple[str, Any]]:
     return out
 
 
+# Past tenses of the verbs tool names start with, so a copy is "copied", not "created".
+PAST = {"copy": "copied", "move": "moved", "rename": "renamed", "add": "added", "create": "created",
+        "install": "installed", "remove": "removed", "delete": "deleted", "send": "sent", "share": "shared",
+        "print": "printed", "connect": "connected", "disconnect": "disconnected", "upload": "uploaded",
+        "download": "downloaded", "book": "booked", "register": "registered", "cancel": "cancelled",
+        "clear": "cleared", "empty": "emptied", "make": "made", "new": "created", "insert": "inserted",
+        "erase": "erased", "uninstall": "uninstalled", "save": "saved", "restore": "restored"}
+
+
 def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
-    """What a call did, in words, from its declared effect (else its name)."""
+    """What a call did, in words, from its declared effect and the tool's own verb (else its name)."""
     effect = scenario.workflow.effects.get(tool)
     what = humanize(tool)
     target = str(args[effect.key]) if effect and effect.key and effect.key in args else ""
     if effect is None:
         return f"I ran {what}"
     entity = humanize(effect.entity) if effect.entity else "record"
-    fields = ", ".join(humanize(w.field) for w in effect.writes[:3])
     on = f" for {target}" if target else ""
+    verb = tool.split("_", 1)[0].lower()
+    if effect.kind == "update":
+        said = []
+        for w in effect.writes[:3]:
+            value = args.get(w.param) if w.param else None
+            if isinstance(value, bool):
+                said.append(f"turned {humanize(w.field)} {'on' if value else 'off'}")
+            elif isinstance(value, str | int | float) and str(value) != target:
+                said.append(f"set the {humanize(w.field)} to {value}")
+        if said:
+            return "I " + " and ".join(said) + on
+        fields = ", ".join(humanize(w.field) for w in effect.writes[:3])
+        return f"I changed the {fields or entity}{on}"
+    if effect.kind in ("create", "delete", "external") and verb in PAST:
+        others = [str(v) for k, v in args.items() if k != effect.key and isinstance(v, str) and "/" in v]
+        if others and target and verb in ("copy", "move"):
+            return f"I {PAST[verb]} {others[0]} to {target}"
+        return f"I {PAST[verb]} the {entity}{on}"
     return {
-        "update": f"I changed the {fields or entity}{on}",
         "create": f"I created the {entity}{on}",
         "delete": f"I removed {target or 'the ' + entity}",
         "read": f"I looked up the {entity}{on}",
@@ -192,8 +221,10 @@ def _summary(scenario: Scenario, prog: Progress, goal: int, messages: list[dict[
     did = _did(scenario, call.tool, call.arguments) if call else "it is done"
     facts = "; ".join(f"{humanize(k)}: {v}" for k, v in _scalars(result))
     text = _pick(DONE, scenario, messages).format(did=did)
+    effect = scenario.workflow.effects.get(call.tool) if call else None
     if facts:
-        text += " " + _pick(RESULT, scenario, messages).format(facts=facts)
+        bank = FOUND if effect is not None and effect.kind == "read" else RESULT
+        text += " " + _pick(bank, scenario, messages).format(facts=facts)
     return f"{text} {_pick(MORE, scenario, messages)}"
 
 

@@ -468,6 +468,32 @@ def _reads(b: Build) -> list[Capability]:
     return out
 
 
+# Sentences that explain, describe or allow rather than oblige: "This makes it harder to guess",
+# "You can change how long…", "Some pointers do not change colors", a command option's "…:" heading.
+NOT_RULE_START = re.compile(r"^(?:this|these|that|those|though|although|so|also|however|warning|note|some|"
+                            r"depending|learning|the more|common|you can|you could|it is useful|it may)\b",
+                            re.IGNORECASE)
+NOT_RULE = re.compile(r"\b(?:a must|must-\w+|do not have to|don't have to|doesn't have to|does not have to|"
+                      r"you can\b(?! ?not| only)|may need|might|is useful)\b", re.IGNORECASE)
+MUST_SUBJECT = re.compile(r"\b(?:must|needs? to|have to|has to|cannot|can't|can only|is required|are required|"
+                          r"requires?|only (?:when|if|after|before|once))\b", re.IGNORECASE)
+MUST_IMPERATIVE = re.compile(r"^(?:do not|don't|never|always|only)\b", re.IGNORECASE)
+SHOULD = re.compile(r"\b(?:you should|should be|should not|make sure|recommended|a good idea)\b|^(?:\w+ )?should\b",
+                    re.IGNORECASE)
+
+
+def rule_strength(sentence: str) -> str | None:
+    """`must`, `recommended`, or None for a sentence that explains or allows rather than states a rule."""
+    s = sentence.strip()
+    if s.endswith(":") or NOT_RULE_START.search(s) or NOT_RULE.search(s) or re.search(r"\[\d+\]", s):
+        return None
+    if MUST_IMPERATIVE.search(s) or MUST_SUBJECT.search(s):
+        return "must"
+    if SHOULD.search(s):
+        return "recommended"
+    return None
+
+
 def _policy(b: Build, text: str) -> None:
     """Rules from the page's must/should sentences, and the unlock requirement."""
     from gem_agents.stages.offline_extractor import sentences
@@ -481,7 +507,9 @@ def _policy(b: Build, text: str) -> None:
             if len(s) < 20 or len(s) > 260 or not RULE_CUE.search(s) or s in seen:
                 continue
             seen.add(s)
-            strength = "must" if STRONG_CUE.search(s) else "recommended"
+            strength = rule_strength(s)
+            if strength is None:
+                continue
             b.rules.append(Rule(id=f"r{len(b.rules) + 1}", text=s, strength=strength))
             if len(b.rules) >= 6:
                 break

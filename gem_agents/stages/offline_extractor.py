@@ -374,6 +374,16 @@ def _quoted(text: str) -> list[str]:
     return [_clean_value(v) for v in vals if _clean_value(v)]
 
 
+LY_NOUNS = frozenset("family supply assembly reply rally belly jelly bully ally anomaly monopoly italy july "
+                     "butterfly dragonfly lily holly poly".split())
+
+
+def is_adverb(word: str) -> bool:
+    """An -ly adverb ("regularly", "manually"), never a field or parameter name."""
+    w = word.lower()
+    return len(w) > 4 and w.endswith("ly") and w not in LY_NOUNS
+
+
 def _object(rest: str) -> tuple[list[str], list[str], bool, str]:
     """(name words, label words, the user chooses it, amount) of the phrase after a verb."""
     toks = tokens(rest)
@@ -444,6 +454,8 @@ def _object(rest: str) -> tuple[list[str], list[str], bool, str]:
             choice = True
             i += 1
             continue
+        if words and is_adverb(low):
+            break  # "change your passwords regularly": how often is no part of what is changed
         words.append(t)
         i += 1
         if len(words) >= 4:

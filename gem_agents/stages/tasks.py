@@ -195,6 +195,19 @@ def _step_text(description: str) -> str:
     return m.group(1) if m else ""
 
 
+_YOU_VERBS = r"(?:do|don't|would|want|need|have|can|will|wish|like|prefer|use|see|type|chose|choose|select)"
+
+
+def as_user_words(step: str) -> str:
+    """A step the page addresses to its reader, as the user says it ("your passwords" → "my passwords")."""
+    s = re.sub(r"\byourself\b", "myself", step)
+    s = re.sub(r"\byours\b", "mine", s)
+    s = re.sub(r"\byour\b", "my", re.sub(r"\bYour\b", "My", s))
+    s = re.sub(r"\byou are\b", "I am", s)
+    s = re.sub(r"\byou're\b", "I'm", s)
+    return re.sub(rf"\byou(?=\s+{_YOU_VERBS}\b)", "I", s)
+
+
 def _as_request(sentence: str) -> str:
     """An imperative step as the tail of a request: leading clause kept, first letter lowered."""
     s = sentence.strip().rstrip(".")
@@ -317,11 +330,12 @@ def _offline_task(workflow: Workflow, text: str, tool: str, n: int, seed: int) -
     opener = OPENERS[rng.randrange(len(OPENERS))]
     from gem_agents.stages.offline_extractor import VERBS
 
+    step = as_user_words(step)
     first = step.split(" ", 1)[0].lower() if step else ""
-    if first in VERBS and ";" not in step:
+    raw = [r for r in _step_text(spec.description).split("; ") if r.strip()]
+    if (first in VERBS and ";" not in step) or not raw:  # nothing to quote: never an empty quotation
         ask = ASKS[rng.randrange(len(ASKS))].format(step=step)
     else:
-        raw = _step_text(spec.description).split("; ")
         quoted = "; ".join(raw[:2]) + ("; …" if len(raw) > 2 else "")
         ask = QUOTE_ASKS[rng.randrange(len(QUOTE_ASKS))].format(step=quoted)
     said_values = [i for i in known if not i.withhold and str(i.value).lower() not in step.lower()
