@@ -49,6 +49,11 @@ def _sayable(value: Any) -> bool:
         and not value.endswith(".") and ", and " not in value and not re.search(r",\s+(?:the|my)\s", value)
 
 
+def sayable(facts: dict[str, Any]) -> bool:
+    """True when every fact fits in a spoken sentence (a switch, a short value)."""
+    return all(_sayable(v) or isinstance(v, bool) for v in facts.values())
+
+
 def _clause(k: str, v: Any, first: bool) -> str:
     """One fact as a clause: a switch as "turn X on", anything else as "the X is V"."""
     if isinstance(v, bool):

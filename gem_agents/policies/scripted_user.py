@@ -20,6 +20,7 @@ from gem_agents.policies.dialogue_text import (
     question_sentences,
     render_value,
     say_facts,
+    sayable,
 )
 from graphs.roles import STOP_TOKEN, RoleView
 from tools_runtime.records import Scenario
@@ -132,7 +133,7 @@ def goal_message(scenario: Scenario, index: int, said: list[str]) -> str:
     text = f"{opener}{goal.description}"
     if facts:
         variant = scenario.seed + index
-        if len(facts) <= 2:
+        if len(facts) <= 2 or sayable(facts):
             text += " " + say_facts(facts, variant)
         else:
             text += "\n" + DETAILS[variant % len(DETAILS)] + "\n" + fact_lines(facts)
