@@ -66,6 +66,13 @@ def plural(word: str) -> str:
     return word + "s"
 
 
+def spoken_plural(words: str) -> str:
+    """A plural for prose: a phrase already plural ("sharing settings") stays as it is, never "settingses"."""
+    if words.endswith("s") and not words.endswith(("ss", "us", "is")):
+        return words
+    return plural(words)
+
+
 def last_goal(scenario: Scenario) -> int:
     """Index of the last goal the plan works on."""
     return max((c.goal for c in scenario.plan), default=0)
@@ -273,7 +280,7 @@ def related_tools(scenario: Scenario, limit: int = 5) -> list[ToolSpec]:
                                     "required": [id_field]}))
         lister = f"list_{plural(entity)}"
         if _list_read(bindings, entity) is None and lister not in names:
-            out.append(ToolSpec(name=lister, description=f"List the {plural(words)} on the account.",
+            out.append(ToolSpec(name=lister, description=f"List the {spoken_plural(words)} on the account.",
                                 parameters={"type": "object", "properties": {
                                     "limit": {"type": "integer", "minimum": 1, "maximum": 50,
                                               "description": "At most this many results."}},

@@ -37,7 +37,7 @@ from tools_runtime.effects import is_signout
 from tools_runtime.environment import ToolEffect, ValueSource
 from tools_runtime.executor import ToolEnvironment, initial_state
 from tools_runtime.records import Goal, PlannedError, Scenario, Trajectory, Workflow
-from tools_runtime.refine_ops import RefineOpError, plural
+from tools_runtime.refine_ops import RefineOpError, spoken_plural
 from tools_runtime.scenario import is_secret
 from tools_runtime.tasks import Action, Info, Task, TaskRejection, is_write, run_gold, scenario_from_task
 
@@ -409,7 +409,7 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
         if effect.kind == "read" and isinstance(rows, list) and rows and kf and all(
                 isinstance(r, dict) and _scalar(r.get(kf)) for r in rows[:3]):
             # A listing: the user wants to know which records there are (their names, not a count).
-            text = f"Which {plural(human(effect.entity))} do I have at the moment? Could you list them for me?"
+            text = f"Which {spoken_plural(human(effect.entity))} do I have at the moment? Could you list them for me?"
             return extend(ctx, task, start, "multi_goal", text, [Action(tool=tool, arguments=args)],
                           known=info_for(ctx, args), communicate=[str(r[kf]) for r in rows[:3]])
         if effect.kind in ("read", "compute"):
