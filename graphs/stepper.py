@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Overwrite
 
 from graphs.dialogue import SimContext, _occurrences, build_dialogue_graph, initial_state
 from graphs.roles import Roles
 from graphs.rollouts import recursion_limit, trajectory_from_state
+from graphs.serde import memory_checkpointer, sqlite_checkpointer
 from tools_runtime.executor import ToolEnvironment, make_backend
 from tools_runtime.records import ExecRecord, Scenario, Trajectory
 from tools_runtime.replay import call_name_args, tool_calls_of
@@ -230,7 +230,8 @@ class DialogueStepper:
         self.scenario = scenario
         self.roles = roles
         self.breaks = tuple(breaks)
-        self.graph = build_dialogue_graph(checkpointer=checkpointer if checkpointer is not None else InMemorySaver())
+        self.graph = build_dialogue_graph(checkpointer=checkpointer if checkpointer is not None
+                                          else memory_checkpointer())
         self.context = SimContext(scenario=scenario, roles=roles, max_user_turns=max_user_turns,
                                   max_tool_rounds=max_tool_rounds)
         self.config: dict[str, Any] = {"configurable": {"thread_id": thread_id},
@@ -433,11 +434,8 @@ def _set_in_message(msg: dict[str, Any], parts: list[str], value: Any, where: st
 async def open_checkpointer(path: str | Path | None) -> AsyncIterator[Any]:
     """An in-memory saver, or an SQLite one at `path` (async: the dialogue nodes are coroutines)."""
     if not path:
-        yield InMemorySaver()
+        yield memory_checkpointer()
         return
     # The sync SqliteSaver refuses async runs (NotImplementedError); the graph's nodes are async.
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+    async with sqlite_checkpointer(path) as saver:
         yield saver

@@ -25,6 +25,7 @@ from gem_agents.io import InputError, atomic_writer, check_output, redact, traje
 from gem_agents.roles_factory import make_roles
 from graphs.dialogue import build_dialogue_graph
 from graphs.rollouts import simulate
+from graphs.stepper import open_checkpointer
 from tools_runtime.python_backend import trust_classes
 from tools_runtime.records import Scenario, Trajectory, Workflow
 from tools_runtime.scenario import ScenarioError, build_scenario
@@ -120,11 +121,8 @@ async def _simulate_all(scenarios: list[Scenario], roles: Any, checkpoints: Path
     if checkpoints is None:
         # Bulk generation keeps no history: no checkpointer is the fastest path (field notes §7).
         return await simulate(scenarios, lambda sc: roles, **kwargs)
-    # The sync SqliteSaver refuses async graphs; AsyncSqliteSaver owns its connection.
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    checkpoints.parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(str(checkpoints)) as saver:
+    # The sync SqliteSaver refuses async graphs; an async saver with the strict serializer.
+    async with open_checkpointer(checkpoints) as saver:
         graph = build_dialogue_graph(checkpointer=saver)
         return await simulate(scenarios, lambda sc: roles, graph=graph, **kwargs)
 

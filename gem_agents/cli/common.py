@@ -58,10 +58,11 @@ def error_exit(exc: BaseException) -> tuple[int, str]:
     Every command ends here instead of in a traceback: known input/output problems exit 2 naming
     the file; anything else exits 1 naming the error (GEM_DEBUG=1 re-raises it for a traceback).
     """
+    from graphs.serde import UnsafeCheckpoint
     from tools_runtime.python_backend import UntrustedBackend
     from tools_runtime.workflow_io import WorkflowError
 
-    if isinstance(exc, USAGE_ERRORS + (WorkflowError, UntrustedBackend)):
+    if isinstance(exc, USAGE_ERRORS + (WorkflowError, UntrustedBackend, UnsafeCheckpoint)):
         return 2, str(exc)
     if isinstance(exc, sqlite3.DatabaseError):
         return 2, f"a run or cache database cannot be used ({exc}); is the file corrupt or truncated?"
