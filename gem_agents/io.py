@@ -95,8 +95,8 @@ def looks_like_credential(value: str) -> bool:
     """True when `value` looks like a pasted key or token rather than the name of a variable."""
     if any(value.startswith(p) for p in _CREDENTIAL_PREFIXES):
         return True
-    if len(value) < 24:
-        return False
+    if len(value) < 24 or re.fullmatch(r"[A-Z0-9]+(_[A-Z0-9]+)+", value):
+        return False  # short, or UPPER_SNAKE_CASE: the shape of a variable name
     # A long mixed-case/digit string with high entropy is a token; variable names are short UPPER_SNAKE.
     counts = {c: value.count(c) for c in set(value)}
     entropy = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
@@ -239,27 +239,35 @@ def iter_json_lines(path: str | Path, what: str = "JSON lines", *, max_depth: in
                     max_line_chars: int | None = None) -> Iterator[JsonLine]:
     """Each non-blank line of a JSON-lines file, parsed with bounds; a bad line is an error, not a stop.
 
-    Raises InputError only when the file itself cannot be read.
+    Streams the file (a corpus may be larger than memory). Raises InputError only when the file
+    itself cannot be read.
     """
-    data = read_bytes(path, what)
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    # split on "\n" only: JSON strings may hold U+2028 and other characters splitlines() breaks at.
-    for n, raw in enumerate(data.split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield JsonLine(n, reason=f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}")
-            continue
-        if max_line_chars is not None and len(line) > max_line_chars:
-            yield JsonLine(n, reason=f"line has {len(line)} characters, over {max_line_chars}")
-            continue
-        try:
-            yield JsonLine(n, _decode(line, max_depth))
-        except _JsonProblem as exc:
-            yield JsonLine(n, reason=exc.msg, column=exc.colno)
+    p = Path(path)
+    if not p.is_file():
+        read_bytes(p, what)  # raises the message for a missing path, a folder or a device
+    try:
+        fh = p.open("rb")
+    except OSError as exc:
+        raise InputError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    with fh:
+        # Lines end at b"\n" only: JSON strings may hold U+2028 and other characters splitlines() breaks at.
+        for n, raw in enumerate(fh, 1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield JsonLine(n, reason=f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}")
+                continue
+            if max_line_chars is not None and len(line) > max_line_chars:
+                yield JsonLine(n, reason=f"line has {len(line)} characters, over {max_line_chars}")
+                continue
+            try:
+                yield JsonLine(n, _decode(line, max_depth))
+            except _JsonProblem as exc:
+                yield JsonLine(n, reason=exc.msg, column=exc.colno)
 
 
 def load_json_file(path: str | Path, what: str = "JSON", *, max_depth: int = MAX_JSON_DEPTH) -> Any:

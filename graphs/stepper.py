@@ -91,11 +91,32 @@ def parse_breaks(text: str | None) -> tuple[str, ...]:
     return names
 
 
+MAX_VALUE_DEPTH = 64  # a `set` value is a small edit; deeper nesting would only crash later copies
+
+
+def _depth(text: str) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_value(text: str) -> Any:
     """A `set` value: JSON when it parses (`3`, `true`, `"x"`, `{...}`), otherwise the bare string."""
+    if _depth(text) > MAX_VALUE_DEPTH:
+        raise StepperError(f"the value is nested more than {MAX_VALUE_DEPTH} levels deep")
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 

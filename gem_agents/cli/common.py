@@ -7,9 +7,9 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -21,7 +21,10 @@ from gem_agents.io import InputError, OutputError, read_text, redact
 from gem_agents.models.hub import ModelHub
 from gem_agents.run.preflight import endpoint_problems
 from tools_runtime.python_backend import is_trusted
-from tools_runtime.records import Scenario
+from tools_runtime.records import Document, Scenario
+
+if TYPE_CHECKING:
+    from gem_agents.ingest import IngestProblem
 
 # soft_wrap: a message naming a long path stays one line (greppable, and the same at any terminal width).
 console = Console(stderr=True, soft_wrap=True)
@@ -58,11 +61,12 @@ def error_exit(exc: BaseException) -> tuple[int, str]:
     Every command ends here instead of in a traceback: known input/output problems exit 2 naming
     the file; anything else exits 1 naming the error (GEM_DEBUG=1 re-raises it for a traceback).
     """
+    from gem_agents.run.store import StoreWriteError
     from graphs.serde import UnsafeCheckpoint
     from tools_runtime.python_backend import UntrustedBackend
     from tools_runtime.workflow_io import WorkflowError
 
-    if isinstance(exc, USAGE_ERRORS + (WorkflowError, UntrustedBackend, UnsafeCheckpoint)):
+    if isinstance(exc, USAGE_ERRORS + (WorkflowError, UntrustedBackend, UnsafeCheckpoint, StoreWriteError)):
         return 2, str(exc)
     if isinstance(exc, sqlite3.DatabaseError):
         return 2, f"a run or cache database cannot be used ({exc}); is the file corrupt or truncated?"
@@ -115,6 +119,27 @@ def embedded_scenario(data: dict[str, Any], where: str) -> Scenario:
         raise InputError(f"{where}: its scenario names a Python backend ({', '.join(backend.classes[:3])}); "
                          "refused: a Python backend is only loaded from the workflow file you pass (--workflow)")
     return scenario
+
+
+def read_corpus(path: Path, cfg: RunConfig, show: Callable[[list[IngestProblem]], None]) -> tuple[
+        list[Document], list[IngestProblem]]:
+    """Every document of a corpus (segmented) and its problems, shown by `show`; the same exit 2 for every
+    command when the path cannot be read or holds no usable document."""
+    from gem_agents.ingest import IngestError, IngestProblem, iter_documents
+
+    docs: list[Document] = []
+    problems: list[IngestProblem] = []
+    try:
+        for item in iter_documents(path, cfg.input, max_segments=cfg.limits.max_segments):
+            (problems if isinstance(item, IngestProblem) else docs).append(item)
+    except (IngestError, InputError) as exc:
+        fail(str(exc), 2)
+    show(problems)
+    if not docs:  # nothing to run is a usage error, not an empty success (named even under --quiet)
+        first = "; ".join(str(p) for p in problems[:3])
+        fail(f"{path}: no usable documents ({len(problems)} input problems: {first})" if problems
+             else f"{path}: holds no documents", 2)
+    return docs, problems
 
 
 DIALOGUE_ROLES = ("user", "assistant", "tool_env")
