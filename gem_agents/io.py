@@ -74,19 +74,6 @@ def redact(text: str) -> str:
     return text
 
 
-def redact_obj(obj: Any) -> Any:
-    """A JSON-like value with every string redacted (keys included)."""
-    if not secret_values():
-        return obj
-    if isinstance(obj, str):
-        return redact(obj)
-    if isinstance(obj, dict):
-        return {redact(k) if isinstance(k, str) else k: redact_obj(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [redact_obj(v) for v in obj]
-    return obj
-
-
 _CREDENTIAL_PREFIXES = ("sk-", "sk_", "hf_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox",
                         "AKIA", "ASIA", "AIza", "glpat-", "pk_live_", "rk_live_", "sk_live_", "eyJ")
 
