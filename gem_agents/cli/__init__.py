@@ -6,7 +6,6 @@ import importlib
 import pkgutil
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -16,14 +15,14 @@ from gem_agents import __version__
 class GemGroup(TyperGroup):
     """The `gem` group: one place where an exception from any command becomes a message and an exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         """Run the command; map known errors to exit 2, anything else to exit 1, never a traceback."""
         from gem_agents.cli.common import debug_tracebacks, error_exit, fail
 
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException,
-                SystemExit, KeyboardInterrupt, GeneratorExit):
+        # Usage errors (typer's own click: TyperException), exits and interrupts keep their meaning.
+        except (typer.Exit, typer.Abort, typer.TyperException, SystemExit, KeyboardInterrupt, GeneratorExit):
             raise
         except BaseException as exc:  # noqa: BLE001 — the one top-level handler of the CLI
             if debug_tracebacks():
