@@ -377,7 +377,10 @@ def test_fuzz_debug_scripts(lines):
         root = Path(d)
         (root / "out").mkdir()
         write(root, "s.txt", "\n".join(lines) + "\nquit\n")
-        run_cli("debug-script", root, ["debug", str(WORKFLOW_PATH), "--script", "s.txt"], ("out",))
+        # `save FILE` writes where the script says: those files are this command's outputs too.
+        saved = tuple(line.split(maxsplit=1)[1].strip() for line in lines
+                      if line.startswith("save ") and len(line.split(maxsplit=1)) == 2)
+        run_cli("debug-script", root, ["debug", str(WORKFLOW_PATH), "--script", "s.txt"], ("out", *saved))
 
 
 # ---- run directories ------------------------------------------------------------------------------------

@@ -476,3 +476,11 @@ def test_an_unexpected_error_is_a_message_not_a_traceback(monkeypatch, tmp_path)
     (tmp_path / "t.json").write_text(json.dumps(_trajectory()))
     code, out = gem("replay", tmp_path / "t.json", "--workflow", WORKFLOW)
     assert code == 1 and "unexpected KeyError" in out and "GEM_DEBUG" in out, out
+
+
+def test_every_console_line_is_redacted(tmp_path, monkeypatch):
+    """A key pasted into a debug script is echoed and named in the error: both redacted."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    (tmp_path / "s.txt").write_text(f"state {SECRET}\nquit\n")
+    code, out = gem("debug", WORKFLOW, "--script", tmp_path / "s.txt")
+    assert code == 2 and "s.txt:1" in out and "[redacted]" in out and SECRET not in out, out

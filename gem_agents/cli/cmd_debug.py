@@ -27,7 +27,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from gem_agents.cli.cmd_simulate import _config, _load_workflow
-from gem_agents.cli.common import DIALOGUE_ROLES, fail, open_hub, read_input_text
+from gem_agents.cli.common import DIALOGUE_ROLES, fail, make_console, open_hub, read_input_text
 from gem_agents.cli.render_dialogue import print_messages, records_table, short, verdict_panel
 from gem_agents.io import OutputError, redact, write_text
 from gem_agents.roles_factory import make_roles
@@ -239,7 +239,7 @@ def debug_cmd(
         fail(f"{workflow}: cannot build a scenario (seed {seed}): {exc}", 1)
     hub = open_hub(cfg, str(config), DIALOGUE_ROLES, use_cache=False) if policy == "model" else None
     roles = make_roles(hub)
-    console = Console(highlight=False)
+    console = make_console(highlight=False)
     thread_id = thread or f"{wf.id}:s{seed}"
 
     async def main() -> None:

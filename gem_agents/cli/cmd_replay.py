@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from gem_agents.cli.cmd_simulate import _load_workflow
-from gem_agents.cli.common import embedded_scenario, fail, print_json
+from gem_agents.cli.common import embedded_scenario, fail, make_console, print_json
 from gem_agents.cli.render_dialogue import message_panel, short, verdict_panel
 from gem_agents.io import InputError, iter_json_lines, load_json_file, trajectory_problem
 from tools_runtime.divergence import CallStep, Divergence, step_replay
@@ -111,7 +111,7 @@ def replay_cmd(
                     "divergence": None if div is None else {**div.__dict__, "against": AGAINST.get(div.check)},
                     "verdict": verdict.model_dump()})
     else:
-        _render(Console(highlight=False), messages, result.calls, div, verdict, show_all, not no_results)
+        _render(make_console(highlight=False), messages, result.calls, div, verdict, show_all, not no_results)
     if div is not None or not verdict.passed:
         raise typer.Exit(1)
 

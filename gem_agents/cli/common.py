@@ -26,8 +26,45 @@ from tools_runtime.records import Document, Scenario
 if TYPE_CHECKING:
     from gem_agents.ingest import IngestProblem
 
+class _RedactingStream:
+    """stdout or stderr as it is at each write (test runners swap them), with configured keys redacted."""
+
+    def __init__(self, stderr: bool):
+        self._stderr = stderr
+
+    @property
+    def _stream(self) -> Any:
+        return sys.stderr if self._stderr else sys.stdout
+
+    def write(self, text: str) -> int:
+        """Write `text` with every configured key value replaced."""
+        return self._stream.write(redact(text))
+
+    def flush(self) -> None:
+        """Flush the underlying stream."""
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        """Whether the underlying stream is a terminal (rich decides on colours and live bars by it)."""
+        return bool(getattr(self._stream, "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        """The underlying stream's descriptor."""
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        """The underlying stream's encoding."""
+        return getattr(self._stream, "encoding", "utf-8") or "utf-8"
+
+
+def make_console(*, stderr: bool = False, **kwargs: Any) -> Console:
+    """A rich Console whose every line passes through `redact` (no key is ever printed)."""
+    return Console(file=_RedactingStream(stderr), **kwargs)  # type: ignore[arg-type]
+
+
 # soft_wrap: a message naming a long path stays one line (greppable, and the same at any terminal width).
-console = Console(stderr=True, soft_wrap=True)
+console = make_console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
