@@ -1,14 +1,15 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, pip, gcc):
 #   make run   — create .venv, install, run the main job on the embedded default
-#   make test  — create .venv, install .[dev] + the tested extras (torch CPU, ray, trl, llama-cpp), run ruff and pytest
+#   make test  — create .venv, install .[dev] + the tested extras (torch CPU, ray, trl, llama-cpp), run ruff,
+#                the import contracts (lint-imports, pyproject's [tool.importlinter]) and pytest
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # Extras the test suite exercises (vllm needs CUDA and is never here).
-TEST_EXTRAS := dev,export,ray,train,local
+TEST_EXTRAS := dev,export,ray,train,local,serve
 
-.PHONY: run test install install-dev lint clean
+.PHONY: run test install install-dev lint typecheck docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +38,16 @@ run: install
 lint: install-dev
 	$(BIN)/ruff check .
 
+# mypy is not yet part of `test`: tools_runtime and graphs must first reach zero errors.
+typecheck: install-dev
+	$(BIN)/mypy
+
+docs: install
+	$(BIN)/python scripts/gen_cli_docs.py
+
 test: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -1,6 +1,6 @@
 """Run configuration: YAML validated by pydantic; unknown keys are rejected with their path.
 
-One block per role (`filter`, `extract`, `user`, `assistant`, `tool_env`, `refine`, and the
+One block per role (`filter`, `extract`, `task`, `user`, `assistant`, `tool_env`, `refine`, the optional `judge`, and the
 one-shot `synthesizer`) picks a provider and a model; the rest sets rollouts, refinement, limits
 and concurrency. The defaults here are the offline mode; `configs/*.yaml` are the shipped presets.
 """
@@ -22,7 +22,7 @@ from gem_agents.io import (
     register_secret_env,
 )
 
-ROLE_NAMES = ("filter", "extract", "user", "assistant", "tool_env", "refine", "synthesizer")
+ROLE_NAMES = ("filter", "extract", "task", "user", "assistant", "tool_env", "refine", "synthesizer", "judge")
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -74,15 +74,19 @@ class RoleConfig(_Strict):
 
 
 class RolesConfig(_Strict):
-    """The seven roles."""
+    """The eight roles."""
 
     filter: RoleConfig = Field(default_factory=RoleConfig)
     extract: RoleConfig = Field(default_factory=RoleConfig)
+    task: RoleConfig = Field(default_factory=RoleConfig)
     user: RoleConfig = Field(default_factory=RoleConfig)
     assistant: RoleConfig = Field(default_factory=RoleConfig)
     tool_env: RoleConfig = Field(default_factory=RoleConfig)
     refine: RoleConfig = Field(default_factory=RoleConfig)
     synthesizer: RoleConfig = Field(default_factory=RoleConfig)
+    # Optional: scores dialogues with a rubric and decides nl_assertions and unresolved blame
+    # (stages/judge.py). Scripted = no judge.
+    judge: RoleConfig = Field(default_factory=RoleConfig)
 
 
 class InputConfig(_Strict):
@@ -120,6 +124,8 @@ class RunConfig(_Strict):
     pipeline: Literal["full", "synthesizer"] = "full"
     seed: int = 0
     rollouts: int = Field(default=2, ge=1)
+    tasks_per_env: int = Field(default=3, ge=1, description="tasks the `task` role writes per environment; "
+                                                           "each valid task is simulated `rollouts` times")
     refine_rounds: int = Field(default=1, ge=0)
     refine_ops: list[str] = Field(default_factory=lambda: ["chain_goals", "add_tools", "withhold_info",
                                                            "plan_errors", "change_mind", "state_dependency"])

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from gem_agents.models.hub import ModelHub
-from gem_agents.policies.chat import chat_assistant, chat_prompts_hash, chat_tool_env, chat_user
+from gem_agents.policies.chat import (
+    assistant_prompt,
+    chat_assistant,
+    chat_prompts_hash,
+    chat_tool_env,
+    chat_user,
+)
 from gem_agents.policies.scripted_assistant import scripted_assistant
 from gem_agents.policies.scripted_user import scripted_user
 from graphs.roles import Roles
 
 
 def make_roles(hub: ModelHub | None) -> Roles:
-    """The Roles for rollouts; any role may be scripted while the others use models."""
+    """The Roles for rollouts; any role may be scripted while the others use models.
+
+    Every dialogue opens with the assistant's system prompt (policy + context), scripted or not, so
+    exported trajectories carry what a trained assistant would be told.
+    """
     if hub is None:
-        return Roles(user=scripted_user, assistant=scripted_assistant, name="scripted")
+        return Roles(user=scripted_user, assistant=scripted_assistant, name="scripted", system=assistant_prompt)
     user_client = hub.client("user")
     assistant_client = hub.client("assistant")
     env_client = hub.client("tool_env")
@@ -24,4 +34,4 @@ def make_roles(hub: ModelHub | None) -> Roles:
     models = sorted({c.model for _, c in kinds if c})
     return Roles(user=user, assistant=assistant, tool_env=tool_env,
                  name="scripted" if not models else name, model=",".join(models),
-                 prompts_hash=chat_prompts_hash() if models else "")
+                 prompts_hash=chat_prompts_hash() if models else "", system=assistant_prompt)

@@ -53,9 +53,9 @@ class SimContext:
     max_tool_rounds: int = 16
 
 
-def initial_state(scenario: Scenario) -> DialogueState:
-    """The state a dialogue starts from: no messages, the scenario's seeded backend."""
-    return {"messages": [], "backend": scenario.initial_state, "steps": [], "user_turns": 0, "rounds": 0,
+def initial_state(scenario: Scenario, system: dict[str, Any] | None = None) -> DialogueState:
+    """The state a dialogue starts from: the system message if any, the scenario's seeded backend."""
+    return {"messages": [system] if system else [], "backend": scenario.initial_state, "steps": [], "user_turns": 0, "rounds": 0,
             "closing": False, "ended_by": "", "verdict": None, "stats": None}
 
 

@@ -1,8 +1,10 @@
-"""The per-document pipeline as a LangGraph graph: filter → extract → simulate → refine → decide.
+"""The per-document pipeline as a LangGraph graph: filter → extract → tasks → simulate → refine → decide.
 
-    START → filter ─┬→ extract ─┬→ simulate ─┬→ refine → decide → END
-                    └───────────┴────────────┴──────────→ decide
+    START → filter ─┬→ extract ─┬→ tasks ─┬→ simulate ─┬→ refine → decide → END
+                    └───────────┴─────────┴────────────┴──────────→ decide
 
+The `tasks` node runs only when the stages provide a task writer; without one (the synthesizer
+pipeline) extract goes straight to simulate, which then gets the workflow alone.
 Each node runs one stage and writes its result into the state; with a checkpointer and the
 document id as thread id, a document's progress is a checkpointed thread, so a killed run picks
 a half-done document up at the stage it had reached. The stage functions are injected through
@@ -23,23 +25,27 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from tools_runtime.records import Document, Relevance, Trajectory, Workflow
+from tools_runtime.tasks import Task, TaskRejection
 
-STAGES = ("filter", "extract", "simulate", "refine")
+STAGES = ("filter", "extract", "tasks", "simulate", "refine")
 
 FilterFn = Callable[[Document], Awaitable[Relevance]]
 ExtractFn = Callable[[Document, Relevance], Awaitable[tuple[Workflow | None, list[str]]]]
-SimulateFn = Callable[[Workflow], Awaitable[tuple[list[Trajectory], list[str]]]]
+TasksFn = Callable[[Document, Workflow], Awaitable[tuple[list[Task], list[TaskRejection]]]]
+# simulate(workflow) without a task writer; simulate(workflow, tasks) with one.
+SimulateFn = Callable[..., Awaitable[tuple[list[Trajectory], list[str]]]]
 RefineFn = Callable[[Workflow, list[Trajectory]], Awaitable[tuple[list[Trajectory], list[str]]]]
 
 
 @dataclass(frozen=True)
 class PipelineStages:
-    """The four stage functions one pipeline runs; `refine=None` skips refinement."""
+    """The stage functions one pipeline runs; `tasks=None` simulates the workflow itself, `refine=None` skips refinement."""
 
     filter: FilterFn
     extract: ExtractFn
     simulate: SimulateFn
     refine: RefineFn | None = None
+    tasks: TasksFn | None = None
 
 
 @dataclass
@@ -55,6 +61,8 @@ class PipelineState(TypedDict, total=False):
     doc: dict[str, Any]
     relevance: dict[str, Any] | None
     workflow: dict[str, Any] | None
+    tasks: list[dict[str, Any]]
+    task_rejections: list[dict[str, Any]]
     trajectories: list[dict[str, Any]]
     refined: list[dict[str, Any]]
     reasons: list[str]
@@ -67,7 +75,8 @@ class PipelineState(TypedDict, total=False):
 
 def initial_pipeline_state(doc: Document) -> PipelineState:
     """The state a document starts from."""
-    return {"doc": doc.model_dump(mode="json"), "relevance": None, "workflow": None, "trajectories": [],
+    return {"doc": doc.model_dump(mode="json"), "relevance": None, "workflow": None, "tasks": [],
+            "task_rejections": [], "trajectories": [],
             "refined": [], "reasons": [], "status": "", "stage": "", "route": "filter", "error": None,
             "timings": {}}
 
@@ -110,14 +119,37 @@ async def extract_node(state: PipelineState, runtime: Runtime[PipelineContext]) 
     if wf is None:
         return update | {"route": "decide", "reasons": [f"extraction rejected: {r}" for r in reasons]
                          or ["extraction rejected"]}
-    return update | {"route": "simulate", "workflow": wf.model_dump(mode="json")}
+    route = "tasks" if runtime.context.stages.tasks is not None else "simulate"
+    return update | {"route": route, "workflow": wf.model_dump(mode="json")}
+
+
+async def tasks_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    """Stage 3a: K tasks for the environment; each validated and its gold executed, or rejected."""
+    t0 = time.perf_counter()
+    try:
+        tasks, rejected = await runtime.context.stages.tasks(  # type: ignore[misc]
+            Document.model_validate(state["doc"]), Workflow.model_validate(state["workflow"]))
+    except Exception as exc:  # noqa: BLE001
+        return _failed(state, "tasks", exc, t0)
+    update: dict[str, Any] = {"stage": "tasks", "timings": _timed(state, "tasks", t0),
+                              "tasks": [t.model_dump(mode="json") for t in tasks],
+                              "task_rejections": [r.model_dump(mode="json") for r in rejected]}
+    reasons = [f"task rejected: {r.code}: {r.reason}" for r in rejected]
+    if not tasks:
+        return update | {"route": "decide", "reasons": [*state.get("reasons", []), "no valid task", *reasons]}
+    return update | {"route": "simulate", "reasons": [*state.get("reasons", []), *reasons]}
 
 
 async def simulate_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Stage 3: N rollouts of the workflow, each verified."""
     t0 = time.perf_counter()
     try:
-        trajs, reasons = await runtime.context.stages.simulate(Workflow.model_validate(state["workflow"]))
+        wf = Workflow.model_validate(state["workflow"])
+        if runtime.context.stages.tasks is not None:
+            tasks = [Task.model_validate(t) for t in state.get("tasks") or []]
+            trajs, reasons = await runtime.context.stages.simulate(wf, tasks)
+        else:
+            trajs, reasons = await runtime.context.stages.simulate(wf)
     except Exception as exc:  # noqa: BLE001
         return _failed(state, "simulate", exc, t0)
     passed = [t for t in trajs if t.verdict and t.verdict.passed]
@@ -171,12 +203,14 @@ def build_pipeline_graph(checkpointer: Any = None) -> Any:
     g = StateGraph(PipelineState, context_schema=PipelineContext)
     g.add_node("filter", filter_node)
     g.add_node("extract", extract_node)
+    g.add_node("tasks", tasks_node)
     g.add_node("simulate", simulate_node)
     g.add_node("refine", refine_node)
     g.add_node("decide", decide_node)
     g.add_edge(START, "filter")
     g.add_conditional_edges("filter", _route, ["extract", "decide"])
-    g.add_conditional_edges("extract", _route, ["simulate", "decide"])
+    g.add_conditional_edges("extract", _route, ["tasks", "simulate", "decide"])
+    g.add_conditional_edges("tasks", _route, ["simulate", "decide"])
     g.add_conditional_edges("simulate", _route, ["refine", "decide"])
     g.add_edge("refine", "decide")
     g.add_edge("decide", END)

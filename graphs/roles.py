@@ -41,6 +41,16 @@ class Roles:
     name: str = "scripted"
     model: str = ""
     prompts_hash: str = ""
+    # The assistant's system prompt for a scenario (its policy and context). When set, the dialogue
+    # opens with that system message, so the exported trajectory shows what the assistant was told.
+    system: Callable[[Scenario], str] | None = None
+
+    def system_message(self, scenario: Scenario) -> dict[str, Any] | None:
+        """The system message a dialogue opens with, or None."""
+        if self.system is None:
+            return None
+        text = self.system(scenario)
+        return {"role": "system", "content": text} if text else None
 
 
 def user_view(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -65,7 +65,7 @@ async def run_dialogue(scenario: Scenario, roles: Roles, *, rollout: int = 0, gr
     if graph.checkpointer is not None:
         cfg.setdefault("configurable", {}).setdefault("thread_id", f"{scenario.id}:r{rollout}:{uuid.uuid4().hex[:8]}")
     try:
-        state = await graph.ainvoke(initial_state(scenario), cfg, context=ctx)
+        state = await graph.ainvoke(initial_state(scenario, roles.system_message(scenario)), cfg, context=ctx)
     except GraphRecursionError:
         state = {"messages": [], "verdict": Verdict(passed=False, failures=[Failure(
             code="turn_budget_exhausted", reason="the dialogue exceeded its step budget")]).model_dump()}

@@ -265,8 +265,8 @@ class DialogueStepper:
         existing = await self.graph.aget_state(self.config)
         if existing.values:
             return await self.pause(), True
-        await self.graph.ainvoke(initial_state(self.scenario), self.config, context=self.context,
-                                 interrupt_before=list(NODES))
+        start = initial_state(self.scenario, self.roles.system_message(self.scenario))
+        await self.graph.ainvoke(start, self.config, context=self.context, interrupt_before=list(NODES))
         return await self.pause(), False
 
     def _at(self) -> dict[str, Any]:

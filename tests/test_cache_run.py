@@ -12,21 +12,23 @@ from gem_agents.cli.cmd_demo import SAMPLES
 from gem_agents.ingest import read_documents
 from gem_agents.run.store import RunStore
 from gem_agents.stages.offline_extractor import extract_offline
+from gem_agents.stages.tasks import write_tasks_offline
 from gem_agents.testing.fake_openai import FakeOpenAIServer
 from gem_agents.testing.role_responder import RoleResponder
-from tools_runtime.scenario import build_scenario
+from tools_runtime.tasks import scenario_from_task
 
 runner = CliRunner()
 
 
 def sample_scenarios():
-    """The scenarios the run will simulate (rule-based extraction, seed 0), for the fake server's responder."""
+    """The scenarios the run will simulate (rule-based environment, offline tasks, seed 0), for the responder."""
     docs, _ = read_documents(SAMPLES)
     out = []
     for doc in docs:
         res = extract_offline(doc, max_tools=12)
         if res.workflow is not None:
-            out.append(build_scenario(res.workflow, 0))
+            tasks, _ = write_tasks_offline(res.workflow, doc.text, k=3, seed=0)
+            out += [scenario_from_task(res.workflow, t, 0) for t in tasks]
     return out
 
 

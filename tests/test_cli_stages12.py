@@ -63,7 +63,10 @@ def test_extract_offline_records_round_trip(tmp_path):
     assert set(recs[0]["workflow"]) >= {"steps", "execution_graph", "tools"}
     assert recs[1]["rejected"] == ["not multi-step (decided by prefilter)"]
     workflows = load_workflows(out)  # the output is readable by the rest of the pipeline
-    assert [w.id for w in workflows] == ["proc"] and len(workflows[0].tools) == 4
+    # The page's open/click steps fold into its capability: a device list and set_connection.
+    assert [w.id for w in workflows] == ["proc"] and [t.name for t in workflows[0].tools] == ["list_devices",
+                                                                                            "set_connection"]
+    assert workflows[0].effects["set_connection"].kind == "update"
 
 
 def test_extract_no_filter_and_given_relevance(tmp_path):

@@ -32,13 +32,16 @@ def test_user_never_sees_tools_and_tool_calls_are_answered():
     assert any(s.state_diff for s in traj.steps)
 
 
+# Outcome verification (docs/verification.md): a dropped *write* is missing, a swap of dependent calls
+# breaks the write order or makes the later call fail on the backend.
 MUTATIONS = {
-    "drop_call": (lambda sc, m: mutations.drop_call(m), "missing_required_call"),
-    "swap": (lambda sc, m: mutations.swap_dependent_calls(m, sc.workflow.execution_graph), "order_violation"),
-    "corrupt_type": (lambda sc, m: mutations.corrupt_argument_type(m), "invalid_arguments"),
-    "unknown_tool": (lambda sc, m: mutations.call_unknown_tool(m), "unknown_tool"),
-    "fake_result": (lambda sc, m: mutations.fake_result(m, 0), "tool_result_mismatch"),
-    "unanswered": (lambda sc, m: mutations.leave_unanswered(m), "unanswered_tool_call"),
+    "drop_call": (lambda sc, m: mutations.drop_last_write(m, sc), {"missing_required_call"}),
+    "swap": (lambda sc, m: mutations.swap_dependent_writes(m, sc),
+             {"order_violation", "unplanned_error"}),
+    "corrupt_type": (lambda sc, m: mutations.corrupt_argument_type(m), {"invalid_arguments"}),
+    "unknown_tool": (lambda sc, m: mutations.call_unknown_tool(m), {"unknown_tool"}),
+    "fake_result": (lambda sc, m: mutations.fake_result(m, 0), {"tool_result_mismatch"}),
+    "unanswered": (lambda sc, m: mutations.leave_unanswered(m), {"unanswered_tool_call"}),
 }
 
 
@@ -51,7 +54,7 @@ def test_mutations_are_rejected_with_the_right_code(kind, name):
     bad = mutate(sc, traj.messages)
     verdict = verify(bad, sc)[0]
     assert not verdict.passed
-    assert code in verdict.codes(), verdict.failures
+    assert code & set(verdict.codes()), verdict.failures
     assert all(c in FAILURE_CODES for c in verdict.codes())
 
 

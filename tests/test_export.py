@@ -77,7 +77,7 @@ def test_formats_are_discovered():
 
 def test_openai_jsonl_round_trip_only_verified(run_dir, tmp_path):
     out = tmp_path / "o.jsonl"
-    summary = export_run(run_dir, "openai", out)
+    summary = export_run(run_dir, "openai", out, include_offline=True)
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     want = verified(run_dir)
     assert summary["trajectories"] == len(lines) == len(want) >= 7
@@ -94,7 +94,7 @@ def test_openai_jsonl_round_trip_only_verified(run_dir, tmp_path):
 
 def test_sharegpt_as_llama_factory_reads_it(run_dir, tmp_path, shared_dir):
     out = tmp_path / "s.json"
-    summary = export_run(run_dir, "sharegpt", out)
+    summary = export_run(run_dir, "sharegpt", out, include_offline=True)
     records = json.loads(out.read_text())
     reference = json.loads((shared_dir / "data/bench/formats/glaive_toolcall_en_demo_first50.json").read_text())
     ref_keys = set().union(*(set(r) for r in reference))
@@ -143,7 +143,7 @@ def test_sharegpt_round_trip(run_dir):
 def test_hf_dataset_round_trip(run_dir, tmp_path):
     datasets = pytest.importorskip("datasets", reason="the 'export' extra (datasets) is not installed")
     out = tmp_path / "hf"
-    summary = export_run(run_dir, "hf", out)
+    summary = export_run(run_dir, "hf", out, include_offline=True)
     ds = datasets.load_from_disk(str(out))
     want = verified(run_dir)
     assert summary["trajectories"] == len(ds) == len(want)
@@ -160,7 +160,7 @@ def test_hf_dataset_round_trip(run_dir, tmp_path):
 def test_every_export_renders_through_the_qwen3_template(run_dir, tmp_path, shared_dir):
     template = load_template(shared_dir / "data/bench/chat_templates/qwen3_tokenizer_config.json")
     out = tmp_path / "o.jsonl"
-    export_run(run_dir, "openai", out)
+    export_run(run_dir, "openai", out, include_offline=True)
     n = 0
     for line in out.read_text().splitlines():
         rec = json.loads(line)

@@ -64,7 +64,7 @@ def test_outcome_survives_the_trip_to_and_from_a_worker(tmp_path: Path) -> None:
     assert outcome.doc_id == "d1" and outcome.status == "kept"
     assert len(outcome.trajectories) >= 2 and all(t.verdict and t.verdict.passed for _, t in outcome.trajectories)
     assert outcome_to_dict(outcome) == data["outcome"]
-    assert [e["stage"] for e in data["events"]][:3] == ["filter", "extract", "simulate"]
+    assert [e["stage"] for e in data["events"]][:3] == ["filter", "extract", "tasks"]
     assert data["worker"] == "w0" and data["roles"] == "scripted"
     assert not (tmp_path / "run" / "run.sqlite").exists()  # workers never write the store
 

@@ -82,8 +82,9 @@ def test_withheld_facts_are_asked_for(name):
     assert withheld
     first_user = after.messages[0]["content"]
     assert not any(f"- {humanize(k)}:" in first_user for k in withheld)
+    # The scripted assistant words its questions in several ways; any question of it counts.
     asks = " ".join(m["content"] for m in after.messages
-                    if m["role"] == "assistant" and "could you please tell me" in (m["content"] or ""))
+                    if m["role"] == "assistant" and not m.get("tool_calls") and "?" in (m["content"] or ""))
     assert all(humanize(k) in asks for k in withheld), (withheld, asks)
     assert after.stats.messages >= before.stats.messages
 

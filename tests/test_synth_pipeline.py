@@ -193,7 +193,9 @@ def test_verify_stage_resumes_from_the_kept_answer(full_run, tmp_path):
 def test_gem_export_reads_the_texts_the_run_kept_or_says_why_not(full_run, tmp_path):
     out = tmp_path / "pairs"
     run_dir = full_run.root / "full"
-    res = runner.invoke(app, ["export", str(run_dir), "--format", "synthesizer", "--out", str(out), "--json"])
+    # The fixture's run is offline (scripted roles), so it is marked offline and exported only on request.
+    res = runner.invoke(app, ["export", str(run_dir), "--format", "synthesizer", "--out", str(out), "--json",
+                              "--include-offline"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["trajectories"] == full_run.summary["trajectories"]
@@ -205,7 +207,8 @@ def test_gem_export_reads_the_texts_the_run_kept_or_says_why_not(full_run, tmp_p
     shutil.copytree(run_dir, old)
     with sqlite3.connect(old / "run.sqlite") as db:
         db.execute("UPDATE documents SET text = ''")
-    res = runner.invoke(app, ["export", str(old), "--format", "synthesizer", "--out", str(tmp_path / "p2")])
+    res = runner.invoke(app, ["export", str(old), "--format", "synthesizer", "--out", str(tmp_path / "p2"),
+                              "--include-offline"])
     assert res.exit_code == 2 and "records no document texts" in " ".join(res.output.split())
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tools_runtime.binding import QUERY_ARGS, Binding, bind_tools
+from tools_runtime.environment import Entity, ToolEffect
 from tools_runtime.state import canonical_json, diff_states, state_hash
 from tools_runtime.toolspec import ToolSpec
 
@@ -92,9 +93,15 @@ class SimBackend:
     """The built-in backend: tools bound by name/schema to operations on JSON collections."""
 
     def __init__(self, tools: list[ToolSpec], state: dict[str, Any] | None = None,
-                 session_required: set[str] | frozenset[str] = frozenset()):
+                 session_required: set[str] | frozenset[str] = frozenset(),
+                 effects: dict[str, ToolEffect] | None = None, entities: list[Entity] | None = None):
+        from tools_runtime.effects import EffectRunner  # effects.py builds on this module
+
         self.tools = {t.name: t for t in tools}
         self.bindings = bind_tools(tools, session_required)
+        # Tools with a declared effect (environment spec) run from it; the rest keep the name binding.
+        self.effects = EffectRunner({k: v for k, v in (effects or {}).items() if k in self.tools},
+                                    list(entities or []))
         self.state = copy.deepcopy(state) if state is not None else empty_state()
         for key, default in empty_state().items():
             self.state.setdefault(key, default)
@@ -118,6 +125,8 @@ class SimBackend:
 
     def execute(self, tool: str, arguments: dict[str, Any]) -> Outcome:
         """Run one already-validated call and return its outcome with the state diff."""
+        if tool in self.effects.effects:
+            return self.effects.run(self.state, tool, arguments)
         b = self.bindings.get(tool)
         if b is None:
             return error("unknown_tool", f"Unknown tool '{tool}'.")

@@ -30,8 +30,11 @@ INJECTED_ERRORS: dict[str, dict[str, str]] = {
 
 
 def session_required(workflow: Workflow) -> set[str]:
-    """Tools that need a logged-in session: those after a login step, and tools off the graph."""
-    bindings = bind_tools(workflow.tools)
+    """Tools that need a logged-in session: those after a login step, and tools off the graph.
+
+    Only for tools without a declared effect: a declared one says `requires_session` itself.
+    """
+    bindings = {n: b for n, b in bind_tools(workflow.tools).items() if n not in workflow.effects}
     logins = {n for n, b in bindings.items() if b.op == "session" and b.mode == "login"}
     if not logins:
         return set()
@@ -43,7 +46,7 @@ def session_required(workflow: Workflow) -> set[str]:
     for login in logins & set(graph.nodes):
         need |= nx.descendants(graph, login)
     need |= {n for n in bindings if n not in graph.nodes}
-    return {n for n in need if bindings[n].op != "session"}
+    return {n for n in need if n in bindings and bindings[n].op != "session"}
 
 
 def make_backend(workflow: Workflow, state: dict[str, Any] | None = None) -> Backend:
@@ -54,7 +57,17 @@ def make_backend(workflow: Workflow, state: dict[str, Any] | None = None) -> Bac
         if state and state.get("calls"):
             be.restore(state)
         return be
-    return SimBackend(workflow.tools, state, frozenset(session_required(workflow)))
+    if state is None and (workflow.initial_state or workflow.entities):
+        state = initial_state(workflow)
+    return SimBackend(workflow.tools, state, frozenset(session_required(workflow)),
+                      effects=workflow.effects, entities=workflow.entities)
+
+
+def initial_state(workflow: Workflow) -> dict[str, Any]:
+    """The backend state an environment starts from (its `initial_state` records, validated)."""
+    from tools_runtime.effects import spec_state
+
+    return spec_state(workflow.entities, workflow.initial_state)
 
 
 def planned_injection(errors: list[PlannedError], tool: str, occurrence: int) -> PlannedError | None:

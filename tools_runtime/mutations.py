@@ -61,15 +61,29 @@ def drop_call(messages: Messages, which: int = -1) -> Messages:
     return out
 
 
-def swap_dependent_calls(messages: Messages, execution_graph: str) -> Messages:
-    """Swap two successful calls u, v where the graph has u → v, with their results."""
+def drop_last_write(messages: Messages, scenario: Any) -> Messages:
+    """Remove the last successful call of a tool that writes (by declaration or name binding)."""
+    from tools_runtime.components import tool_kind
+
+    calls = _successful(messages)
+    for n in range(len(calls) - 1, -1, -1):
+        if tool_kind(scenario, call_name_args(calls[n][2])[0]) == "write":
+            return drop_call(messages, n)
+    raise ValueError("no successful write to drop")
+
+
+def swap_dependent_calls(messages: Messages, execution_graph: str, only: set[str] | None = None) -> Messages:
+    """Swap two successful calls u, v where the graph has u → v (both in `only` when given), with their results."""
     graph = parse_graph(execution_graph).graph
     calls = _successful(messages)
     for a in range(len(calls)):
         for b in range(a + 1, len(calls)):
             u = call_name_args(calls[a][2])[0]
             v = call_name_args(calls[b][2])[0]
-            if graph.has_edge(u, v):
+            if only is not None and not {u, v} <= only:
+                continue
+            if graph.has_edge(u, v) or only is not None and graph.has_node(u) and graph.has_node(v) \
+                    and v in _descendants(graph, u):
                 out = copy.deepcopy(messages)
                 (ia, ka, ca), (ib, kb, cb) = calls[a], calls[b]
                 ja, jb = _answer_index(out, call_name_args(ca)[2]), _answer_index(out, call_name_args(cb)[2])
@@ -80,6 +94,20 @@ def swap_dependent_calls(messages: Messages, execution_graph: str) -> Messages:
                     out[ja]["name"], out[jb]["name"] = out[jb]["name"], out[ja]["name"]
                 return out
     raise ValueError("no pair of dependent successful calls to swap")
+
+
+def _descendants(graph: Any, node: str) -> set[str]:
+    import networkx as nx
+
+    return set(nx.descendants(graph, node))
+
+
+def swap_dependent_writes(messages: Messages, scenario: Any) -> Messages:
+    """Swap two successful writes where one depends on the other in the execution graph."""
+    from tools_runtime.components import tool_kind
+
+    writes = {t.name for t in scenario.workflow.tools if tool_kind(scenario, t.name) == "write"}
+    return swap_dependent_calls(messages, scenario.workflow.execution_graph, only=writes)
 
 
 def corrupt_argument_type(messages: Messages, which: int = 0) -> Messages:

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools_runtime.environment import SPEC_VERSION, Entity, Rule, StateRecord, ToolEffect
+from tools_runtime.tasks import Task
 from tools_runtime.toolspec import ToolSpec
 
 
@@ -62,6 +64,14 @@ class Workflow(_Record):
     domain: str = ""
     platform: str = ""
     backend: BackendRef = Field(default_factory=BackendRef)
+    # The environment spec (environment.py). Empty for third-party tool files: then the backend
+    # binds tools by their names and the scenario builder seeds filler records.
+    spec_version: str = SPEC_VERSION
+    effects: dict[str, ToolEffect] = Field(default_factory=dict)
+    entities: list[Entity] = Field(default_factory=list)
+    initial_state: list[StateRecord] = Field(default_factory=list)
+    policy: list[Rule] = Field(default_factory=list)
+    user_tools: list[str] = Field(default_factory=list)
 
     def tool(self, name: str) -> ToolSpec | None:
         """The tool called `name`, or None."""
@@ -129,6 +139,8 @@ class Scenario(_Record):
     plan: list[PlannedCall] = Field(default_factory=list)
     distractors: list[str] = Field(default_factory=list)
     refinements: list[str] = Field(default_factory=list)
+    # The grounded task this scenario plays (tasks.py); None for scenarios built from a bare workflow.
+    task: Task | None = None
 
     @property
     def tools(self) -> list[ToolSpec]:
@@ -144,6 +156,19 @@ class Failure(_Record):
     index: int | None = None
 
 
+class ComponentVerdict(_Record):
+    """The verdict of one reward component (`state`, `actions`, `communicate`, …)."""
+
+    passed: bool
+    reason: str = ""
+    failures: list[Failure] = Field(default_factory=list)
+    # Undecided: no judge was configured for a component only a judge can decide (`nl_assertions`).
+    pending: bool = False
+
+
+Blame = Literal["assistant", "user", "environment", "task"]
+
+
 class Verdict(_Record):
     """The verifier's answer; `passed` is true only when `failures` is empty."""
 
@@ -151,6 +176,9 @@ class Verdict(_Record):
     failures: list[Failure] = Field(default_factory=list)
     final_state_hash: str = ""
     reference_state_hash: str = ""
+    components: dict[str, ComponentVerdict] = Field(default_factory=dict)
+    blame: Blame | None = None
+    blame_reason: str = ""
 
     def codes(self) -> list[str]:
         """The failure codes, in order."""
@@ -177,6 +205,11 @@ class Provenance(_Record):
     seed: int = 0
     rollout: int = 0
     doc_id: str = ""
+    offline: bool = False
+    task_id: str = ""
+    # The judge role's scores and reasons, its model and prompt hash (gem_agents/stages/judge.py); empty
+    # when no judge ran. `gem export --min-judge` gates on `judge["score"]`.
+    judge: dict[str, Any] = Field(default_factory=dict)
 
 
 class ExecRecord(_Record):

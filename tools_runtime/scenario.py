@@ -306,6 +306,17 @@ def build_scenario(workflow: Workflow, seed: int = 0, *, records_per_entity: int
     issues = validate_graph(graph, [t.name for t in workflow.tools])
     if issues:
         raise ScenarioError("execution graph: " + "; ".join(i.message for i in issues))
+    if workflow.effects and (workflow.initial_state or workflow.entities):
+        # An environment spec: play a task drafted from its own state, never keyword filler.
+        from tools_runtime.env_tasks import DraftError, draft_task
+        from tools_runtime.tasks import TaskRejected, scenario_from_task
+
+        try:
+            task = draft_task(workflow, seed)
+            sc = scenario_from_task(workflow, task, seed)
+        except (DraftError, TaskRejected) as exc:
+            raise ScenarioError(str(exc)) from exc
+        return sc.model_copy(update={"id": scenario_id or sc.id})
     rng = random.Random(f"{workflow.id}|{seed}")
     probe = SimBackend(workflow.tools, None, frozenset(session_required(workflow)))
     state = seed_state(workflow.tools, probe.bindings, rng, records_per_entity)

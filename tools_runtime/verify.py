@@ -1,12 +1,18 @@
-"""Trajectory verification (DESIGN §3): every check that must hold before a trajectory is exported.
+"""Trajectory verification (DESIGN §3, docs/verification.md): what must hold before a trajectory is exported.
 
-schema     every call names a known tool with valid arguments
-execution  every tool message equals what the backend returns; errors only where the scenario
-           planned them, each followed by a successful retry of the same tool
-order      successful calls respect the execution graph and cover its nodes; no distractors
-state      the final backend state hashes equal to the reference plan's end state
-dialogue   well-formed roles, every tool call answered exactly once, a final assistant message,
-           and the assistant's closing claims do not contradict the tool results
+`verify` judges a dialogue by its outcome, as components (Verdict.components):
+
+task        the task has a criterion, its gold actions run, its criteria are consistent
+dialogue    well-formed roles, every tool call answered exactly once, a final assistant message
+schema      every call names a known tool with valid arguments
+execution   every tool message equals what the backend returns; errors only where the scenario
+            planned them, each followed by a successful retry of the same tool
+state, actions, communicate, claims, policy, nl_assertions   the outcome (components.py)
+
+The first four always decide; of the rest, those in the task's `reward_basis`. A scenario without a
+task is judged against the task its reference plan implies. `verify_legacy` keeps the imitation
+verdict of earlier releases (plan order, every node called, exact state hash) for measurements;
+the one-shot synthesizer still uses its building blocks (`check_graph_order`, `check_state`).
 
 Each failure carries a machine-readable `code`, a human `reason` and the message index.
 """
@@ -17,9 +23,25 @@ import re
 from typing import Any
 
 from tools_runtime.backend import same
+from tools_runtime.blame import assign_blame
+from tools_runtime.components import (
+    COMPONENT_CODES,
+    COMPONENTS,
+    STRUCTURAL,
+    Judge,
+    check_actions,
+    check_communicate,
+    check_nl_assertions,
+    check_policy,
+    check_state_outcome,
+    has_criteria,
+    run_gold_actions,
+    task_issues,
+    task_of,
+)
 from tools_runtime.exec_graph import check_order, parse_graph
 from tools_runtime.executor import parse_tool_content
-from tools_runtime.records import ExecRecord, Failure, PlannedError, Scenario, Verdict
+from tools_runtime.records import ComponentVerdict, ExecRecord, Failure, PlannedError, Scenario, Verdict
 from tools_runtime.replay import Replay, call_name_args, replay_dialogue, tool_calls_of
 from tools_runtime.scenario import ScenarioError, replay_plan
 from tools_runtime.state import diff_states
@@ -37,6 +59,8 @@ FAILURE_CODES = {
     "order_violation": "order", "missing_required_call": "order", "distractor_called": "order",
     "state_mismatch": "state", "invalid_reference_plan": "state",
 }
+# The outcome verdict's codes, by component (components.py); the structural ones above keep theirs.
+FAILURE_CODES.update({code: comp for code, comp in COMPONENT_CODES.items() if code not in FAILURE_CODES})
 
 
 def check_dialogue(messages: list[Any]) -> list[Failure]:
@@ -200,7 +224,10 @@ def check_claims(messages: list[dict[str, Any]], replay: Replay) -> list[Failure
             _collect(rc.record.result, facts)
     failures = []
     for m in _CLAIM.finditer(str(messages[last_idx].get("content") or "")):
-        key = m.group(1).strip().lower().replace(" ", "_")
+        words = m.group(1).strip().lower().split()
+        # "Your return id is …": the field is the phrase's tail, not the whole phrase.
+        key = next((k for k in ("_".join(words[-n:]) for n in (len(words), 3, 2, 1) if n <= len(words))
+                    if k in facts), "_".join(words))
         value = m.group(2).rstrip(".")
         if key not in facts or not any(ch.isdigit() for ch in value):
             continue
@@ -235,9 +262,13 @@ def proposals_from_steps(steps: list[Any]) -> dict[str, Any]:
     return out
 
 
-def verify(messages: list[dict[str, Any]], scenario: Scenario, *, ended_by: str = "",
-           check_results: bool = True, proposals: dict[str, Any] | None = None) -> tuple[Verdict, Replay, int]:
-    """Run every check; returns the verdict, the replay (for reports) and errors recovered."""
+def verify_legacy(messages: list[dict[str, Any]], scenario: Scenario, *, ended_by: str = "",
+                  check_results: bool = True, proposals: dict[str, Any] | None = None) -> tuple[Verdict, Replay, int]:
+    """The imitation verdict of earlier releases (plan order, every node called, exact state hash).
+
+    Kept to measure what the outcome verdict changes (benchmarks/measure_verification.py); nothing
+    exports by it.
+    """
     failures = check_dialogue(messages)
     if any(f.code in ("unknown_role", "empty_dialogue") for f in failures):
         return Verdict(passed=False, failures=failures), Replay(), 0
@@ -255,6 +286,74 @@ def verify(messages: list[dict[str, Any]], scenario: Scenario, *, ended_by: str 
     failures.sort(key=lambda f: (f.index if f.index is not None else 1 << 30))
     verdict = Verdict(passed=not failures, failures=failures, final_state_hash=final_hash,
                       reference_state_hash=ref_hash)
+    return verdict, replay, recovered
+
+
+def _component(failures: list[Failure], ok: str) -> ComponentVerdict:
+    if failures:
+        return ComponentVerdict(passed=False, reason=failures[0].reason, failures=failures)
+    return ComponentVerdict(passed=True, reason=ok)
+
+
+def verify(messages: list[dict[str, Any]], scenario: Scenario, *, ended_by: str = "",
+           check_results: bool = True, proposals: dict[str, Any] | None = None, judge: Judge | None = None,
+           tool_results_by: str = "environment") -> tuple[Verdict, Replay, int]:
+    """Judge a dialogue by its outcome; returns the verdict, the replay (for reports) and errors recovered.
+
+    The verdict has one component per check (docs/verification.md). `passed` needs the structural
+    components (task, dialogue, schema, execution) and every component of the task's reward basis;
+    `failures` lists theirs. A failed verdict carries its `blame`. `tool_results_by` says who wrote
+    the tool messages (`environment` in a simulation, `assistant` for a one-shot author), for blame.
+    """
+    task = task_of(scenario)
+    if not has_criteria(task):
+        f = Failure(code="empty_criteria", reason=f"task {task.id!r} has no criterion: nothing could ever fail it")
+        return Verdict(passed=False, failures=[f], components={"task": _component([f], "")}, blame="task",
+                       blame_reason=f.reason), Replay(), 0
+    dialogue = check_dialogue(messages)
+    if any(f.code in ("unknown_role", "empty_dialogue") for f in dialogue):
+        return Verdict(passed=False, failures=dialogue, components={"dialogue": _component(dialogue, "")},
+                       blame="assistant", blame_reason=dialogue[0].reason), Replay(), 0
+    replay = replay_dialogue(messages, scenario, check_results=check_results, proposals=proposals)
+    exec_failures, recovered = check_execution(replay, scenario)
+    exec_failures = [f for f in exec_failures if f.code != "distractor_called"]  # judged by `policy`
+    schema = [f for f in exec_failures if f.code in ("unknown_tool", "invalid_arguments")]
+    execution = replay.failures + [f for f in exec_failures if f not in schema]
+    if ended_by == "turn_budget":
+        dialogue.append(Failure(code="turn_budget_exhausted",
+                                reason="the dialogue hit its turn budget before the user was done"))
+    gold = run_gold_actions(scenario, task.gold_actions)
+    task_failures = list(gold.failures) + task_issues(scenario, task, gold)
+    if scenario.task is None:  # the legacy name for a reference plan that does not replay
+        task_failures = [f.model_copy(update={"code": "invalid_reference_plan"}) if f.code == "gold_unreachable"
+                         else f for f in task_failures]
+    comps: dict[str, ComponentVerdict] = {
+        "task": _component(task_failures, "the task's criteria are consistent and its gold runs"),
+        "dialogue": _component(dialogue, "well-formed dialogue"),
+        "schema": _component(schema, "every call names a tool with valid arguments"),
+        "execution": _component(execution, "every tool message is what the backend returns"),
+    }
+    if gold.failures:
+        comps["state"] = ComponentVerdict(passed=False, reason="no expected state: the gold actions do not run")
+    else:
+        comps["state"] = check_state_outcome(replay, scenario, gold)
+    comps["actions"] = check_actions(replay, scenario, task, gold)
+    comps["communicate"] = check_communicate(messages, task)
+    comps["claims"] = _component(check_claims(messages, replay), "no claim contradicts a tool result")
+    comps["policy"] = check_policy(messages, replay, scenario, task, gold)
+    comps["nl_assertions"] = check_nl_assertions(messages, task, judge)
+    deciding = [*STRUCTURAL, *(c for c in COMPONENTS if c in task.reward_basis)]
+    failures = [f for name in deciding for f in comps[name].failures]
+    failures.sort(key=lambda f: (f.index if f.index is not None else 1 << 30))
+    passed = all(comps[name].passed for name in deciding)
+    assert replay.env is not None
+    verdict = Verdict(passed=passed, failures=failures, final_state_hash=replay.env.backend.state_hash(),
+                      reference_state_hash=gold.env.backend.state_hash() if gold.env is not None else "",
+                      components=comps)
+    if not passed:
+        blame, why = assign_blame(failures or [f for c in comps.values() for f in c.failures], messages, replay,
+                                  scenario, task, ended_by=ended_by, tool_results_by=tool_results_by, judge=judge)
+        verdict.blame, verdict.blame_reason = blame, why  # type: ignore[assignment]
     return verdict, replay, recovered
 
 

@@ -57,7 +57,7 @@ def demo_cmd(
     except RunDirBusy as exc:
         fail(str(exc), 2)
     report = write_report(out)
-    exported = export_run(out, "openai", out / "export" / "openai.jsonl")
+    exported = export_run(out, "openai", out / "export" / "openai.jsonl", include_offline=True)  # demo is offline
     store = RunStore(out, readonly=True)
     try:
         counts = store.counts()

@@ -18,6 +18,10 @@ def export_cmd(
     fmt: str = typer.Option("openai", "--format", "-f", help="Export format: " + " | ".join(available_formats())),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (openai: .jsonl, sharegpt: .json) or folder (hf)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
+    include_offline: bool = typer.Option(False, "--include-offline", help="Also export trajectories the offline "
+                                         "stand-ins wrote (provenance.offline; left out by default)."),
+    min_judge: float | None = typer.Option(None, "--min-judge", min=0.0, max=1.0, help="Only trajectories the "
+                                           "judge role scored at least this (0-1; unscored ones are left out)."),
 ) -> None:
     """Export only the verified trajectories of a run."""
     if fmt not in available_formats():
@@ -27,7 +31,7 @@ def export_cmd(
     # The target is checked before anything is read: a run's own files, devices, FIFOs, symlinks are refused.
     check_output(out, folder=fmt in FOLDER_FORMATS)
     try:
-        summary = export_run(run_dir, fmt, out)
+        summary = export_run(run_dir, fmt, out, include_offline=include_offline, min_judge=min_judge)
     except (RuntimeError, ValueError) as exc:
         fail(str(exc), 2)
     except OSError as exc:

@@ -15,7 +15,7 @@ from gem_agents.export.records import openai_record, verified_trajectories
 from gem_agents.io import check_output
 
 
-def export(run_dir: Path, out: Path) -> dict[str, Any]:
+def export(run_dir: Path, out: Path, *, include_offline: bool = False) -> dict[str, Any]:
     """Save the verified trajectories of `run_dir` as a dataset folder `out` (replaced when it exists)."""
     try:
         import datasets
@@ -23,7 +23,7 @@ def export(run_dir: Path, out: Path) -> dict[str, Any]:
         raise RuntimeError("the hf format needs the 'export' extra: pip install 'gem-agents[export]'") from exc
     datasets.disable_progress_bars()
     rows = []
-    for kind, traj in verified_trajectories(run_dir):
+    for kind, traj in verified_trajectories(run_dir, include_offline=include_offline):
         rec = openai_record(traj)
         rows.append({"id": traj.id, "kind": kind, "messages": rec["messages"], "tools": rec["tools"]})
     json_feature = getattr(datasets, "Json", None)

@@ -115,12 +115,12 @@ def from_sharegpt(rec: dict[str, Any]) -> dict[str, Any]:
     return {"messages": messages, "tools": tools}
 
 
-def export(run_dir: Path, out: Path) -> dict[str, Any]:
+def export(run_dir: Path, out: Path, *, include_offline: bool = False) -> dict[str, Any]:
     """Write the verified trajectories of `run_dir` as one ShareGPT JSON array to `out`."""
     records = []
     skipped = 0
     dropped = 0
-    for _, traj in verified_trajectories(run_dir):
+    for _, traj in verified_trajectories(run_dir, include_offline=include_offline):
         rec, d = to_sharegpt(openai_record(traj))
         dropped += d
         if rec is None:

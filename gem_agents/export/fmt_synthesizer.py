@@ -57,8 +57,8 @@ def source_texts(run_dir: Path) -> dict[str, str]:
         store.close()
 
 
-def verified_rows(run_dir: Path) -> list[tuple[str, str, Trajectory]]:
-    """(doc_id, kind, trajectory) of every verified trajectory, in store order."""
+def verified_rows(run_dir: Path, *, include_offline: bool = True) -> list[tuple[str, str, Trajectory]]:
+    """(doc_id, kind, trajectory) of every verified trajectory, in store order (offline ones on request)."""
     path = run_dir / STORE_NAME
     if not path.exists():
         raise ValueError(f"{run_dir}: not a run directory (no {STORE_NAME})")
@@ -67,7 +67,8 @@ def verified_rows(run_dir: Path) -> list[tuple[str, str, Trajectory]]:
         rows = db.execute("SELECT doc_id, kind, record FROM trajectories WHERE passed = 1 ORDER BY rowid").fetchall()
     finally:
         db.close()
-    return [(doc_id, kind, Trajectory.model_validate_json(rec)) for doc_id, kind, rec in rows]
+    out = [(doc_id, kind, Trajectory.model_validate_json(rec)) for doc_id, kind, rec in rows]
+    return [r for r in out if include_offline or not r[2].provenance.offline]
 
 
 def pair_record(doc_id: str, kind: str, traj: Trajectory, text: str, target: str) -> dict[str, Any]:
@@ -113,13 +114,13 @@ def build_pairs(rows: list[tuple[str, str, Trajectory]], texts: Mapping[str, str
 
 
 def export_pairs(run_dir: Path, out: Path, texts: Mapping[str, str] | None = None, *,
-                 validation_fraction: float = VALIDATION_FRACTION) -> dict[str, Any]:
+                 validation_fraction: float = VALIDATION_FRACTION, include_offline: bool = True) -> dict[str, Any]:
     """Write `out/train.jsonl` and `out/validation.jsonl`; `texts` overrides where source texts come from."""
     run_dir, out = Path(run_dir), Path(out)
     if out.suffix in (".jsonl", ".json"):
         raise ValueError(f"{out}: the synthesizer export writes a folder (train.jsonl, validation.jsonl); "
                          "pass a folder path")
-    rows = verified_rows(run_dir)
+    rows = verified_rows(run_dir, include_offline=include_offline)
     if texts is None:
         texts = source_texts(run_dir)
     if rows and not texts:
@@ -144,6 +145,6 @@ def export_pairs(run_dir: Path, out: Path, texts: Mapping[str, str] | None = Non
             "by_kind": kinds, "dropped": dropped}
 
 
-def export(run_dir: Path, out: Path) -> dict[str, Any]:
+def export(run_dir: Path, out: Path, *, include_offline: bool = False) -> dict[str, Any]:
     """Training pairs of a run's verified trajectories, split train/validation by document."""
-    return export_pairs(run_dir, out)
+    return export_pairs(run_dir, out, include_offline=include_offline)

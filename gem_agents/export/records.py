@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +40,40 @@ def openai_record(traj: Trajectory) -> dict[str, Any]:
     return {"messages": [clean_message(m) for m in traj.messages], "tools": list(traj.tools)}
 
 
-def verified_trajectories(run_dir: str | Path) -> Iterator[tuple[str, Trajectory]]:
-    """(kind, trajectory) for every verified trajectory of a run, in store order."""
+# `gem export --min-judge X`: while set, trajectories whose judge score is below X (or that no judge
+# scored) are left out by every format. A context variable, so the format modules need no new argument.
+MIN_JUDGE: ContextVar[float | None] = ContextVar("MIN_JUDGE", default=None)
+
+
+def judge_passes(traj: Trajectory, min_score: float | None) -> bool:
+    """True when no gate is set, or the trajectory's judge score reaches it."""
+    if min_score is None:
+        return True
+    score = traj.provenance.judge.get("score")
+    return isinstance(score, int | float) and score >= min_score
+
+
+def verified_trajectories(run_dir: str | Path, *, include_offline: bool = True) -> Iterator[tuple[str, Trajectory]]:
+    """(kind, trajectory) for every verified trajectory of a run, in store order.
+
+    `include_offline=False` leaves out what the offline stand-ins wrote (`provenance.offline`): test
+    doubles' output is not training data unless asked for.
+    """
     store = RunStore(run_dir, readonly=True)
     try:
         kinds = store.trajectory_kinds()
         rows = list(store.trajectories(verified_only=True))
     finally:
         store.close()
+    gate = MIN_JUDGE.get()
     for t in rows:
-        yield kinds.get(t.id, "original"), t
+        if (include_offline or not t.provenance.offline) and judge_passes(t, gate):
+            yield kinds.get(t.id, "original"), t
+
+
+def offline_verified(run_dir: str | Path) -> int:
+    """How many verified trajectories of a run the offline stand-ins wrote."""
+    return sum(1 for _, t in verified_trajectories(run_dir) if t.provenance.offline)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -20,13 +20,32 @@ PKG = "gem_agents.policies"
 OPENING = "Hello! How can I help you today?"
 
 
+def policy_lines(scenario: Scenario) -> str:
+    """The environment's rules as prompt lines, the enforced ones first; a default when it states none."""
+    rules = sorted(scenario.workflow.policy, key=lambda r: r.strength != "must")
+    if not rules:
+        return "- (this service states no special rules; follow the general ones below)"
+    out = []
+    for r in rules:
+        tag = "must" if r.strength == "must" else "recommended"
+        extra = " Ask the user to confirm before doing it." if r.confirm else ""
+        out.append(f"- [{tag}] {r.text.strip()}{extra}")
+    return "\n".join(out)
+
+
+PLATFORM_WORDS = {"computer": "on a computer", "command_line": "on the command line", "website": "on a website",
+                  "app": "in an app", "phone": "on a phone", "machine": "on a device"}
+
+
 def assistant_prompt(scenario: Scenario) -> str:
-    """The assistant's system prompt for a scenario."""
+    """The assistant's system prompt for a scenario: the service it acts for, and its policy."""
     wf = scenario.workflow
     domain = wf.title or wf.id
-    if wf.domain or wf.platform:
-        domain += f" ({', '.join(x for x in (wf.domain, wf.platform) if x)})"
-    return fill(load_prompt(PKG, "assistant_system.txt"), domain=domain)
+    # The category labels (domain, platform) are corpus bookkeeping; the prompt says where the work is done.
+    where = PLATFORM_WORDS.get(wf.platform or "", "")
+    if where:
+        domain += f", done {where}"
+    return fill(load_prompt(PKG, "assistant_system.txt"), domain=domain, policy=policy_lines(scenario))
 
 
 def fact_goal(key: str) -> int | None:
@@ -54,9 +73,26 @@ def fact_list(scenario: Scenario) -> str:
 
 
 def user_prompt(scenario: Scenario) -> str:
-    """The user simulator's system prompt: persona, goals, known facts, planned slips."""
+    """The user simulator's system prompt: persona, goals, known facts, planned slips.
+
+    With a task, the user sees its instruction and known info only — never the tools or the gold
+    actions — and facts marked `withhold` are listed apart, to be given only when asked.
+    """
     goals = "\n".join(f"{i + 1}. {g.description}" for i, g in enumerate(scenario.goals))
-    facts = fact_list(scenario)
+    task = scenario.task
+    withheld = {i.key for i in task.known_info if i.withhold} if task is not None else set()
+    # Facts no goal volunteers (the refiner's `withhold_info`, secrets) are withheld too: listing them
+    # with the rest made a model-played user volunteer what the assistant was meant to ask for.
+    if any(g.volunteer for g in scenario.goals):
+        withheld |= {k for k in scenario.known_info if not any(k in g.volunteer for g in scenario.goals)}
+    if withheld:
+        shown = scenario.model_copy(update={"known_info": {k: v for k, v in scenario.known_info.items()
+                                                           if k not in withheld}})
+        facts = fact_list(shown)
+        facts += "\nGive these only if the assistant asks for them (never volunteer them):\n" + "\n".join(
+            f"- {humanize(k)}: {render_value(scenario.known_info[k])}" for k in scenario.known_info if k in withheld)
+    else:
+        facts = fact_list(scenario)
     slips = [e for e in scenario.planned_errors if e.kind in ("not_found", "invalid_value") and e.key]
     mistakes = ""
     if slips:
@@ -70,7 +106,10 @@ def chat_assistant(client: ModelClient) -> Policy:
     """The assistant as a chat model with the scenario's tools bound."""
 
     async def policy(view: RoleView) -> dict[str, Any]:
-        messages = [{"role": "system", "content": assistant_prompt(view.scenario)}, *view.messages]
+        history = list(view.messages)
+        if not history or history[0].get("role") != "system":  # the dialogue may already open with it
+            history = [{"role": "system", "content": assistant_prompt(view.scenario)}, *history]
+        messages = history
         reply = await client.chat(messages, tools=view.tools or None, stage="assistant", salt=view.scenario.id)
         return reply.message
 

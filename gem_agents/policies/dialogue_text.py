@@ -1,7 +1,8 @@
 """How the scripted roles write and read facts in plain text.
 
-Facts travel as `- order id: ORD-1234` lines: natural enough for training data, and exact enough
-that the scripted assistant reads back what the scripted user typed (and nothing it did not).
+Facts travel as `- order id: ORD-1234` lines or as sentences ("my order id is ORD-1234."): varied
+enough for training data, and exact enough that the scripted assistant reads back what the scripted
+user typed (and nothing it did not).
 """
 
 from __future__ import annotations
@@ -32,13 +33,65 @@ def fact_lines(facts: dict[str, Any]) -> str:
     return "\n".join(f"- {humanize(k)}: {render_value(v)}" for k, v in facts.items())
 
 
+# Sentence forms of one fact; each keeps "the/my <key> is <value>" so `find_fact` reads it back.
+ONE_FACT = ["Sure, the {k} is {v}.", "Of course. My {k} is {v}.", "My {k} is {v}.", "Yes — the {k} is {v}.",
+            "The {k} is {v}."]
+MANY_FACTS = ["Sure.", "Here you go:", "Of course:", "Here they are:"]
+
+
+SWITCH_FACT = ["Yes, turn {k} {v}.", "Please turn {k} {v}.", "I'd like {k} turned {v}.", "Turn {k} {v}, please."]
+
+
+def _sayable(value: Any) -> bool:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return True
+    return isinstance(value, str) and bool(value) and "\n" not in value and ". " not in value \
+        and not value.endswith(".") and ", and " not in value and not re.search(r",\s+(?:the|my)\s", value)
+
+
+def _clause(k: str, v: Any, first: bool) -> str:
+    """One fact as a clause: a switch as "turn X on", anything else as "the X is V"."""
+    if isinstance(v, bool):
+        return f"{'T' if first else 't'}urn {humanize(k)} {'on' if v else 'off'}"
+    return f"{'T' if first else 't'}he {humanize(k)} is {v}"
+
+
+def say_facts(facts: dict[str, Any], variant: int = 0) -> str:
+    """Facts in one of several phrasings (by `variant`), each readable back by `find_fact`.
+
+    People say facts in sentences: a switch as "turn Bluetooth on", values as "the X is V". The
+    `- key: value` list is kept only for values no sentence can carry (multi-line text, JSON).
+    """
+    if len(facts) == 1:
+        (k, v), = facts.items()
+        if isinstance(v, bool):
+            return SWITCH_FACT[variant % len(SWITCH_FACT)].format(k=humanize(k), v="on" if v else "off")
+        if _sayable(v):
+            return ONE_FACT[variant % len(ONE_FACT)].format(k=humanize(k), v=v)
+    if facts and all(_sayable(v) or isinstance(v, bool) for v in facts.values()):
+        items = list(facts.items())
+        clauses = [_clause(k, v, i == 0) for i, (k, v) in enumerate(items)]
+        if len(clauses) == 1:
+            return clauses[0] + "."
+        return ", ".join(clauses[:-1]) + ", and " + clauses[-1] + "."
+    return MANY_FACTS[variant % len(MANY_FACTS)] + "\n" + fact_lines(facts)
+
+
 def find_fact(texts: list[str], key: str) -> str | None:
-    """The latest raw value given for `key` in `- key: value` lines of `texts` (newest last)."""
-    pattern = re.compile(rf"^\s*[-*•]\s*{re.escape(humanize(key))}\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+    """The latest raw value given for `key` in `texts` (newest last): a `- key: value` line or a sentence."""
+    shown = re.escape(humanize(key))
+    line = re.compile(rf"^\s*[-*•]\s*{shown}\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+    sentence = re.compile(rf"\b(?:my|the)\s+{shown}\s+is\s+(.+?)(?:,\s+(?:and\s+)?(?:my|the|turn)\s|[.;](?:\s|$)|$)",
+                          re.IGNORECASE | re.MULTILINE)
+    # "turn Bluetooth on", "switch the Automatic Login switch to on", "turn off Wi-Fi".
+    switch = re.compile(rf"\b(?:turn|switch|set)(?:ed)?\s+(?:my\s+|the\s+)?{shown}(?:\s+switch)?\s+(?:to\s+)?(on|off)\b",
+                        re.IGNORECASE)
+    switch_first = re.compile(rf"\b(?:turn|switch)(?:ed)?\s+(on|off)\s+(?:my\s+|the\s+)?{shown}\b", re.IGNORECASE)
     for text in reversed(texts):
-        hits = pattern.findall(text or "")
+        hits = [(m.start(), m.group(1)) for p in (line, sentence, switch, switch_first)
+                for m in p.finditer(text or "")]
         if hits:
-            return hits[-1]
+            return max(hits)[1].strip()
     return None
 
 

@@ -125,22 +125,114 @@ def _tool_call(n: int, name: str, args: dict[str, Any]) -> dict[str, Any]:
             "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}}
 
 
-def _summary(scenario: Scenario, prog: Progress, goal: int) -> str:
+# Phrasings, picked per dialogue and turn (deterministic), so the scripted assistant is no single template.
+DONE = ["Done — {did}.", "All set: {did}.", "That's finished: {did}.", "I've taken care of it: {did}.",
+        "Okay, {did}."]
+RESULT = ["Here is what the system shows — {facts}.", "The result: {facts}.", "It now reads {facts}.",
+          "For your records: {facts}."]
+# Each closing question offers more help in words the scripted user recognises ("anything else").
+MORE = ["Is there anything else I can help you with?", "Anything else you need?",
+        "Can I help with anything else?", "Do you need anything else?"]
+ASK = ["To continue, could you please tell me your {what}?", "Could you tell me the {what}?",
+       "I'll need your {what} for that — what is it?", "What is the {what}, please?"]
+FOUND = ["Here is what I found — {facts}.", "The system shows {facts}.", "This is what it lists: {facts}.",
+         "I see {facts}."]
+BYE = ["You're welcome! Have a great day.", "Glad I could help. Take care!", "My pleasure — goodbye!",
+       "Happy to help. Have a good one!", "Anytime. Good luck with the rest of it!", "No problem at all. Bye for now!",
+       "Great — enjoy the rest of your day.", "You're all set, then. Goodbye!", "Glad that's sorted. See you!",
+       "Thanks for your patience — have a nice day.", "Cheers, and take care.", "Sure thing. Bye!"]
+NOTHING = ["Understood — that's taken care of. Is there anything else I can help you with?",
+           "That's already done. Anything else?", "Nothing more to do there. Can I help with anything else?"]
+RETRY = ["The service had a hiccup; let me try that again.", "That call timed out — trying once more.",
+         "The system was briefly unavailable; retrying now."]
+
+
+def _pick(bank: list[str], scenario: Scenario, messages: list[dict[str, Any]]) -> str:
+    return bank[(scenario.seed * 7 + len(messages) + sum(map(ord, scenario.id))) % len(bank)]
+
+
+def _scalars(result: Any, limit: int = 5) -> list[tuple[str, Any]]:
+    """(field, value) pairs of a result, the records of a listing included."""
+    out: list[tuple[str, Any]] = []
+    rows = [result] if isinstance(result, dict) else []
+    if isinstance(result, dict) and isinstance(result.get("results"), list):
+        rows = [r for r in result["results"] if isinstance(r, dict)][:3]
+    for row in rows:
+        for k, v in row.items():
+            if isinstance(v, str | int | float) and not (isinstance(v, bool) or k in ("status", "count")):
+                out.append((k, v))
+            elif isinstance(v, bool):
+                out.append((k, "on" if v else "off"))
+            if len(out) >= limit:
+                return out
+    return out
+
+
+# Past tenses of the verbs tool names start with, so a copy is "copied", not "created".
+PAST = {"copy": "copied", "move": "moved", "rename": "renamed", "add": "added", "create": "created",
+        "install": "installed", "remove": "removed", "delete": "deleted", "send": "sent", "share": "shared",
+        "print": "printed", "connect": "connected", "disconnect": "disconnected", "upload": "uploaded",
+        "download": "downloaded", "book": "booked", "register": "registered", "cancel": "cancelled",
+        "clear": "cleared", "empty": "emptied", "make": "made", "new": "created", "insert": "inserted",
+        "erase": "erased", "uninstall": "uninstalled", "save": "saved", "restore": "restored"}
+
+
+def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
+    """What a call did, in words, from its declared effect and the tool's own verb (else its name)."""
+    effect = scenario.workflow.effects.get(tool)
+    what = humanize(tool)
+    target = str(args[effect.key]) if effect and effect.key and effect.key in args else ""
+    if effect is None:
+        return f"I ran {what}"
+    entity = humanize(effect.entity) if effect.entity else "record"
+    on = f" for {target}" if target else ""
+    verb = tool.split("_", 1)[0].lower()
+    if effect.kind == "update":
+        said = []
+        for w in effect.writes[:3]:
+            value = args.get(w.param) if w.param else None
+            if isinstance(value, bool):
+                said.append(f"turned {humanize(w.field)} {'on' if value else 'off'}")
+            elif isinstance(value, str | int | float) and str(value) != target:
+                said.append(f"set the {humanize(w.field)} to {value}")
+        if said:
+            return "I " + " and ".join(said) + on
+        fields = ", ".join(humanize(w.field) for w in effect.writes[:3])
+        return f"I changed the {fields or entity}{on}"
+    if effect.kind in ("create", "delete", "external") and verb in PAST:
+        others = [str(v) for k, v in args.items() if k != effect.key and isinstance(v, str) and "/" in v]
+        if others and target and verb in ("copy", "move"):
+            return f"I {PAST[verb]} {others[0]} to {target}"
+        return f"I {PAST[verb]} the {entity}{on}"
+    return {
+        "create": f"I created the {entity}{on}",
+        "delete": f"I removed {target or 'the ' + entity}",
+        "read": f"I looked up the {entity}{on}",
+        "session": "you are signed in",
+        "compute": f"I calculated {what}",
+        "external": f"I sent the {entity}{on}",
+    }.get(effect.kind, f"I ran {what}")
+
+
+def _summary(scenario: Scenario, prog: Progress, goal: int, messages: list[dict[str, Any]]) -> str:
     last = max((i for i, c in enumerate(scenario.plan) if c.goal == goal), default=None)
     result = prog.results.get(last) if last is not None else None
-    facts = []
-    if isinstance(result, dict):
-        for k, v in result.items():
-            if isinstance(v, str | int | float) and not isinstance(v, bool) and len(facts) < 5:
-                facts.append(f"{humanize(k)}: {v}")
-    detail = (" Here is the result — " + "; ".join(facts) + ".") if facts else ""
-    return f"All done.{detail} Is there anything else I can help you with?"
+    call = scenario.plan[last] if last is not None else None
+    did = _did(scenario, call.tool, call.arguments) if call else "it is done"
+    facts = "; ".join(f"{humanize(k)}: {v}" for k, v in _scalars(result))
+    text = _pick(DONE, scenario, messages).format(did=did)
+    effect = scenario.workflow.effects.get(call.tool) if call else None
+    if facts:
+        bank = FOUND if effect is not None and effect.kind == "read" else RESULT
+        text += " " + _pick(bank, scenario, messages).format(facts=facts)
+    return f"{text} {_pick(MORE, scenario, messages)}"
 
 
-def _ask(keys: list[str]) -> str:
+def _ask(keys: list[str], scenario: Scenario | None = None, messages: list[dict[str, Any]] | None = None) -> str:
     names = [humanize(k) for k in keys]
     listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    return f"To continue, could you please tell me your {listed}?"
+    bank = ASK if scenario is not None and len(names) == 1 else ASK[:1]
+    return (_pick(bank, scenario, messages or []) if scenario is not None else ASK[0]).format(what=listed)
 
 
 def _recover(view: RoleView, prog: Progress) -> dict[str, Any] | None:
@@ -155,7 +247,7 @@ def _recover(view: RoleView, prog: Progress) -> dict[str, Any] | None:
             args = json.loads(raw_args) if isinstance(raw_args, str) else dict(raw_args or {})
         except ValueError:
             args = {}
-        return {"role": "assistant", "content": "The service had a hiccup; let me try that again.",
+        return {"role": "assistant", "content": _pick(RETRY, scenario, view.messages),
                 "tool_calls": [_tool_call(prog.calls_made + 1, name, args)]}
     if code in ("permission_denied", "unauthorized") and not err.get("param"):
         bindings = bind_tools(scenario.tools)
@@ -164,7 +256,7 @@ def _recover(view: RoleView, prog: Progress) -> dict[str, Any] | None:
         if login is not None:
             args, missing = resolve(scenario.plan[login], login, scenario, view.messages, prog)
             if missing:
-                return {"role": "assistant", "content": _ask(missing)}
+                return {"role": "assistant", "content": _ask(missing, scenario, view.messages)}
             return {"role": "assistant", "content": "Your session expired; I'll sign you in again.",
                     "tool_calls": [_tool_call(prog.calls_made + 1, scenario.plan[login].tool, args)]}
     param = err.get("param")
@@ -192,17 +284,16 @@ async def scripted_assistant(view: RoleView) -> dict[str, Any]:
         finished_goal = plan[prog.done - 1].goal if prog.done else None
         if prog.done == len(plan) or (finished_goal is not None and prog.last_advanced
                                       and plan[prog.done].goal != finished_goal):
-            return {"role": "assistant", "content": _summary(scenario, prog, finished_goal or 0)}
+            return {"role": "assistant", "content": _summary(scenario, prog, finished_goal or 0, messages)}
     else:
         stated = goals_stated(scenario, _user_texts(messages))
         waiting = prog.done == len(plan) or plan[prog.done].goal >= stated
         if waiting and stated and last.get("role") == "user" and scenario.goals[stated - 1].description in str(
                 last.get("content") or ""):
             # The user asked for something the plan needs no tool for (or that is already done).
-            return {"role": "assistant", "content": "Understood — that's taken care of. "
-                                                    "Is there anything else I can help you with?"}
+            return {"role": "assistant", "content": _pick(NOTHING, scenario, messages)}
         if prog.done == len(plan):
-            return {"role": "assistant", "content": "You're welcome! Have a great day."}
+            return {"role": "assistant", "content": _pick(BYE, scenario, messages)}
     stage_of = _stage_of(scenario)
     batch: list[tuple[str, dict[str, Any]]] = []
     first = prog.done
@@ -217,7 +308,7 @@ async def scripted_assistant(view: RoleView) -> dict[str, Any]:
         if missing:
             if batch:
                 break
-            return {"role": "assistant", "content": _ask(missing)}
+            return {"role": "assistant", "content": _ask(missing, scenario, messages)}
         batch.append((call.tool, args))
     calls = [_tool_call(prog.calls_made + 1 + k, name, args) for k, (name, args) in enumerate(batch)]
     return {"role": "assistant", "content": "", "tool_calls": calls}

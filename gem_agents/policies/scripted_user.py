@@ -7,20 +7,29 @@ rewound or edited dialogue continues consistently.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gem_agents.policies.dialogue_text import (
+    coerce,
     fact_lines,
+    find_fact,
     humanize,
     is_confirmation_request,
     keys_asked,
     question_sentences,
     render_value,
+    say_facts,
 )
 from graphs.roles import STOP_TOKEN, RoleView
 from tools_runtime.records import Scenario
 
 GREETINGS = ["Hi!", "Hello,", "Hey there.", "Good morning!", "Hi there,"]
+DETAILS = ["Here are the details:", "In case you need them:", "Some details:", "For reference:"]
+NO_INFO = ["Sorry, I don't have that information. Please go ahead with what I gave you.",
+           "I'm afraid I don't know that. Can you work with what I told you?",
+           "No idea, sorry — please use what I already gave you."]
+GO_AHEAD = ["Yes, please go ahead.", "Yes, do it.", "Sounds good, go ahead.", "Yes please."]
 CLOSINGS = ["Thanks, that's all I needed!", "Great, thank you — that's everything.", "Perfect, thanks for your help!"]
 
 
@@ -33,8 +42,8 @@ def value_for(scenario: Scenario, key: str, already_said: list[str]) -> Any:
     mistake = next((e for e in scenario.planned_errors
                     if e.kind in ("not_found", "invalid_value") and e.key == key), None)
     if mistake is not None:
-        line = f"- {humanize(key)}: {render_value(mistake.wrong_value)}".lower()
-        if not any(line in text.lower() for text in already_said):
+        wrong = render_value(mistake.wrong_value).lower()
+        if not any(find_fact([text], key) is not None and wrong in text.lower() for text in already_said):
             return mistake.wrong_value
     return scenario.known_info[key]
 
@@ -54,7 +63,8 @@ def key_goal(key: str, scenario: Scenario | None = None) -> int:
     return 0
 
 
-def current_keys(keys: list[str], goal: int, scenario: Scenario | None = None) -> list[str]:
+def current_keys(keys: list[str], goal: int, scenario: Scenario | None = None, *,
+                 drop_contained: bool = True) -> list[str]:
     """Of keys shown with the same words, the one for the current goal (else the latest earlier one).
 
     A key whose words are part of another asked key's words ("query" inside "payee query") was
@@ -70,20 +80,62 @@ def current_keys(keys: list[str], goal: int, scenario: Scenario | None = None) -
             chosen[shown] = (rank, key)
     shown_all = list(chosen)
     kept = [s for s in shown_all
-            if not any(o != s and f" {s} " in f" {o} " for o in shown_all)]
+            if not drop_contained or not any(o != s and f" {s} " in f" {o} " for o in shown_all)]
     return [chosen[s][1] for s in kept]
+
+
+def answer_keys(question: str, scenario: Scenario, goal: int) -> list[str]:
+    """The facts a question asks for: the keys it names literally (as whole words) when there are any.
+
+    Literal names are chosen before keys whose words merely contain them are dropped: "What is the
+    file?" asks for `file`, not for `file id`, even though "file" is part of "file id". Choosing after
+    the drop answered `file id` to every such question, and the dialogue looped until its turn budget.
+    """
+    raw = keys_asked(question, list(scenario.known_info))
+    lowered = " ".join(question_sentences(question)).lower()
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for k in raw:
+        pattern = rf"(?<![\w-]){re.escape(humanize(k).lower())}(?![\w-])"
+        found = [m.span() for m in re.finditer(pattern, lowered)]
+        if found:
+            spans[k] = found
+    # A literal name counts where it is not part of a longer literal name ("file" in "target file").
+    free = [k for k, ks in spans.items()
+            if any(not any(o != k and a >= b0 and b <= b1 and (b1 - b0) > (b - a) for o in spans
+                           for b0, b1 in spans[o]) for a, b in ks)]
+    if free:  # in the order the question names them
+        free.sort(key=lambda k: spans[k][0][0])
+        return current_keys(free, goal, scenario, drop_contained=False)
+    return current_keys(raw, goal, scenario)
+
+
+GREETED = re.compile(r"^\W*(?:hi|hello|hey|good (?:morning|afternoon|evening)|greetings)\b", re.IGNORECASE)
+
+
+def _stated(text: str, key: str, value: Any) -> bool:
+    """True when `text` already says `key` is `value` (as `find_fact` reads it)."""
+    raw = find_fact([text], key)
+    if raw is not None and isinstance(value, bool):
+        return coerce(raw, {"type": "boolean"}) is value
+    return raw is not None and raw.lower() == render_value(value).lower()
 
 
 def goal_message(scenario: Scenario, index: int, said: list[str]) -> str:
     """The message that states goal `index`, with the facts the user volunteers for it."""
     goal = scenario.goals[index]
     facts = {k: value_for(scenario, k, said) for k in goal.volunteer if k in scenario.known_info}
+    # Facts the goal's own words already give are not said a second time.
+    facts = {k: v for k, v in facts.items() if not _stated(goal.description, k, v)}
     opener = ""
-    if index == 0:
+    if index == 0 and not GREETED.match(goal.description):
         opener = GREETINGS[scenario.seed % len(GREETINGS)] + " "
     text = f"{opener}{goal.description}"
     if facts:
-        text += "\nHere are the details:\n" + fact_lines(facts)
+        variant = scenario.seed + index
+        if len(facts) <= 2:
+            text += " " + say_facts(facts, variant)
+        else:
+            text += "\n" + DETAILS[variant % len(DETAILS)] + "\n" + fact_lines(facts)
     return text
 
 
@@ -104,22 +156,17 @@ async def scripted_user(view: RoleView) -> dict[str, Any]:
         return {"role": "user", "content": goal_message(scenario, 0, said)}
     last = view.messages[-1]
     reply = str(last.get("content") or "") if last.get("role") == "user" else ""
-    asked = current_keys(keys_asked(reply, list(scenario.known_info)), max(goals_stated(scenario, said) - 1, 0),
-                         scenario)
+    asked = answer_keys(reply, scenario, max(goals_stated(scenario, said) - 1, 0))
     if asked:
-        # Answer what was literally asked ("return method"), not every fact sharing a word with it.
-        lowered = " ".join(question_sentences(reply)).lower()
-        literal = [k for k in asked if humanize(k).lower() in lowered]
-        asked = literal or asked
         facts = {k: value_for(scenario, k, said) for k in asked}
-        return {"role": "user", "content": "Sure.\n" + fact_lines(facts)}
+        return {"role": "user", "content": say_facts(facts, scenario.seed + len(said))}
     if is_confirmation_request(reply):
-        return {"role": "user", "content": "Yes, please go ahead."}
+        return {"role": "user", "content": GO_AHEAD[(scenario.seed + len(said)) % len(GO_AHEAD)]}
     questions = question_sentences(reply)
     n = goals_stated(scenario, said)
-    wants_more = questions and any(w in questions[-1].lower() for w in ("anything else", "help you with"))
+    wants_more = questions and any(w in questions[-1].lower() for w in ("anything else", "help you with", "something else"))
     if questions and not wants_more:
-        return {"role": "user", "content": "Sorry, I don't have that information. Please go ahead with what I gave you."}
+        return {"role": "user", "content": NO_INFO[(scenario.seed + len(said)) % len(NO_INFO)]}
     if n < len(scenario.goals):
         return {"role": "user", "content": goal_message(scenario, n, said)}
     return {"role": "user", "content": f"{CLOSINGS[scenario.seed % len(CLOSINGS)]} {STOP_TOKEN}", "stop": True}

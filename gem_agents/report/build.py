@@ -15,6 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from gem_agents.audit import audit_data, headline, run_data, stored_tasks
 from gem_agents.io import write_text
 from gem_agents.report.svg_graph import render_graph_svg
 from gem_agents.run.store import RunStore
@@ -107,6 +108,18 @@ def chat_turns(traj: Trajectory) -> list[dict[str, Any]]:
     return rows
 
 
+def _task_line(traj: Trajectory) -> str:
+    """The instruction of the task a trajectory played ('' for scenarios built from a bare workflow)."""
+    task = traj.scenario.task if traj.scenario else None
+    return task.instruction if task is not None else ""
+
+
+def _system_message(traj: Trajectory) -> str:
+    """The system message the dialogue opened with ('' when it had none)."""
+    first = traj.messages[0] if traj.messages else {}
+    return str(first.get("content") or "") if first.get("role") == "system" else ""
+
+
 def report_data(run_dir: str | Path) -> dict[str, Any]:
     """Everything the report page shows, as plain data."""
     store = RunStore(run_dir, readonly=True)
@@ -118,8 +131,10 @@ def report_data(run_dir: str | Path) -> dict[str, Any]:
         config = store.get_meta("config", {}) or {}
         problems = store.get_meta("input_problems", []) or []
         counts = store.counts()
+        tasks, rejections = stored_tasks(store)
     finally:
         store.close()
+    audit = audit_data(run_data(docs, trajs, tasks, rejections))
     workflows = {d["doc_id"]: d["workflow"] for d in docs if d["workflow"]}
     verified = {k: [t.stats for kk, t in trajs if kk == k and t.verdict and t.verdict.passed]
                 for k in ("original", "refined")}
@@ -132,11 +147,17 @@ def report_data(run_dir: str | Path) -> dict[str, Any]:
                       "failures": [f"{f.code}: {f.reason}" for f in (t.verdict.failures if t.verdict else [])],
                       "stats": t.stats.model_dump(), "graph_text": graph,
                       "svg": render_graph_svg(graph, _called(t)) if graph else "",
-                      "turns": chat_turns(t), "refinements": list(t.scenario.refinements) if t.scenario else []})
+                      "turns": chat_turns(t), "refinements": list(t.scenario.refinements) if t.scenario else [],
+                      "task": _task_line(t), "system": _system_message(t), "offline": t.provenance.offline,
+                      "blame": (t.verdict.blame or "") if t.verdict and not t.verdict.passed else ""})
     totals = {f: sum(int(row.get(f, 0)) for row in usage.values())
               for f in ("calls", "cached_calls", "input_tokens", "output_tokens", "saved_tokens")}
     return {
         "run_dir": str(run_dir),
+        "offline": audit["offline"],
+        "audit": audit,
+        "audit_headline": headline(audit),
+        "blame": audit["blame"],
         "documents": len(docs),
         "status": counts["documents"],
         "stages": _stage_counts(docs, trajs),
@@ -156,11 +177,15 @@ def report_data(run_dir: str | Path) -> dict[str, Any]:
     }
 
 
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def render_report(data: dict[str, Any]) -> str:
     """The report page's HTML."""
     env = Environment(loader=PackageLoader("gem_agents.report", "templates"),
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("report.html.j2").render(**data)
+    return env.get_template("report.html.j2").render(fmt=_fmt, **data)
 
 
 def write_report(run_dir: str | Path) -> Path:

@@ -15,6 +15,7 @@ from gem_agents.run.context import RunContext
 from gem_agents.run.store import DocOutcome, Kind
 from graphs.pipeline import PipelineContext, initial_pipeline_state
 from tools_runtime.records import Document, Relevance, Trajectory, Workflow
+from tools_runtime.tasks import Task, TaskRejection
 
 StageEvent = Callable[[str, str, dict[str, Any]], None]
 
@@ -49,7 +50,9 @@ def outcome_from_state(doc: Document, state: dict[str, Any], seconds: float = 0.
         workflow=Workflow.model_validate(state["workflow"]) if state.get("workflow") else None,
         reasons=list(state.get("reasons", [])), error=error,
         seconds=round(seconds or sum(state.get("timings", {}).values()), 4),
-        trajectories=_unique_ids(doc.id, rows))
+        trajectories=_unique_ids(doc.id, rows),
+        tasks=[Task.model_validate(t) for t in state.get("tasks") or []],
+        task_rejections=[TaskRejection.model_validate(r) for r in state.get("task_rejections") or []])
 
 
 async def process_document(doc: Document, ctx: RunContext, on_stage: StageEvent | None = None, *,

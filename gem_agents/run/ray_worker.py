@@ -17,6 +17,7 @@ from gem_agents.config import ROLE_NAMES, RunConfig
 from gem_agents.run.engine import failed_outcome
 from gem_agents.run.store import DocOutcome
 from tools_runtime.records import Document, Relevance, Trajectory, Workflow
+from tools_runtime.tasks import Task, TaskRejection
 
 Event = dict[str, Any]
 NODE_IP = "{node_ip}"
@@ -35,6 +36,8 @@ def outcome_to_dict(outcome: DocOutcome) -> dict[str, Any]:
         "workflow": outcome.workflow.model_dump(mode="json") if outcome.workflow else None,
         "reasons": list(outcome.reasons), "error": outcome.error, "seconds": outcome.seconds,
         "trajectories": [[kind, t.model_dump(mode="json")] for kind, t in outcome.trajectories],
+        "tasks": [t.model_dump(mode="json") for t in outcome.tasks],
+        "task_rejections": [r.model_dump(mode="json") for r in outcome.task_rejections],
     }
 
 
@@ -47,6 +50,8 @@ def outcome_from_dict(data: dict[str, Any]) -> DocOutcome:
         workflow=Workflow.model_validate(data["workflow"]) if data.get("workflow") else None,
         reasons=list(data.get("reasons", [])), error=data.get("error"), seconds=float(data.get("seconds", 0.0)),
         trajectories=[(kind, Trajectory.model_validate(t)) for kind, t in data.get("trajectories", [])],
+        tasks=[Task.model_validate(t) for t in data.get("tasks", [])],
+        task_rejections=[TaskRejection.model_validate(r) for r in data.get("task_rejections", [])],
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from gem_agents.io import InputError, redact
 from tools_runtime.records import Relevance, Trajectory, Workflow
+from tools_runtime.tasks import Task, TaskRejection
 
 STORE_NAME = "run.sqlite"
 Status = Literal["kept", "rejected", "failed"]
@@ -48,6 +49,16 @@ CREATE TABLE IF NOT EXISTS trajectories (
 );
 CREATE INDEX IF NOT EXISTS trajectories_doc ON trajectories(doc_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Stage 3a's output per document: every task written, valid (a Task, simulated) or rejected (a
+-- TaskRejection, never simulated). With `documents` (relevance, workflow, reasons) and `trajectories`
+-- it gives the funnel documents → relevant → environment valid → tasks valid → rollouts verified.
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id  TEXT NOT NULL,
+    doc_id   TEXT NOT NULL REFERENCES documents(doc_id),
+    valid    INTEGER NOT NULL,
+    record   TEXT NOT NULL,
+    PRIMARY KEY (doc_id, task_id)
+);
 """
 
 
@@ -70,6 +81,8 @@ class DocOutcome:
     error: str | None = None
     seconds: float = 0.0
     trajectories: list[tuple[Kind, Trajectory]] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    task_rejections: list[TaskRejection] = field(default_factory=list)
 
 
 class RunStore:
@@ -128,6 +141,10 @@ class RunStore:
                          redact(outcome.error) if outcome.error else outcome.error, outcome.seconds, time.time()))
                     cur.executemany("INSERT INTO trajectories (id, doc_id, kind, passed, record) VALUES (?, ?, ?, ?, ?)",
                                     rows)
+                    task_rows = [(t.id, outcome.doc_id, 1, t.model_dump_json()) for t in outcome.tasks]
+                    task_rows += [(r.task_id, outcome.doc_id, 0, r.model_dump_json()) for r in outcome.task_rejections]
+                    cur.executemany("INSERT OR REPLACE INTO tasks (task_id, doc_id, valid, record) VALUES (?, ?, ?, ?)",
+                                    task_rows)
                     written.append(True)
                 cur.execute("COMMIT")
             except BaseException as exc:
@@ -200,6 +217,24 @@ class RunStore:
         """Trajectory id → kind (original or refined)."""
         with self._lock:
             return dict(self._db.execute("SELECT id, kind FROM trajectories"))
+
+    def _task_rows(self, valid: int) -> list[tuple[str, str]]:
+        with self._lock:
+            try:
+                return self._db.execute("SELECT doc_id, record FROM tasks WHERE valid = ? ORDER BY doc_id, task_id",
+                                        (valid,)).fetchall()
+            except sqlite3.OperationalError:  # a run directory written before tasks were kept
+                return []
+
+    def tasks(self) -> Iterator[Task]:
+        """The valid tasks of the run (each was simulated), in document order."""
+        for _, rec in self._task_rows(1):
+            yield Task.model_validate_json(rec)
+
+    def task_rejections(self) -> Iterator[dict[str, Any]]:
+        """The rejected tasks: `{task_id, code, reason, doc_id}` each (never simulated)."""
+        for doc_id, rec in self._task_rows(0):
+            yield {**json.loads(rec), "doc_id": doc_id}
 
     def counts(self) -> dict[str, Any]:
         """Documents by status and trajectories by kind and verdict."""

@@ -21,32 +21,29 @@ from gem_agents.stages.relevance import PROMPTS, wants_json_schema
 from gem_agents.stages.tagged import ParseError, parse_extraction
 from graphs.roles import Roles
 from graphs.rollouts import run_dialogue
+from tools_runtime.env_validate import errors as env_errors
+from tools_runtime.env_validate import ground_sources, validate_environment
 from tools_runtime.records import Document, Relevance, Workflow
 from tools_runtime.scenario import ScenarioError, build_scenario
+from tools_runtime.spec_schema import environment_schema
 from tools_runtime.workflow_io import WorkflowError, workflow_from_dict
 
-EXTRACTION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "title": {"type": "string"},
-        "steps": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "execution_graph": {"type": "string", "description": "stages joined by ->, e.g. (a)->(b, c)->(d)"},
-        "tools": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string"},
-                    "description": {"type": "string"},
-                    "parameters": {"type": "object"},
-                },
-                "required": ["name", "description", "parameters"],
-            },
-        },
-    },
-    "required": ["title", "steps", "execution_graph", "tools"],
-}
+
+def _answer_schema() -> dict[str, Any]:
+    """The published environment schema minus what the pipeline fills in (ids, labels, backend)."""
+    schema = environment_schema()
+    ours = ("id", "doc_id", "backend", "spec_version", "domain", "platform")
+    schema["properties"] = {k: v for k, v in schema["properties"].items() if k not in ours}
+    schema["required"] = [k for k in schema.get("required", []) if k not in ours]
+    for k in ("title", "steps", "execution_graph", "tools"):
+        if k not in schema["required"]:
+            schema["required"].append(k)
+    return schema
+
+
+# Structured output answers in the environment schema (tools_runtime/spec_schema.py: refs inlined,
+# bounded, so grammar-constrained decoders accept it).
+EXTRACTION_SCHEMA: dict[str, Any] = _answer_schema()
 
 SCRIPTED = Roles(user=scripted_user, assistant=scripted_assistant, name="scripted")
 
@@ -82,7 +79,8 @@ async def check_simulatable(workflow: Workflow, *, seed: int = 0, rollout: bool 
 
 def workflow_data(data: dict[str, Any], doc: Document, relevance: Relevance | None = None) -> dict[str, Any]:
     """A parsed extraction plus the document's identity and stage-1 labels, ready for workflow_from_dict."""
-    out = {k: v for k, v in data.items() if k in ("title", "steps", "execution_graph", "tools")}
+    out = {k: v for k, v in data.items() if k in ("title", "steps", "execution_graph", "tools", "effects",
+                                                  "entities", "initial_state", "policy", "user_tools")}
     out["id"] = doc.id
     out["doc_id"] = str(doc.meta.get("parent") or doc.id)
     out.setdefault("title", str(doc.meta.get("title") or (relevance.summary if relevance else "")))
@@ -102,6 +100,14 @@ async def validate_extraction(data: dict[str, Any], doc: Document, *, relevance:
         workflow = workflow_from_dict(workflow_data(data, doc, relevance), where="extraction")
     except WorkflowError as exc:
         return None, [str(exc)]
+    if workflow.effects or workflow.entities:
+        # An environment: the validator names every problem (effects, state, provenance spans, UI
+        # gestures that should have been folded); its tasks, not a scripted rollout, prove it runs.
+        problems = [str(i) for i in env_errors(validate_environment(workflow, doc.text))]
+        if problems:
+            return None, problems
+        # Sources get their spans; a "text" value that is not in the text is kept, marked invented.
+        return ground_sources(workflow, doc.text)[0], []
     errors = await check_simulatable(workflow, rollout=rollout)
     return (None, errors) if errors else (workflow, [])
 

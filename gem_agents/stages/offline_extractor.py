@@ -27,8 +27,10 @@ from typing import Any
 from gem_agents.stages import ExtractionResult
 from gem_agents.stages.prefilter import IMPERATIVES, LEAD_WORDS
 from tools_runtime.binding import bind_tools, singular
+from tools_runtime.env_validate import errors, validate_environment
+from tools_runtime.environment import EnvironmentSpecError
+from tools_runtime.executor import initial_state
 from tools_runtime.records import Document
-from tools_runtime.scenario import ScenarioError, build_scenario
 from tools_runtime.toolspec import ToolSpec
 from tools_runtime.workflow_io import WorkflowError, workflow_from_dict
 
@@ -372,6 +374,16 @@ def _quoted(text: str) -> list[str]:
     return [_clean_value(v) for v in vals if _clean_value(v)]
 
 
+LY_NOUNS = frozenset("family supply assembly reply rally belly jelly bully ally anomaly monopoly italy july "
+                     "butterfly dragonfly lily holly poly".split())
+
+
+def is_adverb(word: str) -> bool:
+    """An -ly adverb ("regularly", "manually"), never a field or parameter name."""
+    w = word.lower()
+    return len(w) > 4 and w.endswith("ly") and w not in LY_NOUNS
+
+
 def _object(rest: str) -> tuple[list[str], list[str], bool, str]:
     """(name words, label words, the user chooses it, amount) of the phrase after a verb."""
     toks = tokens(rest)
@@ -442,6 +454,8 @@ def _object(rest: str) -> tuple[list[str], list[str], bool, str]:
             choice = True
             i += 1
             continue
+        if words and is_adverb(low):
+            break  # "change your passwords regularly": how often is no part of what is changed
         words.append(t)
         i += 1
         if len(words) >= 4:
@@ -543,6 +557,105 @@ CHOICE_VERBS = frozenset({"select", "remove", "delete", "find", "search", "open"
 DELETE_VERBS = frozenset({"delete", "remove", "clear", "uninstall", "cancel", "empty", "erase", "discard"})
 
 
+@dataclass
+class _Parse:
+    """One step sentence taken apart: its verb, object words, UI label, context label and values."""
+
+    sentence: str
+    verb: str
+    rest: str
+    ctx: list[str]
+    words: list[str]
+    label: list[str]
+    choice: bool
+    amount: str
+    quoted: list[str]
+    subs: list[str]
+    description: str
+    mapped: str = ""
+
+    @property
+    def lowered(self) -> list[str]:
+        """The object words, lower-cased."""
+        return [w.lower() for w in self.words]
+
+
+def _parse_step(sentence: str, subs: list[str], *, lenient: bool, quotes: bool) -> _Parse | None:
+    verb, rest, context = action_verb(sentence, lenient=lenient)
+    if not verb:
+        return None
+    words, label, choice, amount = _object(rest)
+    return _Parse(sentence=sentence, verb=verb, rest=rest, ctx=_context_label(context), words=words, label=label,
+                  choice=choice, amount=amount, quoted=_quoted(sentence) if quotes else [], subs=subs,
+                  description=_clean_value(sentence)[:300] + ".", mapped=VERB_MAP.get(verb, verb))
+
+
+def _draft_search(p: _Parse) -> ToolDraft:
+    """"Start typing the name of the city into the search" is a search."""
+    words, label, _choice, _amount = _object(p.rest[len("typing"):])
+    value = _clean_value(" ".join(label)) if label else ""
+    key = "query" if label or not words else _param_key(words)
+    if len(words) >= 2 and words[-1].lower() in GENERIC_HEADS:
+        words = words[:-1]  # search_city(city_name), not search_city_name
+    return ToolDraft(_name("search", _name_words(words) or ["item"]), p.description,
+                     {key: _string("What to type into the search.", [value] if value else None)}, p.sentence)
+
+
+def _key_press(p: _Parse, params: dict[str, dict[str, Any]]) -> None:
+    """"Press Ctrl+P to open the Print dialog": the purpose names the tool, the key is only how."""
+    purpose = re.search(r"\bto\s+(open|show|close|start|launch|go|select|choose|reset|cancel|add)\b(.*)$",
+                        p.sentence, re.IGNORECASE)
+    if purpose:
+        words2, _l, _c, _a = _object(purpose.group(2))
+        if words2:
+            p.mapped = VERB_MAP.get(purpose.group(1).lower(), purpose.group(1).lower())
+            p.words = words2
+    else:
+        params["shortcut"] = _string("The keyboard shortcut.", [" ".join(p.label) or p.words[0]])
+
+
+def _select_in_context(p: _Parse) -> ToolDraft:
+    """"In the Orientation list, select Landscape": a choice of the setting the clause names."""
+    clause = re.split(r"(?<=[a-z0-9…])\.(?:\s|$)", p.rest.strip(), maxsplit=1)[0]
+    whole = _clean_value(clause)
+    values = _alternative_labels(p.rest) or [whole if len(whole) <= 48 else _clean_value(" ".join(p.label))]
+    return ToolDraft(_name("select", _name_words(p.ctx)), p.description,
+                     {snake(_name_words(p.ctx)): _string(f"The {' '.join(p.ctx)} to choose.", values)}, p.sentence)
+
+
+def _value_params(p: _Parse, params: dict[str, dict[str, Any]]) -> None:
+    """The parameters for the values a step types, sets, picks or removes."""
+    lowered = p.lowered
+    if p.mapped == "set" and p.verb in ("type", "enter", "input", "fill", "specify", "write") and p.rest:
+        literal = _literal_after(p.rest)
+        values = p.quoted or ([literal] if literal else [])
+        values += [v for line in p.subs for v in _typed_examples(line)]
+        if literal or not p.words:
+            p.words = p.ctx or ["value"]
+        key = "password" if "password" in lowered else snake(p.words[-2:]) or "value"
+        params[key] = _string(f"What to type: {' '.join(p.words)}.", list(dict.fromkeys(values)) or None)
+    elif p.mapped in ("set", "change", "adjust") and p.words:
+        if "slider" in lowered:
+            params["level"] = {"type": "integer", "minimum": 0, "maximum": 100,
+                               "description": "Slider position in percent."}
+        else:
+            key = snake(p.words[-1:])
+            key = "value" if key in ("switch", "value", "") else key
+            params[key] = _string(f"The new {' '.join(p.words)}.", p.quoted or None)
+    elif p.words and not p.label and (p.mapped in DELETE_VERBS or p.mapped in ("select", "find", "search")
+                                      or (p.choice and p.mapped in CHOICE_VERBS)):
+        params[_param_key(p.words)] = _string(f"Which {' '.join(p.words)}.")
+    elif p.label and p.ctx and p.mapped in ("select", "open"):
+        params[snake(p.ctx)] = _string(f"The {' '.join(p.ctx)}.", [_clean_value(" ".join(p.label))])
+    if p.amount:
+        params["amount"] = _string("How much to use.", [p.amount])
+    if p.quoted and not params and p.mapped != "click":
+        params["value"] = _string("The value the step names.", p.quoted)
+    if p.mapped in DELETE_VERBS and not params:
+        # A delete must say which record: without a selector the backend has nothing to remove.
+        params[_param_key(p.words or ["item"])] = _string(f"Which {' '.join(p.words) or 'item'}.")
+
+
 def draft_tool(sentence: str, subs: list[str] | None = None, *, lenient: bool = False,
                quotes: bool = True) -> ToolDraft | None:
     """The tool one step sentence describes, or None when it names no action.
@@ -550,97 +663,39 @@ def draft_tool(sentence: str, subs: list[str] | None = None, *, lenient: bool = 
     `subs` are the step's other lines (they may hold example values); `quotes=False` ignores quoted
     words as values (tldr descriptions quote placeholders, which the command already gives).
     """
-    verb, rest, context = action_verb(sentence, lenient=lenient)
-    if not verb:
+    p = _parse_step(sentence, subs or [], lenient=lenient, quotes=quotes)
+    if p is None:
         return None
-    description = _clean_value(sentence)[:300] + "."
-    subs = subs or []
-    ctx = _context_label(context)
-    words, label, choice, amount = _object(rest)
-    quoted = _quoted(sentence) if quotes else []
-    lowered = [w.lower() for w in words]
-
-    if verb == "make sure":
-        return _make_sure(rest, ctx, description, sentence)
-    if verb in ("switch", "turn", "toggle", "enable", "disable", "check", "uncheck", "tick", "set", "select") and (
-            any(w in SWITCH_NOUNS for w in lowered)
-            or (verb in ("switch", "turn", "toggle") and _switch_state(sentence))
-            or (verb in ("check", "uncheck", "tick") and bool(label))):
-        return _switch(verb, rest, words, label, ctx, description, sentence)
-
-    mapped = VERB_MAP.get(verb, verb)
+    if p.verb == "make sure":
+        return _make_sure(p.rest, p.ctx, p.description, sentence)
+    if p.verb in ("switch", "turn", "toggle", "enable", "disable", "check", "uncheck", "tick", "set", "select") and (
+            any(w in SWITCH_NOUNS for w in p.lowered)
+            or (p.verb in ("switch", "turn", "toggle") and _switch_state(sentence))
+            or (p.verb in ("check", "uncheck", "tick") and bool(p.label))):
+        return _switch(p.verb, p.rest, p.words, p.label, p.ctx, p.description, sentence)
+    if p.verb == "start" and p.rest.lower().startswith("typing"):
+        return _draft_search(p)
     params: dict[str, dict[str, Any]] = {}
-    if verb == "start" and rest.lower().startswith("typing"):
-        # "Start typing the name of the city into the search" is a search.
-        words, label, choice, amount = _object(rest[len("typing"):])
-        value = _clean_value(" ".join(label)) if label else ""
-        key = "query" if label or not words else _param_key(words)
-        if len(words) >= 2 and words[-1].lower() in GENERIC_HEADS:
-            words = words[:-1]  # search_city(city_name), not search_city_name
-        return ToolDraft(_name("search", _name_words(words) or ["item"]), description,
-                         {key: _string("What to type into the search.", [value] if value else None)}, sentence)
-    if verb in ("press", "click", "tap") and words and _is_key(words[0]):
-        # "Press Ctrl+P to open the Print dialog": the purpose names the tool, the key is how.
-        purpose = re.search(r"\bto\s+(open|show|close|start|launch|go|select|choose|reset|cancel|add)\b(.*)$",
-                            sentence, re.IGNORECASE)
-        if purpose:
-            words2, _l, _c, _a = _object(purpose.group(2))
-            if words2:
-                mapped = VERB_MAP.get(purpose.group(1).lower(), purpose.group(1).lower())
-                words = words2
-        else:
-            params["shortcut"] = _string("The keyboard shortcut.", [" ".join(label) or words[0]])
-    if "password" in sentence.lower() and verb in ("press", "click") and "unlock" in lowered:
-        return ToolDraft("unlock_settings", description, {"password": _string("Your password.")}, sentence)
-    if mapped in ("open",) and not params:
+    if p.verb in ("press", "click", "tap") and p.words and _is_key(p.words[0]):
+        _key_press(p, params)
+    if "password" in sentence.lower() and p.verb in ("press", "click") and "unlock" in p.lowered:
+        return ToolDraft("unlock_settings", p.description, {"password": _string("Your password.")}, sentence)
+    if p.mapped == "open" and not params:
         typed = re.search(r"\btyp(?:e|ing)\s+(?:in\s+)?([A-Z][\w&]*(?:\s+(?:&\s+)?[A-Z][\w&]*)*)", sentence)
         if typed:
             params["search_text"] = _string("What to type to find it.", [_clean_value(typed.group(1))])
-
-    if mapped == "select" and ctx and label:
-        clause = re.split(r"(?<=[a-z0-9…])\.(?:\s|$)", rest.strip(), maxsplit=1)[0]
-        whole = _clean_value(clause)
-        values = _alternative_labels(rest) or [whole if len(whole) <= 48 else _clean_value(" ".join(label))]
-        return ToolDraft(_name("select", _name_words(ctx)), description,
-                         {snake(_name_words(ctx)): _string(f"The {' '.join(ctx)} to choose.", values)}, sentence)
-    if mapped in ("set", "change", "adjust") and (not words or lowered[0] in WH_WORDS or lowered[0] == "often"):
+    if p.mapped == "select" and p.ctx and p.label:
+        return _select_in_context(p)
+    if p.mapped in ("set", "change", "adjust") and (not p.words or p.lowered[0] in WH_WORDS
+                                                     or p.lowered[0] == "often"):
         inside = _labels_in(sentence)
         if inside:
-            words = inside[-1]
-            lowered = [w.lower() for w in words]
-
-    if mapped == "set" and verb in ("type", "enter", "input", "fill", "specify", "write") and rest:
-        literal = _literal_after(rest)
-        values = quoted or ([literal] if literal else [])
-        values += [v for line in subs for v in _typed_examples(line)]
-        if literal or not words:
-            words = ctx or ["value"]
-        key = "password" if "password" in lowered else snake(words[-2:]) or "value"
-        params[key] = _string(f"What to type: {' '.join(words)}.", list(dict.fromkeys(values)) or None)
-    elif mapped in ("set", "change", "adjust") and words:
-        if "slider" in lowered:
-            params["level"] = {"type": "integer", "minimum": 0, "maximum": 100,
-                               "description": "Slider position in percent."}
-        else:
-            key = snake(words[-1:])
-            key = "value" if key in ("switch", "value", "") else key
-            params[key] = _string(f"The new {' '.join(words)}.", quoted or None)
-    elif words and not label and (mapped in DELETE_VERBS or mapped in ("select", "find", "search")
-                                  or (choice and mapped in CHOICE_VERBS)):
-        params[_param_key(words)] = _string(f"Which {' '.join(words)}.")
-    elif label and ctx and mapped in ("select", "open"):
-        params[snake(ctx)] = _string(f"The {' '.join(ctx)}.", [_clean_value(" ".join(label))])
-    if amount:
-        params["amount"] = _string("How much to use.", [amount])
-    if quoted and not params and mapped != "click":
-        params["value"] = _string("The value the step names.", quoted)
-    if mapped in DELETE_VERBS and not params:
-        # A delete must say which record: without a selector the backend has nothing to remove.
-        params[_param_key(words or ["item"])] = _string(f"Which {' '.join(words) or 'item'}.")
-    words = words or ctx
-    if not words and mapped in ("click", "press", "select", "use"):
+            p.words = inside[-1]
+    _value_params(p, params)
+    words = p.words or p.ctx
+    if not words and p.mapped in ("click", "press", "select", "use"):
         return None
-    return ToolDraft(_name(mapped, _name_words(words)), description, params, sentence)
+    return ToolDraft(_name(p.mapped, _name_words(words)), p.description, params, sentence)
 
 
 def _is_key(word: str) -> bool:
@@ -867,20 +922,38 @@ def harmonize(stages: list[list[ToolDraft]]) -> None:
 
 def extract_offline(doc: Document, *, max_tools: int = MAX_TOOLS, domain: str = "", platform: str = "",
                     check_scenario: bool = True) -> ExtractionResult:
-    """Extract a workflow from `doc` by rules; validated with workflow_from_dict and build_scenario."""
+    """Extract an environment from `doc` by rules: steps drafted, gestures folded into capabilities.
+
+    Validated with workflow_from_dict (tools, graph, effects, entities, initial state) and, with
+    `check_scenario`, by building a scenario. A page whose steps fold into no capability is rejected.
+    """
+    from gem_agents.stages.offline_env import build_environment  # builds on this module's drafts
+
     text = doc.text.replace("\r\n", "\n")
     stages, step_texts, reasons = drafts_for(text, max_tools=max_tools)
     if reasons:
         return ExtractionResult(rejected=reasons, decided_by="offline")
-    harmonize(stages)
-    data = _workflow_dict(doc, _title(doc, text), step_texts, stages, domain, platform)
+    drafts = [d for stage in stages for d in stage]
+    alternatives = len(stages) == 1 and len(drafts) > 1
+    env = build_environment(drafts, text, _title(doc, text), alternatives=alternatives)
+    if not any(e.get("kind") not in ("read", "session") for e in env["effects"].values()) and not (
+            alternatives and env["initial_state"]):
+        # A command page of look-ups (ls, wc, tail) is a read-only environment when it has files to read.
+        return ExtractionResult(rejected=["no capability: every step is a UI gesture or a look-up "
+                                          f"({', '.join(d.name for d in drafts)})"], decided_by="offline")
+    data = {"id": doc.id, "doc_id": str(doc.meta.get("parent") or doc.id), "title": _title(doc, text),
+            "steps": step_texts, "domain": domain, "platform": platform, **env}
     try:
         workflow = workflow_from_dict(data, where=f"{doc.id}")
     except WorkflowError as exc:
-        return ExtractionResult(rejected=[f"invalid workflow: {exc}"], decided_by="offline")
+        return ExtractionResult(rejected=[f"invalid environment: {exc}"], decided_by="offline")
+    # Held to the model's bar: the same validator (effects, state, provenance, UI gestures).
+    problems = [str(i) for i in errors(validate_environment(workflow, text))]
+    if problems:
+        return ExtractionResult(rejected=[f"invalid environment: {p}" for p in problems], decided_by="offline")
     if check_scenario:
         try:
-            build_scenario(workflow, 0)
-        except ScenarioError as exc:
+            initial_state(workflow)
+        except EnvironmentSpecError as exc:
             return ExtractionResult(rejected=[f"not simulatable: {exc}"], decided_by="offline")
     return ExtractionResult(workflow=workflow, rounds=0, decided_by="offline")

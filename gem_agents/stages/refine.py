@@ -21,8 +21,21 @@ from gem_agents.prompting import fill, load_prompt, prompts_hash
 from gem_agents.stages.relevance import wants_json_schema
 from graphs.roles import Roles
 from graphs.rollouts import run_dialogue
-from tools_runtime.records import Scenario, Trajectory
+from tools_runtime.environment import ValueSource
+from tools_runtime.records import Scenario, Trajectory, Workflow
 from tools_runtime.refine_ops import DEFAULT_OPS, OPS, RefineOpError, apply_ops, check_scenario
+from tools_runtime.refine_tasks import (
+    BRANCH_OPS,
+    JUDGE_OPS,
+    Drop,
+    RefineContext,
+    extend,
+    refine_candidates,
+    scenario_for_task,
+    source_in,
+    validate,
+)
+from tools_runtime.tasks import Action, Info, Task
 from tools_runtime.toolspec import ToolSpec, ToolSpecError, normalize_tool
 
 PROMPTS = "gem_agents.stages"
@@ -254,3 +267,341 @@ async def refine(scenario: Scenario, roles: Roles, *, rounds: int = 1, ops: list
     best = best.model_copy(update={"id": f"{scenario.id}:refined", "scenario_id": final.id, "scenario": final,
                                    "provenance": provenance})
     return RefineResult(scenario=final, trajectory=best, rejected=rejected, ops=applied_all)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Refinement into new tasks (issue 17): operators or a model propose Tasks, gold runs, simulate, verify.
+
+TASK_PROPOSAL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"tasks": {"type": "array", "items": {
+        "type": "object",
+        "properties": {
+            "operator": {"type": "string"},
+            "persona": {"type": "string"},
+            "forbidden_tools": {"type": "array", "items": {"type": "string"}},
+            "requests": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "instruction": {"type": "string"},
+                    "known_info": {"type": "array", "items": {
+                        "type": "object",
+                        "properties": {"key": {"type": "string"}, "value": {}, "quote": {"type": "string"},
+                                       "withhold": {"type": "boolean"}},
+                        "required": ["key", "value"]}},
+                    "gold_actions": {"type": "array", "items": {
+                        "type": "object",
+                        "properties": {"tool": {"type": "string"}, "arguments": {"type": "object"}},
+                        "required": ["tool", "arguments"]}},
+                    "communicate_info": {"type": "array", "items": {"type": "string"}},
+                    "nl_assertions": {"type": "array", "items": {"type": "string"}},
+                    "slip": {"type": ["object", "null"], "properties": {"key": {"type": "string"},
+                                                                         "wrong": {}}},
+                },
+                "required": ["instruction", "known_info", "gold_actions"]}},
+        },
+        "required": ["operator", "requests"]}}},
+    "required": ["tasks"],
+}
+
+
+class ProposedInfo(BaseModel):
+    """A fact of the user in a model's proposal (the quote is matched to the text)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    key: str = Field(min_length=1)
+    value: Any = None
+    quote: str = ""
+    withhold: bool = False
+
+
+class ProposedSlip(BaseModel):
+    """A value the user first gets wrong."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    key: str
+    wrong: Any = None
+
+
+class ProposedRequest(BaseModel):
+    """One new request of a proposed task."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    instruction: str = Field(min_length=1)
+    known_info: list[ProposedInfo] = Field(default_factory=list)
+    gold_actions: list[Action] = Field(default_factory=list)
+    communicate_info: list[str] = Field(default_factory=list)
+    nl_assertions: list[str] = Field(default_factory=list)
+    slip: ProposedSlip | None = None
+
+
+class ProposedTask(BaseModel):
+    """A model's refined task: the original task extended by its requests."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    operator: str = "other"
+    persona: str = ""
+    requests: list[ProposedRequest] = Field(min_length=1)
+    forbidden_tools: list[str] = Field(default_factory=list)
+
+
+class TaskRefinement(BaseModel):
+    """What refining one verified trajectory into new tasks gave: the verified refined trajectories,
+    every task that was simulated, and every refinement dropped (operator, code, reason)."""
+
+    trajectories: list[Trajectory] = Field(default_factory=list)
+    tasks: list[Task] = Field(default_factory=list)
+    drops: list[Drop] = Field(default_factory=list)
+
+    def produced(self) -> dict[str, int]:
+        """Refined tasks that validated, by operator (a composed task counts once under `composed`)."""
+        out: dict[str, int] = {}
+        for t in self.tasks:
+            name = "composed" if t.meta.get("composed") else (t.meta.get("operators") or [t.operator])[-1]
+            out[name] = out.get(name, 0) + 1
+        return out
+
+
+def environment_json(workflow: Workflow, limit: int = 12000) -> str:
+    """The environment as the refiner and the judge read it: tools with effects, entities, records."""
+    env = {"tools": [t.to_openai()["function"] for t in workflow.tools],
+           "effects": {n: e.model_dump(exclude_defaults=True) for n, e in workflow.effects.items()},
+           "entities": [e.model_dump(exclude_defaults=True) for e in workflow.entities],
+           "initial_state": [{"entity": r.entity, **r.values} for r in workflow.initial_state]}
+    text = json.dumps(env, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + " …(truncated)"
+
+
+def policy_text(workflow: Workflow) -> str:
+    """The policy as lines (`- [must] …`)."""
+    return "\n".join(f"- [{r.strength}] {r.text}" for r in workflow.policy) or "- (no rules stated)"
+
+
+def dialogue_text(messages: list[dict[str, Any]], limit: int = 80) -> str:
+    """A dialogue as plain lines: every message, tool calls with their arguments, results shortened."""
+    lines = []
+    for m in messages[:limit]:
+        role = m.get("role")
+        content = str(m.get("content") or "").replace("\n", " ")
+        calls = "; ".join(f"{(c.get('function') or {}).get('name')}({(c.get('function') or {}).get('arguments')})"
+                          for c in m.get("tool_calls") or [])
+        if role == "tool":
+            content = content[:300]
+        lines.append(f"{role}: {content[:600]}" + (f" [calls {calls}]" if calls else ""))
+    if len(messages) > limit:
+        lines.append(f"… {len(messages) - limit} more messages")
+    return "\n".join(lines)
+
+
+def task_text(task: Task) -> str:
+    """A task as the refiner reads it."""
+    body = {"instruction": task.instruction, "known_info": {i.key: i.value for i in task.known_info},
+            "gold_actions": [a.model_dump() for a in task.gold_actions],
+            "communicate_info": task.communicate_info, "nl_assertions": task.nl_assertions}
+    return json.dumps(body, ensure_ascii=False, default=str)
+
+
+def refine_task_prompt(workflow: Workflow, task: Task, trajectory: Trajectory | None, text: str, k: int = 2) -> str:
+    """The model refiner's prompt: the text, the environment, the policy, the task and its dialogue."""
+    return fill(load_prompt(PROMPTS, "refine_task.txt"), text=text[:8000] or "\n".join(workflow.steps),
+                environment=environment_json(workflow), policy=policy_text(workflow), task=task_text(task),
+                dialogue=dialogue_text(trajectory.messages) if trajectory is not None else "(not simulated)",
+                k=str(k))
+
+
+def tasks_from_proposal(data: Any, ctx: RefineContext, parent: Task) -> tuple[list[Task], list[Drop]]:
+    """Refined Tasks from a model's parsed answer (pydantic-validated), each the parent plus its requests."""
+    items = data.get("tasks") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        return [], [Drop(operator="model", parent=parent.id, code="unparsable", reason="the answer has no `tasks` list")]
+    out: list[Task] = []
+    drops: list[Drop] = []
+    for n, item in enumerate(items):
+        try:
+            prop = ProposedTask.model_validate(item)
+        except ValidationError as exc:
+            drops.append(Drop(operator=str(item.get("operator", "model")) if isinstance(item, dict) else "model",
+                              parent=parent.id, code="invalid_task",
+                              reason="; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:4])))
+            continue
+        current = parent
+        for req in prop.requests:
+            known = [Info(key=i.key, value=i.value, withhold=i.withhold,
+                          source=source_in(ctx.text, i.quote) if i.quote else ValueSource(kind="invented"))
+                     for i in req.known_info]
+            slips = []
+            if req.slip is not None:
+                value = next((i.value for i in req.known_info if i.key == req.slip.key), None)
+                tool = next((a.tool for a in req.gold_actions if value is not None and value in a.arguments.values()),
+                            req.gold_actions[0].tool if req.gold_actions else "")
+                slips = [{"kind": "not_found", "tool": tool, "key": req.slip.key, "param": req.slip.key,
+                          "wrong": req.slip.wrong}]
+            current = extend(ctx, current, None, prop.operator, req.instruction, list(req.gold_actions), known=known,
+                             communicate=req.communicate_info, nl=req.nl_assertions, slips=slips,
+                             branches=[f"model:{prop.operator}"] if prop.operator in BRANCH_OPS else [])
+        meta = {**current.meta, "model": True, "proposal": n}
+        upd: dict[str, Any] = {"meta": meta, "id": f"{current.id}:m{n}", "offline": False,
+                               "forbidden_tools": sorted({*current.forbidden_tools, *prop.forbidden_tools})}
+        if prop.operator in JUDGE_OPS:  # only a judge can tell a refusal from "done!"
+            upd["reward_basis"] = list(dict.fromkeys([*current.reward_basis, "nl_assertions"]))
+        if prop.persona:
+            upd["persona"] = prop.persona
+        out.append(current.model_copy(update=upd))
+    return out, drops
+
+
+async def propose_tasks(client: ModelClient, ctx: RefineContext, parent: Task, trajectory: Trajectory | None,
+                        *, k: int = 2, repair_rounds: int = 1) -> tuple[list[Task], list[Drop]]:
+    """Ask the model refiner for refined tasks; validated (pydantic, then gold); rejections go back once."""
+    json_mode = wants_json_schema(client.cfg)
+    messages: list[dict[str, Any]] = [{"role": "user", "content": refine_task_prompt(ctx.workflow, parent, trajectory,
+                                                                                  ctx.text, k)}]
+    kept: list[Task] = []
+    drops: list[Drop] = []
+    for _ in range(repair_rounds + 1):
+        reply = await client.chat(messages, json_schema=TASK_PROPOSAL_SCHEMA if json_mode else None,
+                                  schema_name="refined_tasks", stage="refine")
+        try:
+            data = parse_json_answer(reply.text)
+        except ValueError as exc:
+            round_drops = [Drop(operator="model", parent=parent.id, code="unparsable", reason=str(exc))]
+            tasks: list[Task] = []
+        else:
+            tasks, round_drops = tasks_from_proposal(data, ctx, parent)
+        for t in tasks:
+            got = validate(ctx.workflow, t, t.operator)
+            (round_drops if isinstance(got, Drop) else kept).append(got)  # type: ignore[arg-type]
+        drops += round_drops
+        if kept or not round_drops:
+            break
+        errors = "\n".join(f"- {d.task_id or d.operator}: {d.code}: {d.reason}" for d in round_drops)
+        messages = [*messages, {"role": "assistant", "content": reply.text},
+                    {"role": "user", "content": f"These tasks were rejected:\n{errors}\nAnswer again with corrected "
+                                                "tasks in the same JSON format."}]
+    return kept, drops
+
+
+def parse_json_answer(text: str) -> Any:
+    """The JSON object of a model's answer (possibly inside a code fence)."""
+    body = text.strip()
+    fence = re.search(r"```(?:json)?\s*(.*?)```", body, re.DOTALL)
+    if fence:
+        body = fence.group(1).strip()
+    start = body.find("{")
+    if start < 0:
+        raise ValueError("the answer holds no JSON object")
+    try:
+        return json.loads(body[start:body.rfind("}") + 1])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+
+
+def task_turn_budget(scenario: Scenario) -> int:
+    """User turns for a refined task: several per request, one per fact it may have to ask for."""
+    return max(24, 5 * len(scenario.goals) + len(scenario.known_info) + 8)
+
+
+async def simulate_task(workflow: Workflow, task: Task, roles: Roles, *, seed: int = 0, rollout: int = 0,
+                        max_tool_rounds: int | None = None) -> Trajectory:
+    """One dialogue of a refined task (one goal per request), verified."""
+    sc = scenario_for_task(workflow, task, seed)
+    kwargs: dict[str, Any] = {"max_tool_rounds": max_tool_rounds} if max_tool_rounds else {}
+    return await run_dialogue(sc, roles, rollout=rollout, stage="refine", max_user_turns=task_turn_budget(sc), **kwargs)
+
+
+async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles, *, text: str = "",
+                          siblings: list[Task] | None = None, ops: list[str] | None = None, seed: int = 0,
+                          client: ModelClient | None = None, singles: bool = False, compose: bool = True,
+                          k: int = 2, offline: bool | None = None, judge: ModelClient | None = None) -> TaskRefinement:
+    """Refine a verified trajectory's task into new tasks, simulate each again and keep the verified ones.
+
+    Offline (`client=None`) the operators of `tools_runtime.refine_tasks` write the tasks; with a
+    client the model refiner does, seeing the dialogue, the text, the environment and the policy. With a
+    `judge` client, each refined dialogue is judged before it is kept (nl_assertions, scores, blame).
+    """
+    out = TaskRefinement()
+    parent = original.scenario.task if original.scenario is not None else None
+    if parent is None:
+        out.drops.append(Drop(operator="all", parent=original.id, code="no_task",
+                              reason="the trajectory carries no task to refine"))
+        return out
+    ctx = RefineContext(workflow=workflow, text=text or "\n".join(workflow.steps), siblings=list(siblings or []))
+    try:
+        if client is None:
+            cands, drops = refine_candidates(ctx, parent, ops, seed=seed, singles=singles, compose=compose,
+                                             judge=judge is not None)
+        else:
+            cands, drops = await propose_tasks(client, ctx, parent, original, k=k)
+    except RefineOpError as exc:
+        out.drops.append(Drop(operator="all", parent=parent.id, code="invalid_operators", reason=str(exc)))
+        return out
+    out.drops += drops
+    await _simulate_refined(out, workflow, original, parent, cands, roles, seed=seed, client=client, offline=offline,
+                            judge=judge)
+    if client is None and compose and not singles and not out.trajectories:
+        # The composed task did not verify: fall back to one refined task per operator.
+        try:
+            more, _ = refine_candidates(ctx, parent, ops, seed=seed, singles=True, compose=False)
+        except RefineOpError:
+            more = []
+        await _simulate_refined(out, workflow, original, parent, more, roles, seed=seed, client=None,
+                                offline=offline, first=len(out.tasks), judge=judge)
+    return out
+
+
+async def _simulate_refined(out: TaskRefinement, workflow: Workflow, original: Trajectory, parent: Task,
+                            cands: list[Task], roles: Roles, *, seed: int, client: ModelClient | None,
+                            offline: bool | None, first: int = 0, judge: ModelClient | None = None) -> None:
+    """Simulate and verify each refined task; verified ones join `out.trajectories`, the rest `out.drops`."""
+    for i, task in enumerate(cands, first):
+        task = task.model_copy(update={"offline": parent.offline if client is None else False})
+        out.tasks.append(task)
+        try:
+            traj = await simulate_task(workflow, task, roles, seed=seed, rollout=i)
+        except Exception as exc:  # noqa: BLE001 — one refined task never sinks the others
+            out.drops.append(Drop(operator=task.operator, parent=parent.id, task_id=task.id, code="rollout_error",
+                                  reason=f"{type(exc).__name__}: {exc}"))
+            continue
+        if judge is not None and traj.messages:
+            from gem_agents.stages.judge import JudgeError, apply_judge, judge_trajectory
+
+            try:
+                traj = apply_judge(traj, await judge_trajectory(judge, traj, workflow, out_text(workflow)),
+                                   model=judge.model)
+            except JudgeError as exc:
+                out.drops.append(Drop(operator=task.operator, parent=parent.id, task_id=task.id,
+                                      code="judge_unusable", reason=str(exc)))
+        if traj.verdict is None or not traj.verdict.passed:
+            fails = traj.verdict.failures if traj.verdict is not None else []
+            out.drops.append(Drop(operator=task.operator, parent=parent.id, task_id=task.id, code="unverified",
+                                  reason="; ".join(f"{f.code}: {f.reason}" for f in fails[:3]) or "no verdict"))
+            continue
+        prov = traj.provenance.model_copy(update={
+            "stage": "refine", "task_id": task.id,
+            "offline": original.provenance.offline if offline is None else offline,
+            "model": client.model if client is not None else traj.provenance.model,
+            "prompts_hash": prompts_hash(load_prompt(PROMPTS, "refine_task.txt")) if client is not None
+            else traj.provenance.prompts_hash})
+        out.trajectories.append(traj.model_copy(update={"id": f"{task.id}:refined", "provenance": prov}))
+
+
+def as_refine_result(res: TaskRefinement) -> RefineResult:
+    """A task refinement in `gem refine`'s one-result shape: the composed verified trajectory first, else
+    the richest one; every drop as a reason."""
+    best = sorted(res.trajectories, key=lambda t: (not t.scenario.task.meta.get("composed") if t.scenario and
+                                                   t.scenario.task else True, -t.stats.tool_calls))
+    reasons = [f"{d.operator}: {d.code}: {d.reason}" for d in res.drops]
+    if not best:
+        return RefineResult(rejected=reasons or ["no refined task verified"])
+    top = best[0]
+    ops = list(top.scenario.task.meta.get("operators", [])) if top.scenario and top.scenario.task else []
+    return RefineResult(scenario=top.scenario, trajectory=top, rejected=reasons, ops=ops)
+
+
+def out_text(workflow: Workflow) -> str:
+    """The text a judge of a refined dialogue reads when the document is not at hand: the steps."""
+    return "\n".join(workflow.steps)

@@ -366,6 +366,10 @@ def parse_extraction(text: str) -> dict[str, Any]:
     for extra in ("title",):
         if extra in tags and tags[extra].strip():
             out[extra] = _clean_field(tags[extra])
+    if "environment" in tags and tags["environment"].strip():
+        env = loads_loose(tags["environment"], "environment")
+        if isinstance(env, dict):
+            out.update(environment_parts(env))
     return out
 
 
@@ -389,4 +393,21 @@ def extraction_from_dict(data: dict[str, Any]) -> dict[str, Any]:
     }
     if isinstance(by.get("title"), str) and by["title"].strip():
         out["title"] = by["title"].strip()
+    out.update(environment_parts(data))
+    return out
+
+
+ENV_PARTS = ("effects", "entities", "initial_state", "policy", "user_tools")
+
+
+def environment_parts(data: dict[str, Any]) -> dict[str, Any]:
+    """The environment-spec parts of an answer (effects, entities, initial_state, policy, user_tools), as given."""
+    by = {norm_tag(k): v for k, v in data.items()}
+    out: dict[str, Any] = {}
+    for key in ENV_PARTS:
+        value = by.get(norm_tag(key))
+        if isinstance(value, str) and value.strip():
+            value = loads_loose(value, key)
+        if value is not None:
+            out[key] = value
     return out

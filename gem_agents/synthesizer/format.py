@@ -7,6 +7,8 @@ One trajectory is one block of sections, in this order (`## errors` may be left 
     {"name": "get_order", "description": "...", "parameters": {...}}
     ## graph
     (login)->(get_order)->(cancel_order)
+    ## effects
+    {"effects": {"cancel_order": {"kind": "update", ...}}, "entities": [{"name": "order", ...}]}
     ## state
     {"collections": {"order": {"ORD-1": {"status": "shipped"}}}, "session": {...}, "counters": {}}
     ## errors
@@ -23,6 +25,8 @@ One trajectory is one block of sections, in this order (`## errors` may be left 
 
 - `## tools`: one JSON object per line, the OpenAI `function` object (name, description, parameters).
 - `## graph`: one line in the execution-graph notation `(a)->(b, c)->(d)`.
+- `## effects` (environments only): one JSON line with the tools' declared effects and the entities,
+  so the replay executes each call as the environment declares it.
 - `## state`: the simulated backend's initial state as JSON (`collections`, `session`, `counters`);
   it may span lines. The replay starts from it, so every tool line can be checked against it.
 - `## errors`: tool errors the scenario planned (a `PlannedError` per line), e.g. an HTTP 503 on the
@@ -48,8 +52,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools_runtime.records import PlannedError, Trajectory
 
-SECTIONS = ("tools", "graph", "state", "errors", "dialogue", "end")
-OPTIONAL_SECTIONS = {"errors"}
+SECTIONS = ("tools", "graph", "effects", "state", "errors", "dialogue", "end")
+OPTIONAL_SECTIONS = {"errors", "effects"}
 TEXT_ROLES = ("system", "developer", "user", "assistant")
 STATE_KEYS = ("collections", "session", "counters")
 
@@ -78,6 +82,9 @@ class SynthTrajectory(BaseModel):
     initial_state: dict[str, Any] = Field(default_factory=dict)
     planned_errors: list[PlannedError] = Field(default_factory=list)
     messages: list[dict[str, Any]]
+    # An environment's declared effects and entities (empty for name-bound tools).
+    effects: dict[str, Any] = Field(default_factory=dict)
+    entities: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # -- canonical form --------------------------------------------------------------------------
@@ -137,9 +144,17 @@ def from_trajectory(traj: Trajectory) -> SynthTrajectory:
         raise FormatError(f"trajectory {traj.id} carries no scenario (initial state and graph are needed)")
     sc = traj.scenario
     tools = traj.tools or [t.to_openai() for t in sc.workflow.tools]
-    return SynthTrajectory(tools=canonical_tools(tools), execution_graph=sc.workflow.execution_graph,
+    wf = sc.workflow
+    graph = wf.execution_graph
+    if sc.task is not None and sc.task.gold_actions:
+        # An environment's graph spans all its capabilities; a task's dialogue runs its gold procedure.
+        graph = "->".join(f"({t})" for t in dict.fromkeys(a.tool for a in sc.task.gold_actions))
+    return SynthTrajectory(tools=canonical_tools(tools), execution_graph=graph,
                            initial_state=sc.initial_state, planned_errors=list(sc.planned_errors),
-                           messages=canonical_messages(traj.messages))
+                           messages=canonical_messages(traj.messages),
+                           effects={k: v.model_dump(mode="json", exclude_defaults=True) | {"kind": v.kind}
+                                    for k, v in wf.effects.items()},
+                           entities=[e.model_dump(mode="json", exclude_defaults=True) for e in wf.entities])
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -166,7 +181,10 @@ def render(st: SynthTrajectory) -> str:
     lines = ["## tools"]
     for tool in canonical_tools(st.tools):
         lines.append(_json_line(tool["function"]))
-    lines += ["## graph", encode_value(st.execution_graph), "## state", _json_line(st.initial_state)]
+    lines += ["## graph", encode_value(st.execution_graph)]
+    if st.effects or st.entities:
+        lines += ["## effects", _json_line({"effects": st.effects, "entities": st.entities})]
+    lines += ["## state", _json_line(st.initial_state)]
     if st.planned_errors:
         lines.append("## errors")
         lines += [_json_line(e.model_dump(exclude_defaults=True)) for e in st.planned_errors]
@@ -373,7 +391,17 @@ def parse(text: str) -> SynthTrajectory:
     if len(graph_lines) != 1:
         raise FormatError(f"'## graph' must hold exactly one line, found {len(graph_lines)}", graph_at)
     graph = decode_value(graph_lines[0][1], graph_lines[0][0], "the graph")
+    env: dict[str, Any] = {}
+    if "effects" in sections:
+        at, body = sections["effects"]
+        raw = "\n".join(line for _, line in body).strip()
+        env = _json(raw, at + 1, "the effects") if raw else {}
+        if not isinstance(env, dict) or not isinstance(env.get("effects", {}), dict) or \
+                not isinstance(env.get("entities", []), list):
+            raise FormatError("'## effects' must be one JSON object {\"effects\": {...}, \"entities\": [...]}", at)
     return SynthTrajectory(
+        effects=env.get("effects", {}),
+        entities=env.get("entities", []),
         tools=_parse_tools(sections["tools"][1], sections["tools"][0]),
         execution_graph=graph,
         initial_state=_parse_state(sections["state"][1], sections["state"][0]),

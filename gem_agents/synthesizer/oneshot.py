@@ -88,9 +88,11 @@ def check_tool_names(messages: list[dict[str, Any]]) -> list[Failure]:
 
 def build_workflow(st: SynthTrajectory, workflow_id: str, doc_id: str = "", title: str = "") -> Workflow:
     """The Workflow the block defines (tools normalized and schema-checked, graph validated)."""
-    return workflow_from_dict({"id": workflow_id, "doc_id": doc_id, "title": title,
-                               "execution_graph": st.execution_graph, "tools": st.tools},
-                              where=f"{workflow_id}")
+    body: dict[str, Any] = {"id": workflow_id, "doc_id": doc_id, "title": title,
+                            "execution_graph": st.execution_graph, "tools": st.tools}
+    if st.effects or st.entities:  # an environment: calls run as declared, not by name
+        body |= {"effects": st.effects, "entities": st.entities}
+    return workflow_from_dict(body, where=f"{workflow_id}")
 
 
 def replay_verify(st: SynthTrajectory, workflow: Workflow) -> tuple[Verdict, Replay, int]:

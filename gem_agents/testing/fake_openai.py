@@ -30,6 +30,7 @@ __all__ = [
     "FakeOpenAIServer",
     "HttpError",
     "RecordedRequest",
+    "RecordedResponder",
     "Reply",
     "Responder",
     "ResponderError",
@@ -269,6 +270,121 @@ def last_role_is(role: str) -> Predicate:
 def echo_responder(body: dict[str, Any]) -> Reply:
     """Default responder: echo the last user message's text."""
     return text(f"echo: {_last_user_text(body)}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Recorded replies: hand-written answers keyed by document and role
+
+# The structured-output schema names the pipeline's stages send (`response_format.json_schema.name`).
+STAGE_SCHEMAS = {"relevance": "relevance", "workflow": "extraction", "environment": "extraction",
+                 "tasks": "tasks"}
+STOP = "###STOP###"  # graphs.roles.STOP_TOKEN; repeated here so the fake server imports nothing of ours
+
+
+def request_role(body: dict[str, Any]) -> str:
+    """Which role a request is for: a stage by its schema name, else `assistant` (tools bound) or `user`."""
+    fmt = body.get("response_format") or {}
+    name = str((fmt.get("json_schema") or {}).get("name") or "")
+    if name:
+        return STAGE_SCHEMAS.get(name, name)
+    if body.get("tools"):
+        return "assistant"
+    messages = body.get("messages") or []
+    if messages and messages[0].get("role") == "system":
+        return "user"
+    return "stage"
+
+
+def _system_text(body: dict[str, Any]) -> str:
+    messages = body.get("messages") or []
+    return _content_text(messages[0].get("content")) if messages and messages[0].get("role") == "system" else ""
+
+
+def _all_text(body: dict[str, Any]) -> str:
+    return "\n".join(_content_text(m.get("content")) for m in body.get("messages") or [])
+
+
+def _reply_of(d: dict[str, Any]) -> Reply:
+    calls = [ToolCall(name=c["name"], arguments=c.get("arguments", {})) for c in d.get("tool_calls") or []]
+    return Reply(content=d.get("content") or None, tool_calls=calls)
+
+
+class RecordedResponder:
+    """Answers from recorded replies, one record per document (see tests/data/recorded/README.md).
+
+    A record holds `match` (a line of the document that every stage prompt about it quotes, or a
+    list of them: a long document is cut into segments, each quoted alone), the
+    stage answers `relevance`, `extraction` and `tasks` (JSON, sent as the reply text), and
+    `dialogues`: per task, the user's turns and the assistant's messages in order. A stage request
+    is matched to its document by `match`; a user-simulator request by the task `instruction` its
+    system prompt quotes, and answered with turn n (n = the user's own earlier turns); an assistant
+    request by its first user message, and answered with message n (n = assistant messages so far).
+    Past the end of a script the user stops and the assistant closes, so a longer dialogue ends
+    instead of failing. `misses` lists requests nothing matched (each answered with a 500).
+    """
+
+    def __init__(self, records: Sequence[dict[str, Any]]):
+        self.records = list(records)
+        self.misses: list[str] = []
+        self.served: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_dir(cls, folder: str | Path) -> RecordedResponder:
+        """Every `*.json` record under `folder` (sorted by name)."""
+        paths = sorted(Path(folder).glob("*.json"))
+        return cls([json.loads(p.read_text(encoding="utf-8")) for p in paths])
+
+    def _miss(self, what: str) -> ResponderError:
+        with self._lock:
+            self.misses.append(what)
+        return ResponderError(what)
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.served[key] = self.served.get(key, 0) + 1
+
+    def _document(self, body: dict[str, Any]) -> dict[str, Any]:
+        text = _all_text(body)
+        hits = [(len(m), i) for i, r in enumerate(self.records)
+                for m in ([r["match"]] if isinstance(r.get("match"), str) else r.get("match") or []) if m and m in text]
+        if not hits:
+            raise self._miss(f"no recorded document matches this request ({text[:120]!r})")
+        return self.records[max(hits)[1]]  # the most specific (longest) match wins
+
+    def _dialogue(self, pred: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+        for rec in self.records:
+            for dlg in rec.get("dialogues") or []:
+                if pred(dlg):
+                    return dlg
+        raise self._miss(f"no recorded dialogue matches this {what} request")
+
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        role = request_role(body)
+        if role in ("relevance", "extraction", "tasks"):
+            rec = self._document(body)
+            if role not in rec:
+                raise self._miss(f"{rec.get('doc_id')}: no recorded {role} answer")
+            self._count(role)
+            return text(json.dumps(rec[role], ensure_ascii=False))
+        messages = body.get("messages") or []
+        if role == "user":
+            system = _system_text(body)
+            dlg = self._dialogue(lambda d: bool(d.get("instruction")) and d["instruction"] in system, "user")
+            turn = sum(1 for m in messages if m.get("role") == "assistant")
+            self._count("user")
+            turns = dlg.get("user") or []
+            return text(turns[turn] if turn < len(turns) else f"Thanks, that is all. {STOP}")
+        if role == "assistant":
+            first = next((_content_text(m.get("content")).strip() for m in messages if m.get("role") == "user"), "")
+            dlg = self._dialogue(lambda d: bool(d.get("user")) and d["user"][0].strip() == first, "assistant")
+            turn = sum(1 for m in messages if m.get("role") == "assistant")
+            self._count("assistant")
+            script = dlg.get("assistant") or []
+            if turn < len(script):
+                return _reply_of(script[turn])
+            return text("Is there anything else I can help you with?")
+        raise self._miss(f"recorded replies do not cover {role!r} requests")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -72,13 +72,19 @@ def run(config: Path, corpus: Path, out: Path, *extra: str) -> tuple[int, dict[s
 
 
 def reference_scenarios(run_dir: str | Path, seed: int = 0) -> list[Scenario]:
-    """The scenario (rollout 0) of every workflow a finished run extracted."""
+    """The scenarios (rollout 0) a finished run simulated: one per task it wrote, else one per workflow."""
+    from tools_runtime.tasks import scenario_from_task
+
     store = RunStore(run_dir, readonly=True)
     try:
-        workflows = [Workflow.model_validate(d["workflow"]) for d in store.documents() if d["workflow"]]
+        workflows = {d["doc_id"]: Workflow.model_validate(d["workflow"]) for d in store.documents() if d["workflow"]}
+        tasks = list(store.tasks())
     finally:
         store.close()
-    return [build_scenario(wf, seed) for wf in workflows]
+    by_id = {wf.id: wf for wf in workflows.values()}
+    out = [scenario_from_task(by_id[t.env_id], t, seed) for t in tasks if t.env_id in by_id]
+    with_tasks = {t.env_id for t in tasks}
+    return out + [build_scenario(wf, seed) for wf in workflows.values() if wf.id not in with_tasks]
 
 
 def run_records(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[Any]]:

@@ -1,0 +1,1 @@
+"""`gem eval`: the generated environments (and τ²/BFCL tasks) as a benchmark for any assistant."""

@@ -1,0 +1,637 @@
+"""From step drafts to an environment: UI gestures folded into capabilities, declared effects, state, policy.
+
+The offline extractor drafts one tool per step (`offline_extractor.drafts_for`). A help page's steps
+are mostly gestures — open the overview, click the panel, press OK — and only a few carry what a
+service would do. This module turns the drafts into the environment spec (environment.py):
+
+* **Gestures fold.** A step with no value (open, click, press OK, Done, close) is no tool: it becomes
+  the "how it is done in the UI" part of the capability it leads to. A commit button that names an
+  action (Print, Connect, Add, Resize, Rename) closes the value steps before it into one capability
+  (`select Landscape, choose Pages, type 4,1,2,3, click Print` → `print_document(orientation, …)`).
+* **Values are the text's.** Enum options are the UI labels the page names, switch states come from
+  "to on"/"off", typed examples from the page's own examples; each value carries the quote it came
+  from. What the text does not say (the name of your printer) is invented and marked so.
+* **Effects are declared.** Settings are fields of the panel's record (`update`, singleton); a step
+  that picks a record from a list ("Select the device … from the list") makes the following changes
+  act on that record (`key`); Add/Create are `create`, Remove/Delete are `delete`, Unlock with a
+  password is a `session` the later writes require; every entity gets a read tool.
+* **Policy** is the page's must/should sentences, plus the unlock requirement as a `must` rule.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from gem_agents.stages.offline_extractor import ToolDraft, snake, tokens
+from tools_runtime.binding import singular
+from tools_runtime.environment import Entity, FieldWrite, Rule, StateRecord, ToolEffect, ValueSource
+
+# Steps that only move through the UI: never tools of their own.
+GESTURE_VERBS = frozenset("""
+open click press double_click right_click go find show close scroll use make wait follow look return
+navigate launch visit tap hold flip place put drag move start confirm allow view note read see choose_tab
+""".split())
+# Buttons that commit what was entered without naming an action of their own.
+NEUTRAL_BUTTONS = frozenset("ok done apply save close back cancel next continue finish yes".split())
+# A button label's first word → the effect of the capability it completes, and the record it makes.
+COMMIT_KINDS: dict[str, tuple[str, str]] = {
+    "print": ("create", "print_job"), "connect": ("create", "connection"), "add": ("create", "item"),
+    "create": ("create", "item"), "new": ("create", "item"), "import": ("create", "item"),
+    "install": ("create", "installation"), "send": ("external", "message"), "share": ("external", "share"),
+    "upload": ("create", "upload"), "rename": ("update", ""), "resize": ("update", ""),
+    "format": ("update", ""), "remove": ("delete", ""), "delete": ("delete", ""), "empty": ("delete", ""),
+    "disconnect": ("delete", ""), "sign": ("session", ""), "log": ("session", ""), "unlock": ("session", ""),
+}
+LINE_PROGRAMS = frozenset("wc tail head cat nl less more".split())
+COMMIT_NAMES = {"print": "print_document", "connect": "connect_to_server", "install": "install_package"}
+SETTING_VERBS = frozenset("set select change adjust toggle enable disable switch turn type enter rename".split())
+CREATE_VERBS = frozenset("add create insert install register book upload download copy new make".split())
+DELETE_VERBS = frozenset("remove delete clear uninstall cancel erase discard empty disconnect".split())
+SEARCH_VERBS = frozenset("search find".split())
+RULE_CUE = re.compile(r"\b(must|should|need to|needs to|have to|has to|required|requires|only|never|"
+                      r"do not|don't|cannot|can't|make sure|at least|not recommended)\b", re.IGNORECASE)
+STRONG_CUE = re.compile(r"\b(must|need to|needs to|have to|has to|required|requires|never|do not|don't|"
+                        r"cannot|can't|only)\b", re.IGNORECASE)
+INVENTED_NAMES: dict[str, list[str]] = {
+    "account": ["alex", "sam"], "user": ["alex", "sam"], "device": ["Keyboard K380", "Pixel Buds"],
+    "city": ["Lisbon", "Osaka"], "printer": ["Office LaserJet", "Brother HL-L2350"],
+    "disk": ["Samsung SSD 980", "USB Drive"], "folder": ["Projects", "Music"], "file": ["report.odt", "notes.txt"],
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# provenance
+
+
+def find_span(text: str, quote: str) -> tuple[int, int] | None:
+    """Where `quote` occurs in `text`, whitespace-tolerant and case-insensitive; None when it does not."""
+    quote = quote.strip()
+    if not quote:
+        return None
+    pattern = r"\s+".join(re.escape(p) for p in quote.split())
+    m = re.search(pattern, text, re.IGNORECASE)
+    return (m.start(), m.end()) if m else None
+
+
+def source_for(text: str, quote: str) -> ValueSource:
+    """A `text` source when `quote` is a span of the document, else `invented`."""
+    span = find_span(text, quote)
+    if span is None:
+        return ValueSource(kind="invented", quote="")
+    return ValueSource(kind="text", quote=text[span[0]:span[1]], span=span)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# classifying drafts
+
+
+@dataclass
+class Step:
+    """One drafted step with its role in the environment."""
+
+    draft: ToolDraft
+    index: int
+    role: str  # gesture | commit | setting | pick | create | delete | search | session | command
+    verb: str
+    label: str = ""
+
+
+def _verb(draft: ToolDraft) -> str:
+    for two in ("double_click", "right_click"):
+        if draft.name.startswith(two):
+            return two
+    return draft.name.split("_", 1)[0]
+
+
+def _button_label(step_text: str) -> str:
+    """The button a click names ("Click Print." → 'Print', "Confirm … by clicking Resize" → 'Resize')."""
+    m = re.search(r"\b(?i:click(?:ing)?|press(?:ing)?|tap(?:ping)?|select|choose|pick)\s+(?:on\s+)?(?:the\s+)?"
+                  r"([A-Z][\w…]*(?:\s+(?:to\s+)?[A-Z]?[a-z]+)?)", step_text)
+    return m.group(1).rstrip("…").strip() if m else ""
+
+
+def classify(draft: ToolDraft, index: int, alternatives: bool) -> Step:
+    """The role one drafted step plays."""
+    verb = _verb(draft)
+    params = draft.params
+    if alternatives:
+        return Step(draft, index, "command", verb)
+    if "password" in params and verb in ("unlock", "sign", "log"):
+        return Step(draft, index, "session", verb)
+    if verb in ("press", "click", "confirm", "use", "tap") and not params:
+        label = _button_label(draft.step) or draft.name.split("_", 1)[-1]
+        first = label.split()[0].lower() if label else ""
+        if first in COMMIT_KINDS and first not in NEUTRAL_BUTTONS:
+            return Step(draft, index, "commit", verb, label)
+        return Step(draft, index, "gesture", verb, label)
+    if "shortcut" in params or "search_text" in params and verb == "open":
+        return Step(draft, index, "gesture", verb)
+    if not params and verb in GESTURE_VERBS | {"right_click", "select"}:
+        # "Right-click the icon and select Add to Favorites": the menu item names the capability.
+        label = _button_label(draft.step.split(" and ", 1)[-1]) if " and " in draft.step else ""
+        first = label.split()[0].lower() if label else ""
+        if first in COMMIT_KINDS and first not in NEUTRAL_BUTTONS:
+            return Step(draft, index, "commit", verb, label)
+    if verb in ("enable", "disable", "toggle"):
+        return Step(draft, index, "setting", verb)
+    if not params:
+        if verb in CREATE_VERBS or verb in DELETE_VERBS:
+            return Step(draft, index, "create" if verb in CREATE_VERBS else "delete", verb)
+        return Step(draft, index, "gesture", verb)
+    if verb in DELETE_VERBS:
+        return Step(draft, index, "delete", verb)
+    if verb in CREATE_VERBS:
+        return Step(draft, index, "create", verb)
+    if verb in SEARCH_VERBS:
+        return Step(draft, index, "search", verb)
+    only = next(iter(params.values())) if len(params) == 1 else None
+    key = next(iter(params)) if len(params) == 1 else ""
+    if verb == "select" and only is not None and "enum" not in only and key.endswith("_name"):
+        return Step(draft, index, "pick", verb)
+    return Step(draft, index, "setting", verb)
+
+
+def _panel(steps: list[Step], title: str) -> str:
+    """The panel or window the page works in: the label the navigation steps open, else the title's object."""
+    for s in steps:
+        if s.role != "gesture":
+            continue
+        enum = (s.draft.params.get("search_text") or {}).get("enum")
+        if enum:
+            return str(enum[0])
+        m = re.search(r"\b(?:click|select)\s+(?:on\s+)?([A-Z][\w&]*(?:\s+(?:&\s+)?[A-Z][\w&]*)*)\s+to open the\b",
+                      s.draft.step)
+        if m:
+            return m.group(1)
+    m = re.search(r"\b(?:the\s+)?([A-Z][\w]+(?:\s+[A-Z][\w]+)*)\s+(?:dialog|window|panel)\b", " ".join(
+        s.draft.step for s in steps))
+    if m:
+        return m.group(1)
+    words = [w for w in tokens(title) if w[:1].isalpha()]
+    return " ".join(words[-2:]) if words else "Settings"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# capabilities
+
+
+@dataclass
+class Capability:
+    """One tool of the environment being built, with its effect and the text values it uses."""
+
+    name: str
+    description: str
+    effect: ToolEffect
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    required: list[str] = field(default_factory=list)
+    gold: dict[str, tuple[Any, str]] = field(default_factory=dict)  # param → (value from text, its quote)
+    steps: list[int] = field(default_factory=list)
+
+    def tool(self) -> dict[str, Any]:
+        """The tool as a JSON tool definition; a parameter the text gives a value for lists it in `examples`."""
+        props = {}
+        for key, schema in self.params.items():
+            schema = dict(schema)
+            if key in self.gold and "enum" not in schema:
+                schema["examples"] = [self.gold[key][0]]
+            props[key] = schema
+        return {"name": self.name, "description": self.description,
+                "parameters": {"type": "object", "properties": props, "required": self.required}}
+
+
+def _switch_value(draft: ToolDraft) -> tuple[bool, str]:
+    """The state a switch step asks for, and the words that say it."""
+    low = draft.step.lower()
+    off = _verb(draft) == "disable" or bool(re.search(r"\b(?:to off|switch(?:ed)? off|turn(?:ed)? off|off)\b", low))
+    m = re.search(r"\b(?:to (?:on|off)|switch(?:ed)? (?:on|off)|turn(?:ed)? (?:on|off)|on or off|check \w+|"
+                  r"select the [^.]*checkbox|uncheck \w+)", draft.step, re.IGNORECASE)
+    return (not off), (m.group(0) if m else draft.step)
+
+
+def _field_of(draft: ToolDraft) -> str:
+    """The field a setting step changes: its parameter, else its name without the verb."""
+    if len(draft.params) == 1:
+        key = next(iter(draft.params))
+        if key not in ("value", "enabled", "setting"):
+            return key
+    return draft.name.split("_", 1)[-1] if "_" in draft.name else draft.name
+
+
+def _values_of(draft: ToolDraft, text: str) -> dict[str, tuple[Any, str]]:
+    """Gold values of a step's parameters from the text: enum labels, typed examples, switch states."""
+    out: dict[str, tuple[Any, str]] = {}
+    for key, schema in draft.params.items():
+        enum = schema.get("enum")
+        if enum:
+            out[key] = (enum[0], str(enum[0]))
+        elif schema.get("type") == "boolean":
+            value, quote = _switch_value(draft)
+            out[key] = (value, quote)
+    return out
+
+
+def _setting_param(step: Step) -> tuple[str, dict[str, Any], tuple[Any, str] | None]:
+    """(field, parameter schema, gold value) of one setting step."""
+    d = step.draft
+    if step.role == "setting" and (step.verb in ("enable", "disable", "toggle") or not d.params):
+        fld = _field_of(d) if step.verb != "toggle" else d.name.split("_", 1)[-1]
+        if "setting" in d.params:  # "Switch on one or both of A or B": the first named setting
+            fld = snake(tokens(str(d.params["setting"]["enum"][0])))
+        value, quote = _switch_value(d)
+        label = fld.replace("_", " ")
+        return fld, {"type": "boolean", "description": f"Turn {label} on (true) or off (false)."}, (value, quote)
+    key = next(iter(d.params))
+    schema = dict(d.params[key])
+    enum = schema.get("enum")
+    gold = (enum[0], str(enum[0])) if enum else None
+    return _field_of(d), schema, gold
+
+
+def _ui_path(gestures: list[Step]) -> str:
+    """The gestures a capability folds, as one sentence of its description."""
+    if not gestures:
+        return ""
+    return " In the UI: " + "; ".join(g.draft.step.rstrip(".") for g in gestures[-4:]) + "."
+
+
+def plural(noun: str) -> str:
+    """`city` → cities, `print_job` → print_jobs, `settings` → settings."""
+    if noun.endswith("s"):
+        return noun
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + ("es" if noun.endswith(("sh", "ch", "x")) else "s")
+
+
+def _noun_of(key: str) -> str:
+    return singular(key.removesuffix("_name").removesuffix("_id")) or "item"
+
+
+@dataclass
+class Build:
+    """Everything the environment builder accumulates while it walks the steps."""
+
+    text: str
+    panel: str
+    settings: str
+    caps: list[Capability] = field(default_factory=list)
+    entities: dict[str, Entity] = field(default_factory=dict)
+    records: list[StateRecord] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    session_tool: str = ""
+
+    def entity(self, name: str, key: str, fields: dict[str, dict[str, Any]], description: str = "") -> Entity:
+        """The entity `name`, created or widened with `fields`."""
+        ent = self.entities.get(name)
+        if ent is None:
+            ent = Entity(name=name, key=key, fields={key: {"type": "string"}}, description=description)
+            self.entities[name] = ent
+        for f, schema in fields.items():
+            if f not in ent.fields:
+                clean = {k: v for k, v in schema.items() if k in ("type", "description")}
+                ent.fields[f] = clean or {"type": "string"}
+        return ent
+
+    def unique(self, name: str) -> str:
+        """`name`, or `name_2` … when a capability already has it."""
+        taken = {c.name for c in self.caps}
+        if name not in taken:
+            return name
+        i = 2
+        while f"{name}_{i}" in taken:
+            i += 1
+        return f"{name}_{i}"
+
+
+def _settings_capability(b: Build, step: Step, gestures: list[Step], target: tuple[str, str] | None) -> None:
+    """One setting step as an update of the panel's record, or of the record picked before it."""
+    fld, schema, gold = _setting_param(step)
+    param = fld
+    if target is None:
+        entity, key, where = b.settings, None, f"the {b.panel} settings"
+        b.entity(entity, "panel", {fld: schema})
+    else:
+        entity, key = target
+        where = f"the chosen {entity.replace('_', ' ')}"
+        b.entity(entity, key, {fld: schema})
+    params: dict[str, dict[str, Any]] = {}
+    required: list[str] = []
+    golds: dict[str, tuple[Any, str]] = {}
+    if key:
+        params[key] = {"type": "string", "description": f"Which {entity.replace('_', ' ')}."}
+        required.append(key)
+    params[param] = schema
+    required.append(param)
+    if gold is not None:
+        golds[param] = gold
+    verb = "set"
+    name = b.unique(snake([verb, *fld.split("_")])[:56])
+    desc = f"Change {fld.replace('_', ' ')} in {where}. Text: {step.draft.step.rstrip('.')}.{_ui_path(gestures)}"
+    effect = ToolEffect(kind="update", entity=entity, key=key, writes=[FieldWrite(field=fld, param=param)],
+                        returns=[fld], requires_session=bool(b.session_tool))
+    b.caps.append(Capability(name, desc[:600], effect, params, required, golds, [step.index]))
+
+
+def _commit_capability(b: Build, commit: Step, pending: list[Step], gestures: list[Step],
+                       target: tuple[str, str] | None) -> None:
+    """The value steps before an action button, folded into the capability the button completes."""
+    word = commit.label.split()[0].lower()
+    kind, made = COMMIT_KINDS[word]
+    params: dict[str, dict[str, Any]] = {}
+    golds: dict[str, tuple[Any, str]] = {}
+    fields: dict[str, dict[str, Any]] = {}
+    pick_key = ""
+    for s in pending:
+        if s.role in ("pick", "search"):
+            k = next(iter(s.draft.params))
+            pick_key = pick_key or k
+            params[k] = dict(s.draft.params[k])
+            fields[k] = params[k]
+            continue
+        fld, schema, gold = _setting_param(s)
+        params[fld] = schema
+        fields[fld] = schema
+        if gold is not None:
+            golds[fld] = gold
+    folded = [s.index for s in pending] + [commit.index]
+    obj_words = [w for w in tokens(commit.draft.step) if w[:1].isalpha()]
+    if kind == "create" and not params and made == "item":
+        # "Select Add to Favorites" names what is made, not which one: the caller says which.
+        noun = singular(snake(tokens(commit.label)[-1:]) or "item")
+        pick_key = f"{noun}_name"
+        params[pick_key] = {"type": "string", "description": f"Which {noun} to add."}
+        fields[pick_key] = params[pick_key]
+    if kind == "create":
+        entity = made if made != "item" else (_noun_of(pick_key) if pick_key else snake(obj_words[-1:]) or "item")
+        key = pick_key or None
+        ent_key = pick_key or f"{entity}_id"
+        b.entity(entity, ent_key, fields)
+        writes = [FieldWrite(field=f, param=f) for f in fields]
+        effect = ToolEffect(kind="create", entity=entity, key=key, writes=writes, returns=list(fields),
+                            requires_session=bool(b.session_tool))
+        name = COMMIT_NAMES.get(word) or snake([word, *([] if entity == word else entity.split("_"))])
+    elif kind == "delete" or kind == "update":
+        if target is not None and not pick_key:
+            entity, pick_key = target
+        entity = _noun_of(pick_key) if pick_key else b.settings
+        ent_key = pick_key or "panel"
+        b.entity(entity, ent_key, fields)
+        if kind == "update":
+            writes = [FieldWrite(field=f, param=f) for f in fields if f != pick_key]
+            writes = writes or [FieldWrite(field="last_action", value=commit.label)]
+            b.entity(entity, ent_key, {"last_action": {"type": "string"}} if not fields or
+                     all(f == pick_key for f in fields) else {})
+            effect = ToolEffect(kind="update", entity=entity, key=pick_key or None, writes=writes,
+                                returns=[w.field for w in writes], requires_session=bool(b.session_tool))
+        else:
+            effect = ToolEffect(kind="delete", entity=entity, key=pick_key or None,
+                                requires_session=bool(b.session_tool))
+        if pick_key and pick_key not in params:
+            params[pick_key] = {"type": "string", "description": f"Which {entity.replace('_', ' ')}."}
+        name = snake([word, *entity.split("_")])
+    elif kind == "external":
+        entity = made
+        b.entity(entity, "message_id", fields)
+        effect = ToolEffect(kind="external", entity=entity, writes=[FieldWrite(field=f, param=f) for f in fields],
+                            returns=list(fields))
+        name = snake([word, *entity.split("_")])
+    else:
+        return
+    name = b.unique(name[:56])
+    text_steps = "; ".join(s.draft.step.rstrip(".") for s in [*pending, commit])
+    desc = f"{commit.label} in {b.panel}. Text: {text_steps}.{_ui_path(gestures)}"
+    b.caps.append(Capability(name, desc[:600], effect, params, list(params), golds, folded))
+
+
+def _pick_target(step: Step) -> tuple[str, str]:
+    key = next(iter(step.draft.params))
+    return _noun_of(key), key
+
+
+def _command_capability(b: Build, step: Step) -> None:
+    """A command-line example (tldr) as a capability on the files it names."""
+    d = step.draft
+    cmd = d.description.partition("Command: ")[2]
+    program = cmd.split()[0] if cmd else _verb(d)
+    params = {k: dict(v) for k, v in d.params.items()}
+    flags = re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", re.sub(r"\{\{.*?\}\}", "", cmd))
+    key = next((k for k, v in params.items() if v.get("type") == "string"), None)
+    verb = _verb(d)
+    entity = "file"
+    # Only what the commands read is state: a line count for the programs that count or show lines.
+    counts = program in LINE_PROGRAMS
+    b.entity(entity, "path", {"path": {"type": "string"}, **({"lines": {"type": "integer"}} if counts else {})})
+    golds: dict[str, tuple[Any, str]] = {}
+    for k, v in params.items():
+        if v.get("type") == "string":
+            example = str(v.get("description", "")).removeprefix("e.g. ").strip()
+            if example:
+                golds[k] = (example, example)
+    if verb in DELETE_VERBS:
+        effect = ToolEffect(kind="delete", entity=entity, key=key)
+    elif verb in CREATE_VERBS or program in ("cp", "touch", "mkdir"):
+        # The new file is the last path the command names (`cp source target`).
+        target = next((k for k in reversed(list(params)) if params[k].get("type") == "string"), None)
+        effect = ToolEffect(kind="create", entity=entity, key=target,
+                            writes=[FieldWrite(field="path", param=target)] if target else [], returns=["path"])
+    elif program == "mv" and len(params) >= 2:
+        keys = list(params)
+        effect = ToolEffect(kind="update", entity=entity, key=keys[0],
+                            writes=[FieldWrite(field="path", param=keys[1])], returns=["path"])
+    else:
+        effect = ToolEffect(kind="read", entity=entity, key=None, returns=["path", "lines"] if counts else ["path"])
+        if key:
+            params[key]["description"] = f"Which file or directory ({params[key].get('description', '')})."
+    if effect.kind == "read" and key:
+        effect = effect.model_copy(update={"key": key})
+    desc = f"{d.step.rstrip('.')}. Runs `{cmd}`" + (f" (options {' '.join(dict.fromkeys(flags))})" if flags else "") + "."
+    name = b.unique(d.name)
+    b.caps.append(Capability(name, desc[:600], effect, params, list(params), golds, [step.index]))
+
+
+def _reads(b: Build) -> list[Capability]:
+    """One read tool per entity: the panel's settings, or the list of records of a kind."""
+    out = []
+    for ent in b.entities.values():
+        if ent.name == b.settings:
+            name = f"get_{ent.name}"
+            desc = f"Show the current {b.panel} settings (every field)."
+        else:
+            name = f"list_{plural(ent.name)}"
+            desc = f"List the {ent.name.replace('_', ' ')} records with their fields."
+        if any(c.name == name for c in b.caps):
+            continue
+        out.append(Capability(name[:56], desc, ToolEffect(kind="read", entity=ent.name,
+                                                          returns=[f for f in ent.fields if f != ent.key])))
+    return out
+
+
+# Sentences that explain, describe or allow rather than oblige: "This makes it harder to guess",
+# "You can change how long…", "Some pointers do not change colors", a command option's "…:" heading.
+NOT_RULE_START = re.compile(r"^(?:this|these|that|those|though|although|so|also|however|warning|note|some|"
+                            r"depending|learning|the more|common|you can|you could|it is useful|it may)\b",
+                            re.IGNORECASE)
+NOT_RULE = re.compile(r"\b(?:a must|must-\w+|do not have to|don't have to|doesn't have to|does not have to|"
+                      r"you can\b(?! ?not| only)|may need|might|is useful)\b", re.IGNORECASE)
+MUST_SUBJECT = re.compile(r"\b(?:must|needs? to|have to|has to|cannot|can't|can only|is required|are required|"
+                          r"requires?|only (?:when|if|after|before|once))\b", re.IGNORECASE)
+MUST_IMPERATIVE = re.compile(r"^(?:do not|don't|never|always|only)\b", re.IGNORECASE)
+SHOULD = re.compile(r"\b(?:you should|should be|should not|make sure|recommended|a good idea)\b|^(?:\w+ )?should\b",
+                    re.IGNORECASE)
+
+
+def rule_strength(sentence: str) -> str | None:
+    """`must`, `recommended`, or None for a sentence that explains or allows rather than states a rule."""
+    s = sentence.strip()
+    if s.endswith(":") or NOT_RULE_START.search(s) or NOT_RULE.search(s) or re.search(r"\[\d+\]", s):
+        return None
+    if MUST_IMPERATIVE.search(s) or MUST_SUBJECT.search(s):
+        return "must"
+    if SHOULD.search(s):
+        return "recommended"
+    return None
+
+
+def _policy(b: Build, text: str) -> None:
+    """Rules from the page's must/should sentences, and the unlock requirement."""
+    from gem_agents.stages.offline_extractor import sentences
+
+    seen: set[str] = set()
+    for line in text.split("\n"):
+        line = line.strip().lstrip("#>-*• ").strip()
+        if not line or line.startswith("`"):
+            continue
+        for s in sentences(line):
+            if len(s) < 20 or len(s) > 260 or not RULE_CUE.search(s) or s in seen:
+                continue
+            seen.add(s)
+            strength = rule_strength(s)
+            if strength is None:
+                continue
+            b.rules.append(Rule(id=f"r{len(b.rules) + 1}", text=s, strength=strength))
+            if len(b.rules) >= 6:
+                break
+    if b.session_tool:
+        writes = [c.name for c in b.caps if c.effect.requires_session]
+        b.rules.insert(0, Rule(id="r0", text=f"Unlock the {b.panel} settings with the user's password "
+                               "before changing anything.", strength="must", tools=writes))
+
+
+def _state(b: Build, alternatives: bool) -> None:
+    """The initial records: the panel's record with its text values, picked records, the command's files."""
+    text = b.text
+    if b.settings in b.entities:
+        values: dict[str, Any] = {"panel": b.panel}
+        sources = {"panel": source_for(text, b.panel)}
+        for cap in b.caps:
+            if cap.effect.entity != b.settings or cap.effect.kind != "update":
+                continue
+            for w in cap.effect.writes:
+                schema = cap.params.get(w.param or "", {})
+                gold = cap.gold.get(w.param or "")
+                if schema.get("type") == "boolean" and gold is not None:
+                    # "Switch X to on" says X is off now: the same words ground the state before the change.
+                    values[w.field] = not gold[0]
+                    sources[w.field] = source_for(text, gold[1])
+                elif schema.get("enum") and len(schema["enum"]) >= 2:
+                    values[w.field] = schema["enum"][-1]
+                    sources[w.field] = source_for(text, str(schema["enum"][-1]))
+        b.records.append(StateRecord(entity=b.settings, values=values, sources=sources))
+    for ent in b.entities.values():
+        if ent.name == b.settings or any(r.entity == ent.name for r in b.records):
+            continue
+        if ent.name == "file":
+            # Paths a command creates (cp's target) must not exist yet; the others are the page's files.
+            made = {cap.gold[cap.effect.key][0] for cap in b.caps
+                    if cap.effect.kind == "create" and cap.effect.key in cap.gold}
+            for cap in b.caps:
+                for _, (value, quote) in cap.gold.items():
+                    if value in made:
+                        continue
+                    if any(r.values.get("path") == value for r in b.records if r.entity == "file"):
+                        continue
+                    if isinstance(value, str) and "/" in value or (isinstance(value, str) and "." in value):
+                        counted = "lines" in ent.fields
+                        b.records.append(StateRecord(
+                            entity="file", values={"path": value, **({"lines": 64} if counted else {})},
+                            sources={"path": source_for(text, quote),
+                                     **({"lines": ValueSource(kind="invented")} if counted else {})}))
+            continue
+        creates = any(c.effect.kind == "create" and c.effect.entity == ent.name for c in b.caps)
+        if creates and not any(c.effect.kind in ("update", "delete") and c.effect.entity == ent.name for c in b.caps):
+            continue  # the page makes these records; none exist before
+        names = INVENTED_NAMES.get(ent.name, [f"{ent.name.replace('_', ' ').title()} A",
+                                              f"{ent.name.replace('_', ' ').title()} B"])
+        for n in names:
+            b.records.append(StateRecord(entity=ent.name, values={ent.key: n},
+                                         sources={ent.key: ValueSource(kind="invented")}))
+
+
+def build_environment(drafts: list[ToolDraft], text: str, title: str, *, alternatives: bool = False) -> dict[str, Any]:
+    """The environment fields (tools, effects, entities, initial_state, policy, execution_graph) for a page."""
+    steps = [classify(d, i, alternatives) for i, d in enumerate(drafts)]
+    panel = _panel(steps, title)
+    b = Build(text=text, panel=panel, settings=f"{snake(tokens(panel))[:40] or 'app'}_settings")
+    pending: list[Step] = []
+    gestures: list[Step] = []
+    target: tuple[str, str] | None = None
+    for s in steps:
+        if s.role == "command":
+            _command_capability(b, s)
+        elif s.role == "gesture":
+            gestures.append(s)
+        elif s.role == "session":
+            b.session_tool = "unlock_settings"
+            b.caps.append(Capability(
+                "unlock_settings", f"Unlock the {panel} settings with the user's password (administrator "
+                f"rights). Text: {s.draft.step.rstrip('.')}.",
+                ToolEffect(kind="session", returns=["status"]),
+                {"password": {"type": "string", "description": "The user's password."}}, ["password"], {},
+                [s.index]))
+        elif s.role in ("pick", "search"):
+            pending.append(s)
+            target = _pick_target(s)
+        elif s.role == "commit":
+            later = any(t.role == "commit" for t in steps[s.index + 1:])
+            if not pending and later:
+                gestures.append(s)  # "Click the Add world clocks… button" opens what the last button commits
+                continue
+            _commit_capability(b, s, pending, gestures, target)
+            pending, gestures = [], []
+        elif s.role in ("create", "delete"):
+            word = "add" if s.role == "create" else "remove"
+            commit = Step(s.draft, s.index, "commit", s.verb, word.capitalize())
+            _commit_capability(b, commit, [*pending, *([s] if s.draft.params else [])], gestures, target)
+            pending, gestures = [], []
+        else:  # a setting: it waits for a commit button that would fold it, else stands alone
+            pending.append(s)
+    flush = [s for s in pending if s.role == "setting"]
+    for s in flush:
+        picked = next((p for p in pending if p.role in ("pick", "search") and p.index < s.index), None)
+        _settings_capability(b, s, gestures, _pick_target(picked) if picked else None)
+    if not flush:
+        # A choice from a list that no later step acts on is itself the setting ("Select an alert sound").
+        for s in pending:
+            _settings_capability(b, Step(s.draft, s.index, "choice", s.verb), gestures, None)
+    reads = _reads(b)
+    _state(b, alternatives)
+    _policy(b, text)
+    caps = [*reads, *b.caps]
+    writes = [c.name for c in b.caps]
+    graph = "(" + ", ".join(c.name for c in reads) + ")" if reads else ""
+    if alternatives:
+        graph = "(" + ", ".join(c.name for c in caps) + ")"
+    else:
+        for name in writes:
+            graph = f"{graph}->({name})" if graph else f"({name})"
+    return {
+        "tools": [c.tool() for c in caps],
+        "effects": {c.name: c.effect.model_dump(mode="json", exclude_defaults=True) | {"kind": c.effect.kind}
+                    for c in caps},
+        "entities": [e.model_dump(mode="json") for e in b.entities.values()],
+        "initial_state": [r.model_dump(mode="json") for r in b.records],
+        "policy": [r.model_dump(mode="json") for r in b.rules],
+        "execution_graph": graph,
+    }

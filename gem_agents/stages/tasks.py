@@ -1,0 +1,435 @@
+"""Stage 3a, the `task` role: K tasks per environment, each validated and its gold executed before simulation.
+
+A task (tools_runtime.tasks.Task) is what one user wants done in an environment: an instruction in
+the user's own words grounded in the text (it cites the steps it exercises), a persona, what the user
+knows (each value with its provenance) and what the assistant must ask or look up, and the expected
+outcome — gold actions executed on a fresh backend (`run_gold`) plus the values the assistant must
+tell the user. A task that does not validate, whose gold fails, or that has no criterion is discarded
+with a TaskRejection and never simulated.
+
+`write_tasks` asks a model (prompts/task.txt; JSON matching TASK_SCHEMA, one repair round with the
+rejections); `write_tasks_offline` is the deterministic stand-in: values from the environment's
+text-grounded state and parameter examples, instructions from the text's own step sentences and the
+title, held to the same checks and marked `offline`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from gem_agents.models.client import ModelClient
+from gem_agents.prompting import fill, load_prompt
+from gem_agents.stages.offline_env import find_span, source_for
+from gem_agents.stages.relevance import PROMPTS, wants_json_schema
+from tools_runtime.env_validate import ground_task
+from tools_runtime.environment import ValueSource
+from tools_runtime.records import Document, Workflow
+from tools_runtime.scenario import PERSONAS, is_secret
+from tools_runtime.tasks import Action, Info, Task, TaskRejection, run_gold
+
+# The model answers in this schema: the Task fields a writer decides (ids, env and offline are ours).
+# Flat and without $ref so grammar-constrained decoders accept it.
+TASK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "tasks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "instruction": {"type": "string"},
+                    "persona": {"type": "string"},
+                    "cites": {"type": "array", "items": {"type": "integer"}},
+                    "known_info": {"type": "array", "items": {
+                        "type": "object",
+                        "properties": {"key": {"type": "string"}, "value": {},
+                                       "quote": {"type": "string"}, "withhold": {"type": "boolean"}},
+                        "required": ["key", "value", "quote", "withhold"]}},
+                    "unknown_info": {"type": "array", "items": {"type": "string"}},
+                    "gold_actions": {"type": "array", "items": {
+                        "type": "object",
+                        "properties": {"tool": {"type": "string"}, "arguments": {"type": "object"}},
+                        "required": ["tool", "arguments"]}},
+                    "communicate_info": {"type": "array", "items": {"type": "string"}},
+                    "refuse": {"type": "boolean"},
+                },
+                "required": ["instruction", "persona", "cites", "known_info", "unknown_info", "gold_actions",
+                             "communicate_info"],
+            },
+        },
+    },
+    "required": ["tasks"],
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# checking
+
+
+def check_tasks(workflow: Workflow, tasks: list[Task]) -> tuple[list[Task], list[TaskRejection]]:
+    """(valid tasks with their expected state hash, rejections): gold actions executed on a fresh backend."""
+    valid: list[Task] = []
+    rejected: list[TaskRejection] = []
+    for task in tasks:
+        run = run_gold(workflow, task)
+        if isinstance(run, TaskRejection):
+            rejected.append(run)
+            continue
+        valid.append(task.model_copy(update={"expected_state_hash": run.expected_state_hash}))
+    return valid, rejected
+
+
+def tasks_from_answer(data: Any, workflow: Workflow, text: str, *, prefix: str = "t") -> tuple[list[Task],
+                                                                                               list[TaskRejection]]:
+    """Tasks from a model's parsed answer; an item that does not validate becomes a rejection."""
+    items = data.get("tasks") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        return [], [TaskRejection(task_id=f"{workflow.id}:{prefix}0", code="unparsable",
+                                  reason="the answer has no `tasks` list")]
+    tasks: list[Task] = []
+    rejected: list[TaskRejection] = []
+    for i, item in enumerate(items):
+        tid = f"{workflow.id}:{prefix}{i}"
+        if not isinstance(item, dict):
+            rejected.append(TaskRejection(task_id=tid, code="invalid_task", reason="not an object"))
+            continue
+        known = []
+        for info in item.get("known_info") or []:
+            if isinstance(info, dict) and "key" in info:
+                quote = str(info.get("quote") or "")
+                src = source_for(text, quote) if quote else ValueSource(kind="invented")
+                known.append({"key": info["key"], "value": info.get("value"), "source": src.model_dump(),
+                              "withhold": bool(info.get("withhold"))})
+        body = {k: v for k, v in item.items() if k in ("instruction", "persona", "cites", "unknown_info",
+                                                         "gold_actions", "communicate_info", "refuse")}
+        try:
+            task = Task.model_validate({**body, "id": tid, "env_id": workflow.id, "known_info": known})
+            tasks.append(ground_task(task, text)[0])
+        except ValidationError as exc:
+            rejected.append(TaskRejection(task_id=tid, code="invalid_task",
+                                          reason="; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                                           for e in exc.errors()[:4])))
+    return tasks, rejected
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the model writer
+
+
+def task_messages(workflow: Workflow, doc: Document, k: int) -> list[dict[str, Any]]:
+    """The first message of a task-writing call: the text, the environment and K."""
+    env = {"tools": [t.to_openai()["function"] for t in workflow.tools],
+           "effects": {n: e.model_dump(exclude_defaults=True) for n, e in workflow.effects.items()},
+           "entities": [e.model_dump(exclude_defaults=True) for e in workflow.entities],
+           "initial_state": [r.values for r in workflow.initial_state],
+           "policy": [r.text for r in workflow.policy]}
+    steps = "\n".join(f"{i}. {s}" for i, s in enumerate(workflow.steps))
+    return [{"role": "user", "content": fill(load_prompt(PROMPTS, "task.txt"), k=str(k), text=doc.text, steps=steps,
+                                            environment=json.dumps(env, ensure_ascii=False, indent=1))}]
+
+
+def _parse_json(text: str) -> Any:
+    text = text.strip()
+    m = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    if m:
+        text = m.group(1)
+    start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+    if start > 0:
+        text = text[start:]
+    return json.loads(text)
+
+
+async def write_tasks(workflow: Workflow, doc: Document, client: ModelClient, *, k: int = 3,
+                      repair_rounds: int = 1) -> tuple[list[Task], list[TaskRejection]]:
+    """The `task` role for one environment: ask, validate, execute gold; rejections go back once."""
+    json_mode = wants_json_schema(client.cfg)
+    messages = task_messages(workflow, doc, k)
+    valid: list[Task] = []
+    rejected: list[TaskRejection] = []
+    for attempt in range(repair_rounds + 1):
+        reply = await client.chat(messages, json_schema=TASK_SCHEMA if json_mode else None, schema_name="tasks",
+                                  stage="task")
+        try:
+            data = _parse_json(reply.text)
+        except ValueError as exc:
+            round_rejected = [TaskRejection(task_id=f"{workflow.id}:a{attempt}", code="unparsable",
+                                            reason=f"the answer is not JSON: {exc}")]
+            round_valid: list[Task] = []
+        else:
+            tasks, round_rejected = tasks_from_answer(data, workflow, doc.text, prefix=f"a{attempt}t")
+            round_valid, gold_rejected = check_tasks(workflow, tasks)
+            round_rejected += gold_rejected
+        valid += round_valid
+        rejected += round_rejected
+        if len(valid) >= k or not round_rejected:
+            break
+        errors = "\n".join(f"- {r.task_id}: {r.code}: {r.reason}" for r in round_rejected)
+        messages = [*messages, {"role": "assistant", "content": reply.text},
+                    {"role": "user", "content": f"These tasks were rejected:\n{errors}\nWrite {k - len(valid)} "
+                                                "replacement task(s) in the same JSON format."}]
+    return valid[:k], rejected
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the offline writer
+
+OPENERS = ["Hi,", "Hello!", "Hey,", "Good morning.", "Hi there —", "Hello again,"]
+ASKS = ["Could you {step}?", "Can you please {step}?", "I need you to {step}.", "Would you {step} for me?",
+        "Please {step}."]
+# For a step that opens with a clause ("In the General tab, check Reverse"): quote the page instead.
+QUOTE_ASKS = ["The help page says: \"{step}\". Can you do that for me?", "According to the guide: \"{step}\" — "
+              "could you take care of it?", "I read that I should do this: \"{step}\". Please handle it."]
+INVENTED_VALUES = {"password": "Blue-Kettle-42", "name": "Living Room PC", "period": "30 days",
+                   "server_address": "sftp://files.example.org", "folder_name": "Music",
+                   "account_type": "Google", "region_name": "United Kingdom", "sound_name": "Drip"}
+
+
+def _step_text(description: str) -> str:
+    """The text's own step sentence(s) a tool description quotes."""
+    m = re.search(r"Text: (.*?)(?:\. In the UI:|\.$)", description)
+    return m.group(1) if m else ""
+
+
+_YOU_VERBS = r"(?:do|don't|would|want|need|have|can|will|wish|like|prefer|use|see|type|chose|choose|select)"
+
+
+def as_user_words(step: str) -> str:
+    """A step the page addresses to its reader, as the user says it ("your passwords" → "my passwords")."""
+    s = re.sub(r"\byourself\b", "myself", step)
+    s = re.sub(r"\byours\b", "mine", s)
+    s = re.sub(r"\byour\b", "my", re.sub(r"\bYour\b", "My", s))
+    s = re.sub(r"\byou are\b", "I am", s)
+    s = re.sub(r"\byou're\b", "I'm", s)
+    return re.sub(rf"\byou(?=\s+{_YOU_VERBS}\b)", "I", s)
+
+
+def _as_request(sentence: str) -> str:
+    """An imperative step as the tail of a request: leading clause kept, first letter lowered."""
+    s = sentence.strip().rstrip(".")
+    s = re.sub(r"^(?:Depending on your system, |Alternatively, |Then |Now |Finally, )", "", s)
+    return s[:1].lower() + s[1:] if s else s
+
+
+def _goal(title: str) -> str:
+    """The user's purpose in their words, from the page title ("Set the default printer" → "set …")."""
+    t = title.strip().rstrip(".")
+    if not t:
+        return ""
+    first = t.split()[0].lower()
+    if first in ("how", "what", "why"):
+        t = re.sub(r"^how (?:do i|to)\s+", "", t, flags=re.IGNORECASE)
+        first = t.split()[0].lower() if t else ""
+    t = re.sub(r"\byour\b", "my", re.sub(r"\bYour\b", "My", t))  # the page speaks to the user; the user speaks
+    if first.endswith("ing") or first in ("a", "an", "the"):
+        return f"sort out {t[:1].lower() + t[1:]}"
+    return t[:1].lower() + t[1:]
+
+
+def _record_keys(workflow: Workflow, entity: str) -> list[tuple[Any, ValueSource]]:
+    ent = next((e for e in workflow.entities if e.name == entity), None)
+    if ent is None:
+        return []
+    return [(r.values[ent.key], r.sources.get(ent.key, ValueSource())) for r in workflow.initial_state
+            if r.entity == entity and ent.key in r.values]
+
+
+def _current(workflow: Workflow, entity: str, field: str) -> Any:
+    for r in workflow.initial_state:
+        if r.entity == entity and field in r.values:
+            return r.values[field]
+    return None
+
+
+def _value_for(workflow: Workflow, text: str, tool: str, param: str, schema: dict[str, Any], entity: str,
+               field: str | None, rng: random.Random) -> tuple[Any, ValueSource]:
+    """A value for one argument and its provenance: the text's labels and examples first."""
+    enum = schema.get("enum") or []
+    examples = schema.get("examples") or []
+    if enum:
+        current = _current(workflow, entity, field) if field else None
+        options = [v for v in enum if v != current] or list(enum)
+        value = options[rng.randrange(len(options))] if len(options) > 1 and rng.random() < 0.3 else options[0]
+        return value, source_for(text, str(value))
+    if examples:
+        value = examples[0]
+        if isinstance(value, bool):
+            spec = workflow.tool(tool)
+            quote = _step_text(spec.description if spec else "")
+            return value, source_for(text, quote)
+        return value, source_for(text, str(value))
+    if schema.get("type") == "boolean":
+        return True, ValueSource(kind="invented")
+    found = _text_candidate(text, param)
+    if found:
+        return found, source_for(text, found)
+    if schema.get("type") == "integer":
+        return int(schema.get("minimum", 1)) + 2, ValueSource(kind="invented")
+    from gem_agents.stages.offline_env import INVENTED_NAMES
+
+    noun = param.removesuffix("_name")
+    value = INVENTED_VALUES.get(param) or (INVENTED_NAMES.get(noun) or [None])[0] or next(
+        (v for k, v in INVENTED_VALUES.items() if k in param), f"My {param.replace('_', ' ')}")
+    return value, source_for(text, value) if find_span(text, value) else ValueSource(kind="invented")
+
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s)\]>,\"']+")
+
+
+def _text_candidate(text: str, param: str) -> str:
+    """A value the text itself offers for a free-text parameter (an example URL for an address)."""
+    if any(w in param for w in ("address", "url", "server", "link")):
+        urls = [u.rstrip(".") for u in _URL.findall(text)]
+        concrete = [u for u in urls if "example" not in u] or urls
+        return concrete[0] if concrete else ""
+    return ""
+
+
+def _cites(workflow: Workflow, description: str) -> list[int]:
+    quoted = _step_text(description).lower()
+    return [i for i, s in enumerate(workflow.steps) if s and s[:40].lower().rstrip(".") in quoted]
+
+
+def _offline_task(workflow: Workflow, text: str, tool: str, n: int, seed: int) -> Task:
+    rng = random.Random(f"{workflow.id}|{tool}|{seed}|{n}")
+    spec = workflow.tool(tool)
+    effect = workflow.effects[tool]
+    assert spec is not None
+    known: list[Info] = []
+    args: dict[str, Any] = {}
+    unknown: list[str] = []
+    writes = {w.param: w.field for w in effect.writes if w.param}
+    for param, schema in spec.properties.items():
+        if effect.key == param:
+            keys = _record_keys(workflow, effect.entity)
+            if keys and effect.kind != "create":
+                value, src = keys[rng.randrange(len(keys))]
+            else:
+                value, src = _value_for(workflow, text, tool, param, schema, effect.entity, None, rng)
+        else:
+            value, src = _value_for(workflow, text, tool, param, schema, effect.entity, writes.get(param), rng)
+        args[param] = value
+        known.append(Info(key=param, value=value, source=src, withhold=is_secret(param)))
+    gold = [Action(tool=tool, arguments=args)]
+    if effect.requires_session:
+        login = next((n for n, e in workflow.effects.items() if e.kind == "session"), None)
+        if login is not None:
+            lspec = workflow.tool(login)
+            largs = {}
+            for p, sch in (lspec.properties if lspec else {}).items():
+                v, src = _value_for(workflow, text, login, p, sch, "", None, rng)
+                largs[p] = v
+                known.append(Info(key=p, value=v, source=src, withhold=True))
+            gold.insert(0, Action(tool=login, arguments=largs))
+    step = _as_request(_step_text(spec.description)) or spec.description.split(".")[0].lower()
+    purpose = _goal(workflow.title)
+    opener = OPENERS[rng.randrange(len(OPENERS))]
+    from gem_agents.stages.offline_extractor import VERBS
+
+    step = as_user_words(step)
+    first = step.split(" ", 1)[0].lower() if step else ""
+    raw = [r for r in _step_text(spec.description).split("; ") if r.strip()]
+    if (first in VERBS and ";" not in step) or not raw:  # nothing to quote: never an empty quotation
+        ask = ASKS[rng.randrange(len(ASKS))].format(step=step)
+    else:
+        quoted = "; ".join(raw[:2]) + ("; …" if len(raw) > 2 else "")
+        ask = QUOTE_ASKS[rng.randrange(len(QUOTE_ASKS))].format(step=quoted)
+    said_values = [i for i in known if not i.withhold and str(i.value).lower() not in step.lower()
+                   and not isinstance(i.value, bool)]
+    detail = ""
+    if said_values and any(str(i.value).lower() not in ask.lower() for i in said_values[:3]):
+        detail = " " + "; ".join(f"the {i.key.replace('_', ' ')} is {i.value}" for i in said_values[:3]
+                                 if str(i.value).lower() not in ask.lower())
+        detail = detail[:1] + detail[1:2].upper() + detail[2:] + "."
+    instruction = f"{opener} I want to {purpose}. {ask}{detail}" if purpose else f"{opener} {ask}{detail}"
+    communicate = []
+    if effect.kind == "create" and effect.returns:
+        unknown.append(f"the {effect.entity.replace('_', ' ')} the assistant creates")
+    if any(i.withhold for i in known):
+        unknown.append("the assistant has to ask for the password")
+    return Task(id=f"{workflow.id}:o{n}", env_id=workflow.id, instruction=instruction,
+                persona=PERSONAS[rng.randrange(len(PERSONAS))], cites=_cites(workflow, spec.description),
+                known_info=known, unknown_info=unknown, gold_actions=gold, communicate_info=communicate,
+                operator="offline_writer", offline=True)
+
+
+def _lookup_task(workflow: Workflow, text: str, n: int, seed: int) -> Task | None:
+    """A question the environment answers by a read: the current value of a text-grounded field."""
+    rng = random.Random(f"{workflow.id}|lookup|{seed}")
+    for rec in workflow.initial_state:
+        for fld, value in rec.values.items():
+            src = rec.sources.get(fld)
+            ent = next((e for e in workflow.entities if e.name == rec.entity), None)
+            if ent is None or fld == ent.key or src is None or src.kind != "text" or not isinstance(value, str):
+                continue
+            reader = next((t for t, e in workflow.effects.items() if e.kind == "read" and e.entity == rec.entity),
+                          None)
+            if reader is None:
+                continue
+            label = fld.replace("_", " ")
+            instruction = (f"{OPENERS[rng.randrange(len(OPENERS))]} before I change anything in "
+                           f"{rec.values.get(ent.key, workflow.title)}, what is the {label} set to right now?")
+            return Task(id=f"{workflow.id}:o{n}", env_id=workflow.id, instruction=instruction,
+                        persona=PERSONAS[rng.randrange(len(PERSONAS))], unknown_info=[f"the current {label}"],
+                        gold_actions=[Action(tool=reader, arguments={})], communicate_info=[value],
+                        operator="offline_writer", offline=True)
+    return None
+
+
+def _read_tasks(workflow: Workflow, text: str, k: int, seed: int) -> list[Task]:
+    """For a read-only environment (a command page of look-ups): ask for a record's details."""
+    out: list[Task] = []
+    readers = [(t.name, workflow.effects[t.name]) for t in workflow.tools
+               if (e := workflow.effects.get(t.name)) is not None and e.kind == "read" and e.key]
+    for n, (tool, effect) in enumerate(readers[:k]):
+        rng = random.Random(f"{workflow.id}|{tool}|{seed}")
+        records = [r for r in workflow.initial_state if r.entity == effect.entity]
+        ent = next((e for e in workflow.entities if e.name == effect.entity), None)
+        if not records or ent is None or effect.key is None:
+            continue
+        rec = records[rng.randrange(len(records))]
+        key_value = rec.values[ent.key]
+        src = rec.sources.get(ent.key, ValueSource())
+        shown = [f for f in effect.returns if f != ent.key and f in rec.values]
+        spec = workflow.tool(tool)
+        step = _as_request(spec.description.split(". Runs")[0]) if spec else tool.replace("_", " ")
+        instruction = (f"{OPENERS[rng.randrange(len(OPENERS))]} I'm on the command line and want to {step}. "
+                       f"It's for {key_value}. What does it show?")
+        out.append(Task(id=f"{workflow.id}:o{n}", env_id=workflow.id, instruction=instruction,
+                        persona=PERSONAS[rng.randrange(len(PERSONAS))], cites=_cites(workflow, spec.description)
+                        if spec else [], known_info=[Info(key=effect.key, value=key_value, source=src)],
+                        gold_actions=[Action(tool=tool, arguments={effect.key: key_value})],
+                        communicate_info=[str(rec.values[f]) for f in shown[:1]], operator="offline_writer",
+                        offline=True))
+    return out
+
+
+def write_tasks_offline(workflow: Workflow, text: str, *, k: int = 3, seed: int = 0) -> tuple[list[Task],
+                                                                                            list[TaskRejection]]:
+    """K tasks by rules: one per write capability (cycled), a look-up when the state has a text value."""
+    writes = [t.name for t in workflow.tools if (e := workflow.effects.get(t.name)) is not None
+              and e.kind not in ("read", "session", "compute")]
+    tasks: list[Task] = []
+    if not writes:
+        tasks = _read_tasks(workflow, text, k, seed)
+    for n in range(min(k, max(len(writes), 1) * 2)):
+        if not writes:
+            break
+        if n >= len(writes) and n == len(writes):
+            lookup = _lookup_task(workflow, text, n, seed)
+            if lookup is not None:
+                tasks.append(lookup)
+                continue
+        tasks.append(_offline_task(workflow, text, writes[n % len(writes)], n, seed + n // len(writes)))
+    seen: set[str] = set()
+    unique = []
+    for t in tasks:
+        sig = json.dumps([a.model_dump() for a in t.gold_actions], sort_keys=True, default=str)
+        if sig not in seen:
+            seen.add(sig)
+            unique.append(t)
+    return check_tasks(workflow, unique[:k])

@@ -1,0 +1,972 @@
+"""Refinement that adds substance: new Tasks taken from the environment, not repeats on other records.
+
+Each operator reads the environment spec (declared effects, preconditions, errors, policy, the
+records of the initial state) and the tasks the task stage wrote for the same environment, and
+appends one new *request* to a task. The result is a Task (tasks.py): gold actions, expected state
+via `run_gold`, criteria. Its `meta["requests"]` splits the gold actions by request so the user
+states one request after another (`scenario_for_task`).
+
+multi_goal      a request that uses capabilities the task did not (a sibling task's tools, else a
+                request built for an unused tool)
+branch          a conditional the text states as a rule ("only delivered orders can be returned"):
+                check the record, act only when the rule allows it, else say why
+error_condition the user first gives a value the backend rejects with an error the tool declares
+                (`not_found`, an argument precondition), and corrects it when asked
+policy_refusal  the user asks for something a `must` rule forbids for that record; it must be refused
+ambiguous       the user names a record by a field two records share; the assistant has to ask which
+long_context    a last request about the record of the first one, whose id the user does not repeat
+
+No model is called here. An operator that does not apply raises RefineOpError with the reason;
+`refine_candidates` records it as a Drop. `repetition_share` and `new_capability_share` measure
+what refinement adds (used by `gem audit` and benchmarks/measure_refinement.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from tools_runtime.backend import same
+from tools_runtime.effects import is_signout
+from tools_runtime.environment import ToolEffect, ValueSource
+from tools_runtime.executor import ToolEnvironment, initial_state
+from tools_runtime.records import Goal, PlannedError, Scenario, Trajectory, Workflow
+from tools_runtime.refine_ops import RefineOpError, plural
+from tools_runtime.scenario import is_secret
+from tools_runtime.tasks import Action, Info, Task, TaskRejection, is_write, run_gold, scenario_from_task
+
+REQUESTS = "requests"
+# Operators that add a branch of the procedure (a condition, an error path, a refusal, a question)
+# rather than, or besides, a new tool.
+BRANCH_OPS = frozenset({"branch", "error_condition", "policy_refusal", "ambiguous"})
+
+
+class Drop(BaseModel):
+    """A refinement that was not kept: which operator, for which task, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operator: str
+    parent: str
+    code: str
+    reason: str
+    task_id: str = ""
+
+
+@dataclass
+class RefineContext:
+    """What the operators read: the environment, its text, and the other tasks written for it."""
+
+    workflow: Workflow
+    text: str = ""
+    siblings: list[Task] = field(default_factory=list)
+
+
+TaskOp = Callable[[RefineContext, Task, random.Random], Task]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def human(name: str) -> str:
+    """`return_label` → `return label`."""
+    return name.split("@")[0].replace("_", " ")
+
+
+def requests_of(task: Task) -> list[dict[str, Any]]:
+    """The task's requests: `meta.requests`, else one request holding every gold action."""
+    reqs = task.meta.get(REQUESTS)
+    if isinstance(reqs, list) and reqs:
+        return [dict(r) for r in reqs]
+    return [{"instruction": task.instruction, "start": 0, "end": len(task.gold_actions),
+             "operator": task.operator or "original"}]
+
+
+def source_in(text: str, value: Any) -> ValueSource:
+    """A text span for `value` when the document contains it, else `invented`."""
+    if isinstance(value, bool) or value is None or not text:
+        return ValueSource(kind="invented")
+    needle = str(value)
+    i = text.lower().find(needle.lower()) if len(needle) >= 2 else -1
+    if i < 0:
+        return ValueSource(kind="invented")
+    return ValueSource(kind="text", quote=text[i:i + len(needle)], span=(i, i + len(needle)))
+
+
+def end_state(workflow: Workflow, task: Task) -> dict[str, Any]:
+    """The backend state after the task's gold actions (RefineOpError when they do not run)."""
+    run = run_gold(workflow, task.model_copy(update={"reward_basis": ["state", "communicate", "policy",
+                                                                       "nl_assertions"],
+                                                      "communicate_info": ["x"]}))
+    if isinstance(run, TaskRejection):
+        raise RefineOpError(f"the task's gold does not run: {run.code}: {run.reason}")
+    return run.end_state
+
+
+@dataclass
+class Start:
+    """Where a new request starts: the state after the task's gold, signed in when a later call needs it."""
+
+    state: dict[str, Any]
+    login: list[Action] = field(default_factory=list)
+    login_info: list[Info] = field(default_factory=list)
+
+
+def prepare(ctx: RefineContext, task: Task) -> Start:
+    """The state a new request starts from; a sign-in (from any task of the environment) when signed out."""
+    wf = ctx.workflow
+    state = end_state(wf, task)
+    if state.get("session", {}).get("logged_in") or not any(e.requires_session for e in wf.effects.values()):
+        return Start(state)
+    for t in [task, *ctx.siblings]:
+        for a in t.gold_actions:
+            e = wf.effects.get(a.tool)
+            if e is None or e.kind != "session" or is_signout(a.tool):
+                continue
+            env = ToolEnvironment(wf, copy.deepcopy(state))
+            if not env.call(a.tool, dict(a.arguments)).ok:
+                continue
+            infos = [i.model_copy(update={"withhold": i.withhold or is_secret(i.key)}) for i in t.known_info
+                     if i.key in a.arguments and same(i.value, a.arguments[i.key])]
+            return Start(env.backend.view(), [a], infos)
+    return Start(state)
+
+
+def signed(ctx: RefineContext, start: Start, actions: list[Action], known: list[Info]
+           ) -> tuple[list[Action], list[Info]]:
+    """`actions` with the sign-in in front when one of them needs the session the task left closed."""
+    needs = any((e := ctx.workflow.effects.get(a.tool)) is not None and e.requires_session for a in actions)
+    if start.login and needs:
+        return [*start.login, *actions], [*start.login_info, *known]
+    return actions, known
+
+
+def probe(workflow: Workflow, state: dict[str, Any], actions: list[Action]) -> list[Any]:
+    """Run `actions` on a copy of `state`: every result, or RefineOpError naming the first failure."""
+    env = ToolEnvironment(workflow, copy.deepcopy(state))
+    out = []
+    for a in actions:
+        rec = env.call(a.tool, dict(a.arguments))
+        if not rec.ok:
+            err = rec.error or {}
+            raise RefineOpError(f"{a.tool} fails: {err.get('code', 'error')}: {err.get('message', '')}")
+        out.append(rec.result)
+    return out
+
+
+def probe_error(workflow: Workflow, state: dict[str, Any], action: Action) -> dict[str, Any] | None:
+    """The error `action` gets on a copy of `state` (None when it succeeds)."""
+    env = ToolEnvironment(workflow, copy.deepcopy(state))
+    rec = env.call(action.tool, dict(action.arguments))
+    return None if rec.ok else (rec.error or {"code": "error"})
+
+
+def records(state: dict[str, Any], entity: str) -> dict[str, dict[str, Any]]:
+    """The records of one entity in a backend state, by id."""
+    coll = state.get("collections", {}).get(entity, {})
+    return {str(k): v for k, v in coll.items() if isinstance(v, dict)}
+
+
+def tool_phrase(workflow: Workflow, tool: str) -> str:
+    """The tool's description as the tail of a request (`Email the label.` → `email the label`)."""
+    spec = workflow.tool(tool)
+    effect = workflow.effects.get(tool)
+    if effect is not None and effect.kind == "read" and effect.key and effect.entity:
+        return f"look up the {human(effect.entity)}"
+    desc = (spec.description if spec else "") or human(tool)
+    first = re.split(r"(?<=[.!?])\s", desc.strip())[0].rstrip(".!? ")
+    first = re.sub(r"\s*\(.*?\)", "", first)
+    return first[:1].lower() + first[1:] if first else human(tool)
+
+
+def keyed(workflow: Workflow, kinds: tuple[str, ...]) -> list[tuple[str, ToolEffect]]:
+    """Tools (in workflow order) whose declared effect is one of `kinds` and names a key parameter."""
+    return [(t.name, e) for t in workflow.tools if (e := workflow.effects.get(t.name)) is not None
+            and e.kind in kinds and e.key and e.entity]
+
+
+def entity_key(workflow: Workflow, entity: str) -> str | None:
+    """The identifying field of an entity."""
+    ent = next((e for e in workflow.entities if e.name == entity), None)
+    return ent.key if ent else None
+
+
+def named_values(ctx: RefineContext, task: Task, state: dict[str, Any]) -> list[Any]:
+    """Values a new request must not reuse as another record's id: the task's facts and gold arguments,
+    and the ids of records its gold created (the assistant reads those from results, the user never says them)."""
+    out: list[Any] = [i.value for i in task.known_info]
+    out += [v for a in task.gold_actions for v in a.arguments.values()]
+    start = initial_state(ctx.workflow)
+    for entity, recs in state.get("collections", {}).items():
+        before = start.get("collections", {}).get(entity, {})
+        out += [rid for rid in recs if rid not in before]
+    return out
+
+
+def gold_tools(task: Task) -> set[str]:
+    """The tools a task's gold actions call."""
+    return {a.tool for a in task.gold_actions}
+
+
+def session_tools(workflow: Workflow) -> set[str]:
+    """Tools whose declared effect is a session (sign in / out)."""
+    return {n for n, e in workflow.effects.items() if e.kind == "session"}
+
+
+def touched(workflow: Workflow, task: Task) -> set[tuple[str, str]]:
+    """(entity, key value) of every record the task's gold actions name by key."""
+    out = set()
+    for a in task.gold_actions:
+        e = workflow.effects.get(a.tool)
+        if e is not None and e.key and e.key in a.arguments:
+            out.add((e.entity, str(a.arguments[e.key])))
+    return out
+
+
+def args_for(ctx: RefineContext, tool: str, state: dict[str, Any], rng: random.Random,
+             record: str | None = None) -> dict[str, Any]:
+    """Arguments for `tool` on `state`: the key of `record` (or some record), other values from the
+    parameter's enum (a value the record does not have yet), its examples, a field of the same name
+    in the state, else a plain filler. RefineOpError when a required value cannot be found."""
+    wf = ctx.workflow
+    spec = wf.tool(tool)
+    if spec is None:
+        raise RefineOpError(f"no tool {tool}")
+    effect = wf.effects.get(tool)
+    ent = effect.entity if effect else ""
+    recs = records(state, ent) if ent else {}
+    rec_id = record if record is not None else (sorted(recs)[rng.randrange(len(recs))] if recs else None)
+    rec = recs.get(rec_id or "", {})
+    writes = {w.param: w.field for w in effect.writes if w.param} if effect else {}
+    args: dict[str, Any] = {}
+    required = set(spec.required)
+    for param, schema in spec.properties.items():
+        schema = schema if isinstance(schema, dict) else {}
+        if effect is not None and param == effect.key and effect.kind != "create":
+            if rec_id is None:
+                raise RefineOpError(f"no {human(ent)} record for {tool}")
+            kf = entity_key(wf, ent) or param
+            args[param] = rec.get(kf, rec_id)
+            continue
+        if param not in required and param not in writes:
+            continue
+        current = rec.get(writes.get(param, param))
+        enum = [v for v in schema.get("enum") or [] if v is not None]
+        if enum:
+            options = [v for v in enum if not same(v, current)] or enum
+            args[param] = options[rng.randrange(len(options))]
+        elif schema.get("examples"):
+            args[param] = schema["examples"][0]
+        elif schema.get("type") == "boolean":
+            args[param] = not bool(current) if current is not None else True
+        elif schema.get("type") in ("integer", "number"):
+            args[param] = current if isinstance(current, int | float) and not isinstance(current, bool) else int(
+                schema.get("minimum", 1)) + 1
+        else:
+            found = next((r[param] for recs2 in state.get("collections", {}).values() if isinstance(recs2, dict)
+                          for r in recs2.values() if isinstance(r, dict) and isinstance(r.get(param), str)
+                          and r.get(param)), None)
+            if found is not None:
+                args[param] = found
+            elif param in required:
+                words = human(param)
+                args[param] = f"{words.title()} {rng.randrange(2, 99)}" if effect and effect.kind == "create" \
+                    else f"my {words}"
+    return args
+
+
+def info_for(ctx: RefineContext, args: dict[str, Any], withhold: set[str] | None = None) -> list[Info]:
+    """The user's facts for a request's arguments, each with its provenance."""
+    withhold = withhold or set()
+    return [Info(key=k, value=v, source=source_in(ctx.text, v), withhold=k in withhold or is_secret(k))
+            for k, v in args.items()]
+
+
+def extend(ctx: RefineContext, task: Task, start: Start | None, op: str, instruction: str, actions: list[Action], *,
+           known: list[Info] | None = None, communicate: list[str] | None = None,
+           nl: list[str] | None = None, forbidden: list[str] | None = None, branches: list[str] | None = None,
+           slips: list[dict[str, Any]] | None = None, volunteer: list[str] | None = None) -> Task:
+    """`task` with one more request: its instruction, gold actions, facts and criteria.
+
+    A fact whose key the task already knows with another value gets a request suffix (`order_id@2`),
+    as the scenario planner does, so the user and the assistant can tell the two apart.
+    """
+    if start is not None and not any((e := ctx.workflow.effects.get(a.tool)) is not None and e.kind == "session"
+                                     for a in actions):
+        actions, known = signed(ctx, start, actions, list(known or []))
+    reqs = requests_of(task)
+    n = len(reqs)
+    have = task.known()
+    merged = list(task.known_info)
+    renamed: dict[str, str] = {}
+    for info in known or []:
+        if info.key in have:
+            if same(have[info.key], info.value):
+                continue
+            new_key = f"{info.key}@{n}"
+            renamed[info.key] = new_key
+            info = info.model_copy(update={"key": new_key})
+        merged.append(info)
+        have[info.key] = info.value
+    start = len(task.gold_actions)
+    req = {"instruction": instruction, "start": start, "end": start + len(actions), "operator": op}
+    if volunteer is not None:
+        req["volunteer"] = [renamed.get(k, k) for k in volunteer]
+    meta = dict(task.meta)
+    root = meta.get("root") or task.id
+    meta.update({REQUESTS: [*reqs, req], "root": root,
+                 "parent_tools": meta.get("parent_tools") or sorted(gold_tools(task)),
+                 "operators": [*meta.get("operators", []), op],
+                 "branches": [*meta.get("branches", []), *(branches or [])]})
+    if slips:
+        meta["slips"] = [*meta.get("slips", []), *({**s, "key": renamed.get(s["key"], s["key"])} for s in slips)]
+    ops = meta["operators"]
+    return task.model_copy(update={
+        "id": f"{root}+{'+'.join(ops)}",
+        "instruction": " ".join(r["instruction"] for r in meta[REQUESTS]),
+        "known_info": merged,
+        "gold_actions": [*task.gold_actions, *actions],
+        "communicate_info": [*task.communicate_info, *(c for c in communicate or [] if c not in task.communicate_info)],
+        "nl_assertions": [*task.nl_assertions, *(nl or [])],
+        "forbidden_tools": sorted({*task.forbidden_tools, *(forbidden or [])}),
+        "unknown_info": list(task.unknown_info),
+        "operator": "+".join(ops), "parent": task.parent or task.id, "expected_state_hash": "", "meta": meta})
+
+
+def _readers(wf: Workflow, entity: str) -> list[str]:
+    return [n for n, e in keyed(wf, ("read",)) if e.entity == entity]
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool) and str(value) != ""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# operators
+
+
+def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
+    """A request using capabilities the task has not used: a sibling task's, else one built for an unused tool."""
+    wf = ctx.workflow
+    used = gold_tools(task) | set(task.meta.get("parent_tools", []))
+    sessions = session_tools(wf)
+    start = prepare(ctx, task)
+    state = start.state
+    done = {(a.tool, repr(sorted(a.arguments.items()))) for a in task.gold_actions}
+    reasons = []
+    sibs = [s for s in ctx.siblings if s.id != task.id and s.id != task.meta.get("root") and not s.refuse
+            and not s.meta.get(REQUESTS)]
+    # Most new capabilities first; among those, the fewest writes the task already made (no "again").
+    writes_done = {a.tool for a in task.gold_actions if is_write(wf, a.tool)}
+    sibs.sort(key=lambda s: (-len(gold_tools(s) - used - sessions), len(gold_tools(s) & writes_done), s.id))
+    for sib in sibs:
+        new = gold_tools(sib) - used - sessions
+        if not new:
+            continue
+        if gold_tools(sib) & writes_done:  # it would redo a write of the task on another record
+            reasons.append(f"sibling {sib.id}: repeats {', '.join(sorted(gold_tools(sib) & writes_done))}")
+            continue
+        actions = [a for a in sib.gold_actions if (a.tool, repr(sorted(a.arguments.items()))) not in done]
+        try:
+            probe(wf, state, actions)
+        except RefineOpError as exc:
+            reasons.append(f"sibling {sib.id}: {exc}")
+            continue
+        if order_conflicts(wf, [*task.gold_actions, *actions]):
+            reasons.append(f"sibling {sib.id}: its writes come earlier in the execution graph")
+            continue
+        communicate = [c for c in sib.communicate_info if c]
+        return extend(ctx, task, start, "multi_goal", sib.instruction, actions, known=list(sib.known_info),
+                      communicate=communicate, nl=list(sib.nl_assertions),
+                      forbidden=[t for t in sib.forbidden_tools if t not in gold_tools(task) and
+                                 all(a.tool != t for a in actions)])
+    # No sibling adds a tool: build a request for an unused capability (writes first, then reads).
+    order = {"update": 0, "create": 0, "external": 0, "delete": 1, "compute": 2, "read": 3}
+    unused = sorted((t.name for t in wf.tools if t.name not in used and t.name not in sessions
+                     and t.name in wf.effects), key=lambda n: order.get(wf.effects[n].kind, 9))
+    for tool in unused:
+        effect = wf.effects[tool]
+        try:
+            args = args_for(ctx, tool, state, rng)
+            result = probe(wf, state, [Action(tool=tool, arguments=args)])[0]
+        except RefineOpError as exc:
+            reasons.append(str(exc))
+            continue
+        if order_conflicts(wf, [*task.gold_actions, Action(tool=tool, arguments=args)]):
+            reasons.append(f"{tool} comes earlier in the execution graph than the task's writes")
+            continue
+        communicate: list[str] = []
+        ask = tool_phrase(wf, tool)
+        rows = result.get("results") if isinstance(result, dict) else None
+        kf = entity_key(wf, effect.entity) if effect.entity else None
+        if effect.kind == "read" and isinstance(rows, list) and rows and kf and all(
+                isinstance(r, dict) and _scalar(r.get(kf)) for r in rows[:3]):
+            # A listing: the user wants to know which records there are (their names, not a count).
+            text = f"Which {plural(human(effect.entity))} do I have at the moment? Could you list them for me?"
+            return extend(ctx, task, start, "multi_goal", text, [Action(tool=tool, arguments=args)],
+                          known=info_for(ctx, args), communicate=[str(r[kf]) for r in rows[:3]])
+        if effect.kind in ("read", "compute"):
+            shown = _first_scalar(result, skip={effect.key or ""})
+            if shown is None:
+                reasons.append(f"{tool} returns nothing to tell the user")
+                continue
+            communicate = [str(shown[1])]
+            what = f" and tell me the {human(shown[0])}" if shown[0] != "result" else " and tell me the result"
+            text = f"Could you also {ask}{what}?"
+        else:
+            text = f"I'd also like you to {ask}."
+        return extend(ctx, task, start, "multi_goal", text, [Action(tool=tool, arguments=args)],
+                      known=info_for(ctx, args), communicate=communicate)
+    raise RefineOpError("no capability left that the task does not use" + (f" ({'; '.join(reasons[:3])})"
+                                                                         if reasons else ""))
+
+
+def _first_scalar(result: Any, skip: set[str]) -> tuple[str, Any] | None:
+    if _scalar(result):
+        return "result", result
+    if isinstance(result, dict):
+        if "result" in result and _scalar(result["result"]):
+            return "result", result["result"]
+        for k, v in result.items():
+            if k not in skip and _scalar(v) and not k.endswith("_id"):
+                return k, v
+        rows = result.get("results")
+        if isinstance(rows, list) and rows and isinstance(rows[0], dict):
+            return _first_scalar(rows[0], skip)
+    return None
+
+
+_FIELD_REF = re.compile(r"record\[['\"](\w+)['\"]\]")
+
+
+def _rule_cases(ctx: RefineContext, task: Task, state: dict[str, Any], rng: random.Random
+                ) -> list[tuple[str, Any, dict[str, Any], dict[str, Any] | None, str]]:
+    """(tool, precondition, record id, args, error or None) for keyed writes with record preconditions."""
+    wf = ctx.workflow
+    seen = touched(wf, task)
+    named = named_values(ctx, task, state)
+    out = []
+    for tool, effect in keyed(wf, ("update", "delete", "create", "external")):
+        for pre in effect.preconditions:
+            if not _FIELD_REF.search(pre.expr):
+                continue
+            for rid in sorted(records(state, effect.entity)):
+                if (effect.entity, rid) in seen or any(same(rid, v) for v in named):
+                    continue
+                try:
+                    args = args_for(ctx, tool, state, rng, record=rid)
+                except RefineOpError:
+                    continue
+                err = probe_error(wf, state, Action(tool=tool, arguments=args))
+                if err is None or err.get("code") == pre.error:
+                    out.append((tool, pre, {"id": rid}, args, err))
+    return out
+
+
+def branch(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
+    """A conditional request from a rule the text states: act only if the rule allows it, else say why."""
+    wf = ctx.workflow
+    start = prepare(ctx, task)
+    state = start.state
+    cases = _rule_cases(ctx, task, state, rng)
+    if not cases:
+        raise RefineOpError("no write with a precondition on a record the task has not touched")
+    # Prefer the branch the text warns about (the rule blocks it), then a tool the task did not use.
+    cases.sort(key=lambda c: (c[4] is None, c[0] in gold_tools(task), rng.random()))
+    tool, pre, rec, args, err = cases[0]
+    effect = wf.effects[tool]
+    rid = rec["id"]
+    readers = _readers(wf, effect.entity)
+    key_param = effect.key or ""
+    key_value = args.get(key_param, rid)
+    condition = pre.message.rstrip(".")
+    ask = tool_phrase(wf, tool)
+    entity = human(effect.entity)
+    if err is None:
+        text = (f"Next, {entity} {key_value}: please {ask}, as long as the rule allows it "
+                f"(\"{condition}\"). If it doesn't, leave it alone and tell me why.")
+        return extend(ctx, task, start, "branch", text, [Action(tool=tool, arguments=args)], known=info_for(ctx, args),
+                      branches=[f"{tool}:allowed"])
+    if not readers:
+        raise RefineOpError(f"the rule on {tool} blocks {rid}, but no read tool can show why")
+    fields = _FIELD_REF.findall(pre.expr)
+    record = records(state, effect.entity)[rid]
+    shown = next((f for f in fields if _scalar(record.get(f))), None)
+    if shown is None:
+        raise RefineOpError(f"the field the rule on {tool} checks is empty for {rid}")
+    reader = readers[0]
+    rargs = args_for(ctx, reader, state, rng, record=rid)
+    probe(wf, state, [Action(tool=reader, arguments=rargs)])
+    text = (f"Next, {entity} {key_value}: please {ask}, as long as the rule allows it (\"{condition}\"). "
+            f"If it doesn't, leave it alone and tell me its {human(shown)}.")
+    nl = [f"The assistant does not {ask} for {entity} {key_value}, and explains that {condition[:1].lower()}"
+          f"{condition[1:]}."]
+    return extend(ctx, task, start, "branch", text, [Action(tool=reader, arguments=rargs)],
+                  known=info_for(ctx, {**rargs, **{k: v for k, v in args.items() if k != key_param}}),
+                  communicate=[str(record[shown])], nl=nl, branches=[f"{tool}:blocked:{pre.error}"])
+
+
+def policy_refusal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
+    """The user insists on something a `must` rule forbids for that record; the assistant must refuse."""
+    wf = ctx.workflow
+    start = prepare(ctx, task)
+    state = start.state
+    rules = {r.id: r for r in wf.policy if r.strength == "must"}
+    cases = [c for c in _rule_cases(ctx, task, state, rng) if c[4] is not None and c[1].rule in rules]
+    if not cases:
+        raise RefineOpError("no `must` rule that a record of the environment would break")
+    # A forbidden tool must not be one the task's gold calls legitimately.
+    cases.sort(key=lambda c: (c[0] in gold_tools(task), rng.random()))
+    tool, pre, rec, args, _err = cases[0]
+    rule = rules[str(pre.rule)]
+    effect = wf.effects[tool]
+    key_value = args.get(effect.key or "", rec["id"])
+    text = (f"I know the rule — {rule.text.rstrip('.')[:1].lower()}{rule.text.rstrip('.')[1:]} — but please "
+            f"{tool_phrase(wf, tool)} for {human(effect.entity)} {key_value} anyway.")
+    forbidden = [tool] if tool not in gold_tools(task) else []
+    nl = [f"The assistant refuses to {tool_phrase(wf, tool)} for {human(effect.entity)} {key_value}, "
+          f"because {rule.text[:1].lower()}{rule.text[1:].rstrip('.')}."]
+    out = extend(ctx, task, start, "policy_refusal", text, [], known=info_for(ctx, args), nl=nl, forbidden=forbidden,
+                 branches=[f"refuse:{rule.id}"])
+    # Only a judge can tell a refusal from "done!": the assertion decides, so without a judge the
+    # task stays pending (never verified by a rule that cannot see it).
+    basis = list(dict.fromkeys([*out.reward_basis, "nl_assertions"]))
+    return out.model_copy(update={"reward_basis": basis})
+
+
+def _wrong_key(value: Any, taken: set[str]) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value + 7
+        while str(n) in taken:
+            n += 7
+        return n
+    text = str(value)
+    head = text.rstrip("0123456789")
+    digits = text[len(head):]
+    for step in range(1, 50):
+        cand = f"{head}{str(int(digits) + 11 * step).zfill(len(digits))}" if digits else f"{text}-{step + 1}"
+        if cand not in taken:
+            return cand
+    return f"{text}-unknown"
+
+
+def error_condition(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
+    """A request whose value the user first gets wrong; the tool's declared error makes the assistant ask again."""
+    wf = ctx.workflow
+    start = prepare(ctx, task)
+    state = start.state
+    used = gold_tools(task)
+    known_values = named_values(ctx, task, state)
+    # Tools that name a record by key: the backend rejects a key no record has (`not_found`, declared or not).
+    cands = keyed(wf, ("read", "update", "delete", "external"))
+    cands.sort(key=lambda c: (c[0] in used, "not_found" not in c[1].errors, c[1].kind == "read", rng.random()))
+    reasons = []
+    for tool, effect in cands:
+        recs = records(state, effect.entity)
+        # The slip needs a fact of its own: a record no earlier request named.
+        fresh = [rid for rid in sorted(recs) if not any(same(rid, v) for v in known_values)]
+        for rid in fresh:
+            try:
+                args = args_for(ctx, tool, state, rng, record=rid)
+                result = probe(wf, state, [Action(tool=tool, arguments=args)])[0]
+            except RefineOpError as exc:
+                reasons.append(str(exc))
+                continue
+            key = effect.key or ""
+            wrong = _wrong_key(args[key], {str(r) for r in recs})
+            err = probe_error(wf, state, Action(tool=tool, arguments={**args, key: wrong}))
+            if err is None:
+                reasons.append(f"{tool} accepts the unknown {key} {wrong}")
+                continue
+            kind = "not_found" if err.get("code") == "not_found" else "invalid_value"
+            entity = human(effect.entity)
+            ask = tool_phrase(wf, tool)
+            communicate = []
+            if effect.kind == "read":
+                shown = _telling_field(result, key, [], recs, rid, task)
+                if shown is None:
+                    continue
+                communicate = [str(shown[1])]
+                text = f"There's another {entity} of mine too: can you {ask} and tell me its {human(shown[0])}?"
+            else:
+                text = f"There's another {entity} of mine too — please {ask} for it as well."
+            known = info_for(ctx, args)
+            return extend(ctx, task, start, "error_condition", text, [Action(tool=tool, arguments=args)], known=known,
+                          communicate=communicate, branches=[f"{tool}:error:{err.get('code')}"],
+                          slips=[{"kind": kind, "tool": tool, "key": key, "param": key, "wrong": wrong}])
+    raise RefineOpError("no tool that names a record by key rejects a wrong value the user might give"
+                        + (f" ({'; '.join(reasons[:2])})" if reasons else ""))
+
+
+def ambiguous(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
+    """A request naming a record by a field two records share: the assistant must ask which one."""
+    wf = ctx.workflow
+    start = prepare(ctx, task)
+    state = start.state
+    used = gold_tools(task)
+    known_values = named_values(ctx, task, state)
+    tools = keyed(wf, ("update", "external", "delete", "read"))
+    tools.sort(key=lambda c: (c[0] in used, c[1].kind == "read", rng.random()))
+    for tool, effect in tools:
+        ent = next((e for e in wf.entities if e.name == effect.entity), None)
+        recs = records(state, effect.entity)
+        if ent is None or len(recs) < 2:
+            continue
+        for fld in ent.fields:
+            if fld == ent.key or fld in ent.hidden or fld.endswith("_id"):
+                continue
+            groups: dict[str, list[str]] = {}
+            for rid, rec in recs.items():
+                if _scalar(rec.get(fld)):
+                    groups.setdefault(str(rec[fld]), []).append(rid)
+            for value, rids in sorted(groups.items()):
+                pick = [r for r in rids if not any(same(r, v) for v in known_values)]
+                if len(rids) < 2 or not pick:
+                    continue
+                rid = pick[rng.randrange(len(pick))]
+                try:
+                    args = args_for(ctx, tool, state, rng, record=rid)
+                    result = probe(wf, state, [Action(tool=tool, arguments=args)])[0]
+                except RefineOpError:
+                    continue
+                entity = human(effect.entity)
+                ask = tool_phrase(wf, tool)
+                communicate: list[str] = []
+                if effect.kind == "read":
+                    shown = _telling_field({k: v for k, v in result.items() if k != fld}
+                                           if isinstance(result, dict) else result, effect.key or "", [], recs,
+                                           rid, task)
+                    if shown is None:
+                        continue
+                    communicate = [str(shown[1])]
+                    text = f"About my {entity} whose {human(fld)} is {value}: could you {ask} and tell me its " \
+                           f"{human(shown[0])}?"
+                else:
+                    text = f"About my {entity} whose {human(fld)} is {value}: could you {ask}?"
+                others = ", ".join(sorted(rids))
+                nl = [f"More than one {entity} has {human(fld)} {value} ({others}); the assistant asks the user "
+                      "which one they mean before acting."]
+                key = effect.key or ""
+                return extend(ctx, task, start, "ambiguous", text, [Action(tool=tool, arguments=args)],
+                              known=info_for(ctx, args, withhold={key}), communicate=communicate, nl=nl,
+                              branches=[f"clarify:{effect.entity}.{fld}"],
+                              volunteer=[k for k in args if k != key and not is_secret(k)])
+    raise RefineOpError("no field value that two records share (nothing to be ambiguous about)")
+
+
+def long_context(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
+    """A last request about the record of the first request, whose id the user does not repeat."""
+    wf = ctx.workflow
+    start = prepare(ctx, task)
+    state = start.state
+    first = requests_of(task)[0]
+    for a in task.gold_actions[first["start"]:first["end"]]:
+        effect = wf.effects.get(a.tool)
+        if effect is None or not effect.key or effect.key not in a.arguments or effect.kind == "session":
+            continue
+        rid = a.arguments[effect.key]
+        if str(rid) not in records(state, effect.entity):
+            continue
+        readers = sorted(_readers(wf, effect.entity), key=lambda n: n in gold_tools(task))
+        for reader in readers:
+            rkey = wf.effects[reader].key or ""
+            rargs = {**args_for(ctx, reader, state, rng, record=str(rid)), rkey: rid}
+            try:
+                result = probe(wf, state, [Action(tool=reader, arguments=rargs)])[0]
+            except RefineOpError:
+                continue
+            shown = _telling_field(result, rkey, [w.field for w in effect.writes],
+                                   records(state, effect.entity), str(rid), task)
+            if shown is None:
+                continue
+            text = (f"Before we finish: the {human(effect.entity)} from my very first request — what is its "
+                    f"{human(shown[0])} now? You should still have its details from earlier.")
+            keep = {k: v for k, v in rargs.items() if k != rkey}
+            out = extend(ctx, task, start, "long_context", text, [Action(tool=reader, arguments=rargs)],
+                         known=info_for(ctx, keep), communicate=[str(shown[1])], volunteer=list(keep))
+            # The id comes from the first request's results, not from the user's latest words.
+            reqs = out.meta[REQUESTS]
+            reqs[-1] = {**reqs[-1], "recall": {rkey: first["start"]}}
+            return out
+    raise RefineOpError("the first request names no record a read tool can show again")
+
+
+def _telling_field(result: Any, key: str, changed: list[str], recs: dict[str, dict[str, Any]], rid: str,
+                   task: Task) -> tuple[str, Any] | None:
+    """The field of a read result whose value only this record has (a look-up of the wrong record then
+    fails the check), a field the task changed first, then one whose value the dialogue has not shown."""
+    if not isinstance(result, dict):
+        return None
+    said = {str(v) for a in task.gold_actions for v in a.arguments.values()} | {str(i.value) for i in task.known_info}
+    cands = []
+    for f, v in result.items():
+        if f == key or not _scalar(v) or str(v) == rid:  # the id itself tells nothing
+            continue
+        others = {str(r.get(f)) for r_id, r in recs.items() if r_id != rid}
+        if str(v) in others:
+            continue
+        cands.append((f not in changed, str(v) in said, f.endswith("_id"), f, v))
+    if not cands:
+        return None
+    best = min(cands, key=lambda c: c[:3])
+    return best[3], best[4]
+
+
+TASK_OPS: dict[str, TaskOp] = {
+    "multi_goal": multi_goal,
+    "ambiguous": ambiguous,
+    "branch": branch,
+    "error_condition": error_condition,
+    "policy_refusal": policy_refusal,
+    "long_context": long_context,
+}
+# The order operators compose in: new capabilities first, long context last (it needs the others between).
+DEFAULT_TASK_OPS = list(TASK_OPS)
+# How often one operator may apply within a composed task (each time it must find something new).
+COMPOSE_REPEAT = {"multi_goal": 8, "error_condition": 2, "ambiguous": 2, "branch": 2}
+# Operators whose requests only a judge can verify (they join a composed task only when one is configured).
+JUDGE_OPS = frozenset({"policy_refusal"})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# validation and composition
+
+
+def order_conflicts(workflow: Workflow, actions: list[Action]) -> list[str]:
+    """Writes whose first call comes before the first call of a write the execution graph puts before them.
+
+    The verifier orders writes by the graph's tool dependencies whatever record they touch, so a
+    later request may not start with a write the graph places after one it makes later.
+    """
+    import networkx as nx
+
+    from tools_runtime.exec_graph import parse_graph
+
+    try:
+        graph = parse_graph(workflow.execution_graph).graph
+    except ValueError:
+        return []
+    first: dict[str, int] = {}
+    for i, a in enumerate(actions):
+        if is_write(workflow, a.tool):
+            first.setdefault(a.tool, i)
+    out = []
+    for v, pos in first.items():
+        if v in graph:
+            out += [f"{v} before {u}" for u in sorted(nx.ancestors(graph, v)) if first.get(u, -1) > pos]
+    return out
+
+
+def validate(workflow: Workflow, task: Task, op: str) -> Task | Drop:
+    """The task with its expected state hash (gold run on a fresh backend), or a Drop with the reason."""
+    parent = task.parent or task.id
+    if task.refuse and any(is_write(workflow, a.tool) for a in task.gold_actions):
+        return Drop(operator=op, parent=parent, task_id=task.id, code="inconsistent_criteria",
+                    reason="a request to refuse cannot be extended by requests that write")
+    conflicts = order_conflicts(workflow, task.gold_actions)
+    if conflicts:
+        return Drop(operator=op, parent=parent, task_id=task.id, code="order_conflict",
+                    reason="the execution graph orders these writes the other way: " + "; ".join(conflicts[:3]))
+    run = run_gold(workflow, task)
+    if isinstance(run, TaskRejection):
+        return Drop(operator=op, parent=parent, task_id=task.id, code=run.code, reason=run.reason)
+    return task.model_copy(update={"expected_state_hash": run.expected_state_hash})
+
+
+def op_rng(task: Task, op: str, seed: int) -> random.Random:
+    """The deterministic random source of one operator application."""
+    return random.Random(f"{task.id}|{op}|{seed}")
+
+
+def refine_candidates(ctx: RefineContext, parent: Task, ops: list[str] | None = None, *, seed: int = 0,
+                      singles: bool = True, compose: bool = True, judge: bool = False) -> tuple[list[Task], list[Drop]]:
+    """Refined tasks for `parent`: one per applicable operator (`singles`) and one composing them all
+    (`compose`), each validated by its gold run; every operator that did not apply is a Drop."""
+    wanted = list(ops) if ops is not None else DEFAULT_TASK_OPS
+    unknown = [o for o in wanted if o not in TASK_OPS]
+    if unknown:
+        raise RefineOpError(f"unknown task operator(s): {', '.join(unknown)}; known: {', '.join(TASK_OPS)}")
+    order = sorted(dict.fromkeys(wanted), key=DEFAULT_TASK_OPS.index)
+    out: list[Task] = []
+    drops: list[Drop] = []
+    if singles:
+        for op in order:
+            try:
+                cand = TASK_OPS[op](ctx, parent, op_rng(parent, op, seed))
+            except RefineOpError as exc:
+                drops.append(Drop(operator=op, parent=parent.id, code="not_applicable", reason=str(exc)))
+                continue
+            got = validate(ctx.workflow, cand, op)
+            (drops if isinstance(got, Drop) else out).append(got)  # type: ignore[arg-type]
+    if compose and len(order) > 1:
+        current = parent
+        for op in order:
+            if op in JUDGE_OPS and not judge:
+                continue
+            # An operator that adds a capability or an error path may apply again while it finds new ones.
+            for _ in range(COMPOSE_REPEAT.get(op, 1)):
+                try:
+                    cand = TASK_OPS[op](ctx, current, op_rng(current, op, seed))
+                except RefineOpError:
+                    break
+                got = validate(ctx.workflow, cand, op)
+                if not isinstance(got, Task):
+                    break
+                current = got
+        if len(requests_of(current)) > 2:
+            out.append(current.model_copy(update={"meta": {**current.meta, "composed": True}}))
+    return out, drops
+
+
+def _unique(text: str, taken: list[str]) -> str:
+    out, n = text, 2
+    while any(out in t or t in out for t in taken):
+        out = f"{text.rstrip('.?!')} (request {n})."
+        n += 1
+    return out
+
+
+def scenario_for_task(workflow: Workflow, task: Task, seed: int = 0) -> Scenario:
+    """The scenario that plays a (refined) task: one goal per request, planned slips as user errors."""
+    sc = scenario_from_task(workflow, task, seed)
+    reqs = requests_of(task)
+    if len(reqs) <= 1 and not task.meta.get("slips"):
+        return sc
+    withheld = {i.key for i in task.known_info if i.withhold}
+    goal_of = [0] * len(sc.plan)
+    for g, r in enumerate(reqs):
+        for i in range(int(r["start"]), min(int(r["end"]), len(sc.plan))):
+            goal_of[i] = g
+    plan = [c.model_copy(update={"goal": goal_of[i]}) for i, c in enumerate(sc.plan)]
+    goals: list[Goal] = []
+    said: set[str] = set()
+    for g, r in enumerate(reqs):
+        if "volunteer" in r:
+            keys = [k for k in r["volunteer"] if k in sc.known_info]
+        else:
+            keys = [s.key for c in plan if c.goal == g for s in c.sources.values()
+                    if s.kind == "user" and s.key and s.key not in said]
+        vol = [k for k in dict.fromkeys(keys) if k not in withheld and not is_secret(k)]
+        said |= set(keys)
+        goals.append(Goal(description=_unique(str(r["instruction"]), [x.description for x in goals]), volunteer=vol))
+    recalls = [(i, param, int(since)) for r in reqs for param, since in (r.get("recall") or {}).items()
+               for i in range(int(r["start"]), int(r["end"]))]
+    if recalls:
+        plan = _recall_sources(workflow, task, plan, recalls)
+    errors = []
+    for s in task.meta.get("slips", []):
+        errors.append(PlannedError(kind=s["kind"], tool=s["tool"], key=s["key"], param=s.get("param"),
+                                   wrong_value=s["wrong"]))
+    return sc.model_copy(update={"plan": plan, "goals": goals, "planned_errors": errors,
+                                 "refinements": list(task.meta.get("operators", []))})
+
+
+def _recall_sources(workflow: Workflow, task: Task, plan: list[Any], recalls: list[tuple[int, str, int]]) -> list[Any]:
+    """Plan calls whose argument the assistant must take from an early result (long context)."""
+    from tools_runtime.records import ArgSource
+    from tools_runtime.tasks import _result_path
+
+    run = run_gold(workflow, task)
+    if isinstance(run, TaskRejection):
+        return plan
+    out = list(plan)
+    for at, param, since in recalls:
+        if at >= len(out) or param not in out[at].arguments:
+            continue
+        value = out[at].arguments[param]
+        for j in range(since, at):
+            path = _result_path(run.results[j].result, value, param)
+            if path is not None:
+                sources = {**out[at].sources, param: ArgSource(kind="result", call=j, path=path)}
+                out[at] = out[at].model_copy(update={"sources": sources})
+                break
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# what refinement adds (gem audit, benchmarks)
+
+
+def _shape(args: Any) -> tuple[str, ...]:
+    return tuple(sorted(args)) if isinstance(args, dict) else ()
+
+
+def _calls_by_request(traj: Trajectory) -> list[tuple[int, str, tuple[str, ...]]]:
+    """(request index, tool, argument shape) of every tool call, the request counted from the user's goals."""
+    import json
+
+    goals = [g.description for g in traj.scenario.goals] if traj.scenario is not None else []
+    out = []
+    req = 0
+    for m in traj.messages:
+        if m.get("role") == "user":
+            text = str(m.get("content") or "")
+            hit = [i for i, g in enumerate(goals) if g and g in text]
+            if hit:
+                req = max(req, max(hit))
+            elif not goals and out:
+                req += 1  # without goals, every user turn after a call opens a request
+        for c in m.get("tool_calls") or []:
+            fn = c.get("function") or {}
+            raw = fn.get("arguments")
+            try:
+                args = json.loads(raw) if isinstance(raw, str) else raw
+            except ValueError:
+                args = {}
+            out.append((req, str(fn.get("name") or ""), _shape(args)))
+    return out
+
+
+def repetition_share(trajectories: list[Trajectory]) -> float | None:
+    """Share of tool calls in refined trajectories that repeat a tool, with arguments of the same shape,
+    that an earlier request of the same dialogue already called (None when there is no refined call)."""
+    calls = repeats = 0
+    for t in trajectories:
+        if t.provenance.stage != "refine":
+            continue
+        first_req: dict[tuple[str, tuple[str, ...]], int] = {}
+        for req, tool, shape in _calls_by_request(t):
+            calls += 1
+            seen = first_req.setdefault((tool, shape), req)
+            if seen < req:
+                repeats += 1
+    return repeats / calls if calls else None
+
+
+def new_capability_share(trajectories: list[Trajectory], originals: dict[str, set[str]] | None = None
+                         ) -> float | None:
+    """Share of refined trajectories whose task uses a tool or branch its original task did not.
+
+    The original's tools come from `originals` (task id → tools) when given, else from the refined
+    task's `meta.parent_tools`; a branch is a condition, error path, refusal or question an operator
+    added (`meta.branches`). Refined trajectories without a task are judged on their calls alone.
+    """
+    n = hits = 0
+    for t in trajectories:
+        if t.provenance.stage != "refine":
+            continue
+        n += 1
+        task = t.scenario.task if t.scenario is not None else None
+        called = {name for _, name, _ in _calls_by_request(t)}
+        if task is None:
+            plan0 = {c.tool for c in t.scenario.plan if c.goal == 0} if t.scenario is not None else set()
+            hits += bool(called - plan0)
+            continue
+        parent_tools = (originals or {}).get(task.parent or "") or set(task.meta.get("parent_tools", []))
+        if not parent_tools and not task.meta.get("parent_tools"):
+            parent_tools = {a.tool for a in task.gold_actions[:requests_of(task)[0]["end"]]}
+        new_tools = ({a.tool for a in task.gold_actions} | called) - set(parent_tools)
+        hits += bool(new_tools or task.meta.get("branches"))
+    return hits / n if n else None
+
+
+def state_of(workflow: Workflow) -> dict[str, Any]:
+    """The environment's initial backend state (for callers that probe requests by hand)."""
+    return initial_state(workflow)
