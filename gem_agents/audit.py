@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gem_agents.io import iter_json_lines
 from gem_agents.run.store import RunStore
 from tools_runtime.environment import WRITE_EFFECTS, ToolEffect, ValueSource
 from tools_runtime.records import Trajectory, Workflow
@@ -559,16 +560,10 @@ def group_of(doc_id: str) -> str:
 def read_labels(path: str | Path, field_name: str = "machine_procedure", id_field: str = "id") -> dict[str, Any]:
     """Document id → label from a JSONL input file (records without the field are skipped)."""
     labels: dict[str, Any] = {}
-    with Path(path).open(encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and field_name in rec and id_field in rec:
-                labels[str(rec[id_field]).strip()] = rec[field_name]
+    for row in iter_json_lines(path, "labels file"):
+        rec = row.value
+        if isinstance(rec, dict) and field_name in rec and id_field in rec:
+            labels[str(rec[id_field]).strip()] = rec[field_name]
     return labels
 
 

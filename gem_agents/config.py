@@ -11,8 +11,16 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gem_agents.io import (
+    MAX_CONFIG_BYTES,
+    InputError,
+    load_yaml,
+    looks_like_credential,
+    read_text,
+    register_secret_env,
+)
 
 ROLE_NAMES = ("filter", "extract", "task", "user", "assistant", "tool_env", "refine", "synthesizer", "judge")
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -50,10 +58,11 @@ class RoleConfig(_Strict):
 
     @model_validator(mode="after")
     def _needs_endpoint(self) -> RoleConfig:
-        if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+        if self.api_key_env is not None and (not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env)
+                                             or looks_like_credential(self.api_key_env)):
             # Never echo the value: a key pasted here by mistake must not reach logs.
             raise ValueError("api_key_env must be the NAME of an environment variable (letters, digits, _), "
-                             "never the key itself")
+                             "never the key itself; this value looks like a key or token (not shown)")
         if self.provider in ("local", "vllm") and self.base_url:
             raise ValueError(f"base_url is for provider 'openai'; provider '{self.provider}' runs in-process "
                              "(a `vllm serve` or llama.cpp server is provider 'openai' with base_url)")
@@ -143,13 +152,18 @@ def parse_config(data: Any, source: str = "config") -> RunConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             lines.append(f"{source}: {_loc(err['loc'])}: {what}")
-        raise ConfigError("\n".join(lines)) from exc
+        raise ConfigError("\n".join(lines)) from None
+    except (RecursionError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"{source}: unusable value ({type(exc).__name__})") from None
+    # From here on, the values of the key variables this config names are redacted from every output.
+    register_secret_env(getattr(cfg.roles, r).api_key_env for r in ROLE_NAMES)
+    return cfg
 
 
 def load_config(path: str | Path | None) -> RunConfig:
@@ -159,16 +173,11 @@ def load_config(path: str | Path | None) -> RunConfig:
     p = Path(path)
     if not p.exists() and not p.is_absolute() and (REPO_CONFIGS / p.name).exists():
         p = REPO_CONFIGS / p.name
+    if not p.exists() and not p.is_symlink():
+        raise ConfigError(f"{p}: no such config file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{p}: no such config file") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: not UTF-8 text") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+        text = read_text(p, "config", max_bytes=MAX_CONFIG_BYTES)
+        data = load_yaml(text, str(p))  # safe types only; alias expansion and size bounded
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
     return parse_config(data, str(p))

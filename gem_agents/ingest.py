@@ -7,7 +7,6 @@ lines (never mid-word) so that every model call sees a bounded amount of text.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from gem_agents.config import InputConfig
+from gem_agents.io import InputError, decode_utf8, iter_json_lines, loads
 from tools_runtime.records import Document
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text", ".rst")
@@ -167,7 +167,8 @@ class _Reader:
     def __init__(self, cfg: InputConfig, max_segments: int | None):
         self.cfg = cfg
         self.max_segments = max_segments
-        self.seen: set[str] = set()
+        self.seen: set[str] = set()  # ids as given
+        self.emitted: set[str] = set()  # ids of every document yielded, segments included
 
     def problem(self, file: str, line: int | None, reason: str) -> IngestProblem:
         return IngestProblem(file=file, line=line, reason=reason)
@@ -188,6 +189,14 @@ class _Reader:
         self.seen.add(doc_id)
         docs, dropped = make_documents(doc_id, text, source=source, meta=meta,
                                        segment_chars=self.cfg.segment_chars, max_segments=self.max_segments)
+        # A segment id (`doc#s1`) may equal another document's own id: never merge two texts under one id.
+        clash = next((d.id for d in docs if d.id in self.emitted), None)
+        if clash is not None:
+            what = "its segment id" if clash != doc_id else "its id"
+            yield self.problem(file, line, f"document {doc_id!r}: {what} {clash!r} is already taken by another "
+                                           "document or segment (skipped; ids are never merged)")
+            return
+        self.emitted.update(d.id for d in docs)
         yield from docs
         if dropped:
             yield self.problem(file, line, f"document {doc_id!r}: kept the first {len(docs)} segments, dropped "
@@ -197,29 +206,14 @@ class _Reader:
         name = str(path)
         with path.open("rb") as fh:
             head = fh.read(_SNIFF_BYTES)
-            if _looks_binary(head):
-                yield self.problem(name, None, "binary file: expected JSON lines (one JSON object per line)")
-                return
-            fh.seek(0)
-            for lineno, raw in enumerate(fh, start=1):
-                if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                    raw = raw[3:]
-                if not raw.strip():
-                    continue
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield self.problem(name, lineno, f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}")
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield self.problem(name, lineno, f"invalid JSON: {exc.msg} (column {exc.colno})")
-                    continue
-                except RecursionError:
-                    yield self.problem(name, lineno, "invalid JSON: nested too deeply")
-                    continue
-                yield from self.record(name, lineno, obj, f"{path.stem}:{lineno}")
+        if _looks_binary(head):
+            yield self.problem(name, None, "binary file: expected JSON lines (one JSON object per line)")
+            return
+        for item in iter_json_lines(path, "corpus"):  # the one bounded JSON-lines reader
+            if item.error is not None:
+                yield self.problem(name, item.line, item.error)
+                continue
+            yield from self.record(name, item.line, item.value, f"{path.stem}:{item.line}")
 
     def record(self, name: str, line: int | None, obj: Any, fallback_id: str) -> Iterator[Document | IngestProblem]:
         """One parsed JSON value → its documents, or the problem with it."""
@@ -246,15 +240,9 @@ class _Reader:
         name = str(path)
         data = path.read_bytes()
         try:
-            items = json.loads(data.decode("utf-8-sig"))
-        except UnicodeDecodeError as exc:
-            yield self.problem(name, None, f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start}")
-            return
-        except json.JSONDecodeError as exc:
-            yield self.problem(name, exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})")
-            return
-        except RecursionError:
-            yield self.problem(name, None, "invalid JSON: nested too deeply")
+            items = loads(decode_utf8(data, name), name)
+        except InputError as exc:
+            yield self.problem(name, None, str(exc).removeprefix(f"{name}:").strip())
             return
         for i, obj in enumerate(items, start=1):
             yield from self.record(f"{name}[{i - 1}]", None, obj, f"{path.stem}:{i}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gem_agents.io import iter_json_lines
 from tools_runtime.executor import ToolEnvironment, tool_message_content
 from tools_runtime.records import Scenario, Workflow
 from tools_runtime.tasks import Task
@@ -33,8 +34,11 @@ def load_target(path: Path, task_id: str | None = None, seed: int = 0) -> tuple[
 
     if path.name.endswith(".tasks.jsonl"):
         wf = load_workflow(path.with_name(path.name.removesuffix(".tasks.jsonl") + ".json"))
-        tasks = [Task.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines()
-                 if line.strip()]
+        tasks = []
+        for row in iter_json_lines(path, "tasks JSONL"):
+            if row.error:
+                raise ValueError(f"{path}:{row.line}: {row.error}")
+            tasks.append(Task.model_validate(row.value))
         if not tasks:
             raise ValueError(f"{path}: no task")
         task = next((t for t in tasks if t.id == task_id), None) if task_id else tasks[0]

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Overwrite
 
 from graphs.dialogue import SimContext, _occurrences, build_dialogue_graph, initial_state
 from graphs.roles import Roles
 from graphs.rollouts import recursion_limit, trajectory_from_state
+from graphs.serde import memory_checkpointer, sqlite_checkpointer
 from tools_runtime.executor import ToolEnvironment, make_backend
 from tools_runtime.records import ExecRecord, Scenario, Trajectory
 from tools_runtime.replay import call_name_args, tool_calls_of
@@ -91,11 +91,32 @@ def parse_breaks(text: str | None) -> tuple[str, ...]:
     return names
 
 
+MAX_VALUE_DEPTH = 64  # a `set` value is a small edit; deeper nesting would only crash later copies
+
+
+def _depth(text: str) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_value(text: str) -> Any:
     """A `set` value: JSON when it parses (`3`, `true`, `"x"`, `{...}`), otherwise the bare string."""
+    if _depth(text) > MAX_VALUE_DEPTH:
+        raise StepperError(f"the value is nested more than {MAX_VALUE_DEPTH} levels deep")
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 
@@ -230,7 +251,8 @@ class DialogueStepper:
         self.scenario = scenario
         self.roles = roles
         self.breaks = tuple(breaks)
-        self.graph = build_dialogue_graph(checkpointer=checkpointer if checkpointer is not None else InMemorySaver())
+        self.graph = build_dialogue_graph(checkpointer=checkpointer if checkpointer is not None
+                                          else memory_checkpointer())
         self.context = SimContext(scenario=scenario, roles=roles, max_user_turns=max_user_turns,
                                   max_tool_rounds=max_tool_rounds)
         self.config: dict[str, Any] = {"configurable": {"thread_id": thread_id},
@@ -433,11 +455,8 @@ def _set_in_message(msg: dict[str, Any], parts: list[str], value: Any, where: st
 async def open_checkpointer(path: str | Path | None) -> AsyncIterator[Any]:
     """An in-memory saver, or an SQLite one at `path` (async: the dialogue nodes are coroutines)."""
     if not path:
-        yield InMemorySaver()
+        yield memory_checkpointer()
         return
     # The sync SqliteSaver refuses async runs (NotImplementedError); the graph's nodes are async.
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+    async with sqlite_checkpointer(path) as saver:
         yield saver

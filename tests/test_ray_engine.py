@@ -186,3 +186,23 @@ def test_ray_under_ten_percent_faults_matches_local(local_ray: Any, tmp_path: Pa
     assert check_run(tmp_path / "ray", ids) == []
     assert ray_run is not None and local is not None and ray_run["totals"] == local["totals"]
     assert snapshot(tmp_path / "ray") == snapshot(tmp_path / "local")
+
+
+@needs_ray
+def test_ray_stops_with_the_real_reason_when_the_store_is_full(local_ray: Any, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk under Ray: the run stops naming it (not "cannot rollback – no transaction is active")."""
+    from gem_agents.run import ray_engine
+    from gem_agents.run.store import StoreWriteError
+
+    class FullStore(RunStore):
+        def finish_many(self, outcomes):  # type: ignore[no-untyped-def]
+            self._db.execute("PRAGMA max_page_count = 1")  # the file cannot grow: a real SQLITE_FULL
+            return super().finish_many(outcomes)
+
+    monkeypatch.setattr(ray_engine, "RunStore", FullStore)
+    text = (Path(__file__).resolve().parents[1] / "gem_agents" / "samples" / "share_a_printer.md").read_text()
+    docs = [Document(id=f"d{i}", text=text) for i in range(3)]
+    with pytest.raises(StoreWriteError, match="full") as info:
+        ray_engine.run(RunConfig(rollouts=1, refine_rounds=0), docs, tmp_path / "run", workers=1)
+    assert "no transaction is active" not in str(info.value)

@@ -18,8 +18,32 @@ from tools_runtime.backend import Outcome, error
 from tools_runtime.state import diff_states, state_hash, to_jsonable
 
 
+class UntrustedBackend(ValueError):
+    """A Python backend named by data (a trajectory, a run record, a cache, a model answer): never imported."""
+
+
+# Class paths a person allowed in this process: named by a workflow file they passed on the command line,
+# an explicit flag, or the code that calls us. Anything else that names a class is data, and data never
+# imports code (a trajectory line naming `code:InteractiveInterpreter` would otherwise run what it likes).
+_TRUSTED: set[str] = set()
+
+
+def trust_classes(paths: list[str] | tuple[str, ...]) -> None:
+    """Allow these `module:Class` paths to be imported as backends (a user's own choice)."""
+    _TRUSTED.update(paths)
+
+
+def is_trusted(paths: list[str] | tuple[str, ...]) -> bool:
+    """True when every class path was allowed by `trust_classes`."""
+    return all(p in _TRUSTED for p in paths)
+
+
 def load_class(path: str) -> type:
     """Import `package.module:ClassName` (a user's configured backend, never model output)."""
+    if path not in _TRUSTED:
+        raise UntrustedBackend(
+            f"backend class {path!r} comes from data, not from a workflow file you passed: a Python backend "
+            "is only imported from a workflow given on the command line (--workflow) or by the calling code")
     module_name, _, class_name = path.partition(":")
     if not module_name or not class_name:
         raise ValueError(f"backend class must look like 'package.module:ClassName', got {path!r}")

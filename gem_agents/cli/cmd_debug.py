@@ -16,6 +16,7 @@ Commands (interactive, or one per line from `--script FILE`):
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import typer
@@ -26,8 +27,9 @@ from rich.rule import Rule
 from rich.table import Table
 
 from gem_agents.cli.cmd_simulate import _config, _load_workflow
-from gem_agents.cli.common import DIALOGUE_ROLES, fail, open_hub, read_input_text
+from gem_agents.cli.common import DIALOGUE_ROLES, fail, make_console, open_hub, read_input_text
 from gem_agents.cli.render_dialogue import print_messages, records_table, short, verdict_panel
+from gem_agents.io import OutputError, redact, write_text
 from gem_agents.roles_factory import make_roles
 from graphs.stepper import (
     DialogueStepper,
@@ -115,7 +117,7 @@ class DebugSession:
         elif cmd in ("h", "history"):
             await self.history()
         elif cmd == "rewind":
-            if not args or not args[0].lstrip("-").isdigit():
+            if not args or not re.fullmatch(r"-?[0-9]{1,9}", args[0]):  # ASCII digits: "²".isdigit() is True
                 raise StepperError("usage: rewind N (a checkpoint number from `history`)")
             pause = await st.rewind(int(args[0]))
             self.console.print(f"[bold]rewound[/] to checkpoint {args[0]} (step {pause.step}); "
@@ -125,9 +127,11 @@ class DebugSession:
             if not args:
                 raise StepperError("usage: save FILE")
             traj = await st.trajectory()
-            path = Path(args[0])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(traj.model_dump_json(indent=2) + "\n", encoding="utf-8")
+            path = Path(" ".join(args))
+            try:
+                write_text(path, traj.model_dump_json(indent=2) + "\n")
+            except OutputError as exc:  # the session (and its state) survives a bad path
+                raise StepperError(f"save: {exc}") from None
             self.console.print(f"saved {len(traj.messages)} messages to {escape(str(path))}")
         elif cmd in ("help", "?"):
             self.console.print(HELP, highlight=False, markup=False)
@@ -175,6 +179,8 @@ async def _session(stepper: DialogueStepper, console: Console, script: list[str]
                     return
             except StepperError as exc:
                 raise ScriptError(f"{script_name}:{n}: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 — any failing command names its script line
+                raise ScriptError(f"{script_name}:{n}: {type(exc).__name__}: {exc}") from exc
         return
     _enable_line_editing()
     while True:
@@ -190,7 +196,9 @@ async def _session(stepper: DialogueStepper, console: Console, script: list[str]
             if not await session.run(line):
                 return
         except StepperError as exc:
-            console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            console.print(f"[bold red]error:[/] {escape(redact(str(exc)))}")
+        except Exception as exc:  # noqa: BLE001 — an interactive session never dies (and loses its state) on one command
+            console.print(f"[bold red]error:[/] {escape(redact(f'{type(exc).__name__}: {exc}'))}")
 
 
 def _enable_line_editing() -> None:
@@ -231,7 +239,7 @@ def debug_cmd(
         fail(f"{workflow}: cannot build a scenario (seed {seed}): {exc}", 1)
     hub = open_hub(cfg, str(config), DIALOGUE_ROLES, use_cache=False) if policy == "model" else None
     roles = make_roles(hub)
-    console = Console(highlight=False)
+    console = make_console(highlight=False)
     thread_id = thread or f"{wf.id}:s{seed}"
 
     async def main() -> None:

@@ -13,6 +13,7 @@ import typer
 from gem_agents.cli.common import DIALOGUE_ROLES, console, fail, load_run_config, open_hub, print_json
 from gem_agents.eval.gold_player import gold_player
 from gem_agents.eval.runner import EvalInputError, load_items, result_row, run_eval, summarise
+from gem_agents.io import atomic_writer, redact, write_jsonl, write_text
 
 
 def eval_cmd(
@@ -61,22 +62,20 @@ def eval_cmd(
     traj_path = out / "trajectories.jsonl"
     t0 = time.time()
     try:
-        with traj_path.open("w", encoding="utf-8") as fh:
+        with atomic_writer(traj_path) as fh:
             done = asyncio.run(run_eval(items, roles, trials, concurrency=concurrency,
                                         max_user_turns=cfg.limits.max_user_turns,
                                         max_tool_rounds=cfg.limits.max_tool_rounds,
-                                        on_done=lambda t: fh.write(t.model_dump_json() + "\n")))
+                                        on_done=lambda t: fh.write(redact(t.model_dump_json()) + "\n")))
         tokens = hub.meter.totals() if hub is not None else {}
     finally:
         if hub is not None:
             hub.close()
     rows = [result_row(item, trial, traj) for item, trial, traj in done]
-    with (out / "results.jsonl").open("w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    write_jsonl(out / "results.jsonl", rows)
     skipped = [i for i in items if i.skip or i.scenario is None]
     summary = summarise(rows, trials, skipped=skipped, tokens=tokens, wall_s=time.time() - t0, pins=pins)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text(out / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     if as_json:
         print_json(summary)
         return

@@ -8,6 +8,9 @@ import typer
 
 from gem_agents.cli.common import console, fail, print_json
 from gem_agents.export import available_formats, export_run
+from gem_agents.io import check_output
+
+FOLDER_FORMATS = ("hf", "synthesizer")  # formats whose output is a folder
 
 
 def export_cmd(
@@ -25,6 +28,8 @@ def export_cmd(
         fail(f"unknown --format {fmt!r}; available: {', '.join(available_formats())}", 2)
     if not (run_dir / "run.sqlite").exists():
         fail(f"{run_dir}: not a run directory (no run.sqlite)", 2)
+    # The target is checked before anything is read: a run's own files, devices, FIFOs, symlinks are refused.
+    check_output(out, folder=fmt in FOLDER_FORMATS)
     try:
         summary = export_run(run_dir, fmt, out, include_offline=include_offline, min_judge=min_judge)
     except (RuntimeError, ValueError) as exc:

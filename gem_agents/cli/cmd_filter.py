@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import tempfile
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,10 +18,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gem_agents.cli.common import console, fail, load_run_config, open_hub, print_json
+from gem_agents.cli.common import console, load_run_config, open_hub, print_json, read_corpus
 from gem_agents.cli.progress import make_progress
 from gem_agents.config import RunConfig
-from gem_agents.ingest import IngestError, IngestProblem, read_documents
+from gem_agents.ingest import IngestProblem
+from gem_agents.io import atomic_writer, redact
 from gem_agents.models.client import ModelCallError
 from gem_agents.models.hub import ModelHub
 from gem_agents.stages.relevance import judge_relevance
@@ -39,38 +37,15 @@ MAX_PROBLEMS_SHOWN = 20
 
 def load_input(path: Path, cfg: RunConfig, *, quiet: bool = False) -> tuple[list[Document], list[IngestProblem]]:
     """Documents from `path`; problems are printed as file:line; exit 2 when nothing can be read."""
-    if not path.exists():
-        fail(f"{path}: no such file or directory", 2)
-    try:
-        docs, problems = read_documents(path, cfg.input, max_segments=cfg.limits.max_segments)
-    except (IngestError, OSError) as exc:
-        fail(f"cannot read {path}: {exc}", 2)
-    for problem in problems[:MAX_PROBLEMS_SHOWN]:
-        # soft_wrap: one problem per line, so `file:line` stays greppable and clickable.
-        console.print(f"[yellow]skipped[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
-    if len(problems) > MAX_PROBLEMS_SHOWN:
-        console.print(f"[yellow]… and {len(problems) - MAX_PROBLEMS_SHOWN} more input problems[/]")
-    if not docs and problems:
-        fail(f"{path}: no usable documents ({len(problems)} problems)", 2)
-    if not docs and not quiet:
-        console.print(f"[yellow]warning:[/] {escape(str(path))} holds no documents")
-    return docs, problems
 
+    def show(problems: list[IngestProblem]) -> None:
+        for problem in problems[:MAX_PROBLEMS_SHOWN]:
+            # soft_wrap: one problem per line, so `file:line` stays greppable and clickable.
+            console.print(f"[yellow]skipped[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            console.print(f"[yellow]… and {len(problems) - MAX_PROBLEMS_SHOWN} more input problems[/]")
 
-@contextmanager
-def atomic_writer(path: Path) -> Iterator[IO[str]]:
-    """Write `path` through a temp file in the same folder, renamed into place only on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return read_corpus(path, cfg, show)
 
 
 def run_documents(docs: list[Document], worker: Callable[[Document], Awaitable[dict[str, Any]]], out: Path,
@@ -91,7 +66,7 @@ def run_documents(docs: list[Document], worker: Callable[[Document], Awaitable[d
                 progress.advance(task)
                 # Flush every finished record that has no unfinished one before it.
                 while next_out < len(docs) and records[next_out] is not None:
-                    fh.write(json.dumps(records[next_out], ensure_ascii=False) + "\n")
+                    fh.write(redact(json.dumps(records[next_out], ensure_ascii=False)) + "\n")
                     next_out += 1
 
             await asyncio.gather(*(one(i, d) for i, d in enumerate(docs)))

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from gem_agents.cli.common import console, fail, print_json
+from gem_agents.cli.common import console, fail, make_console, print_json
 from tools_runtime import toolspec
 from tools_runtime.exec_graph import (
     GraphSyntaxError,
@@ -63,7 +62,7 @@ def _print_summary(
     ok: bool,
 ) -> None:
     """The human-readable report on stdout."""
-    out = Console()
+    out = make_console()
     out.print(f"[bold]graph[/] {escape(text)}", highlight=False)
     if ordered is not None:
         table = Table("stage", "nodes (any order)", title="topological stages", title_justify="left")

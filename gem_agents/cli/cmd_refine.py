@@ -17,9 +17,9 @@ from gem_agents.cli.common import (
     load_run_config,
     open_hub,
     print_json,
-    read_input_text,
 )
 from gem_agents.cli.progress import make_progress
+from gem_agents.io import check_output, iter_json_lines, write_jsonl, write_text
 from gem_agents.models.client import ModelCallError
 from gem_agents.roles_factory import make_roles
 from gem_agents.stages.refine import RefineResult, as_refine_result, refine, refine_to_tasks
@@ -47,13 +47,15 @@ REFINE_HELP = "\n\n".join([
 
 def read_trajectories(path: Path) -> list[tuple[int, Trajectory | None, str]]:
     """(line, trajectory, problem) per non-blank line; bad lines keep their reason instead of a trajectory."""
-    lines = read_input_text(path).splitlines()
     rows: list[tuple[int, Trajectory | None, str]] = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
+    for item in iter_json_lines(path, "trajectory"):  # the one bounded JSON-lines reader
+        n = item.line
+        if item.error is not None:
+            rows.append((n, None, f"{path}:{n}: not a trajectory record: {item.error}"))
             continue
         try:
-            rows.append((n, Trajectory.model_validate_json(line), ""))
+            # Through JSON again: the record's JSON-mode validation (enums, dates) as `gem simulate` wrote it.
+            rows.append((n, Trajectory.model_validate_json(json.dumps(item.value, ensure_ascii=False)), ""))
         except ValueError as exc:
             first = str(exc).splitlines()
             rows.append((n, None, f"{path}:{n}: not a trajectory record: {' '.join(first[:3])[:300]}"))
@@ -115,6 +117,7 @@ def refine_cmd(
     rows = read_trajectories(trajectories)
     if not rows:
         fail(f"{trajectories}: no trajectories", 1)
+    check_output(out, folder=True)
     out.mkdir(parents=True, exist_ok=True)
     hub = open_hub(cfg, str(config), (*DIALOGUE_ROLES, "refine"), out / "model_cache.sqlite") if any(
         getattr(cfg.roles, r).provider != "scripted" for r in ("user", "assistant", "refine")) else None
@@ -138,7 +141,6 @@ def refine_cmd(
 
     results: list[tuple[int, Trajectory, RefineResult]] = []
     target, rej_path = out / "refined.jsonl", out / "rejected.jsonl"
-    tmp = target.with_suffix(".jsonl.part")
 
     async def run_all() -> None:
         sem = asyncio.Semaphore(concurrency)
@@ -173,15 +175,12 @@ def refine_cmd(
         if hub is not None:
             hub.close()
     results.sort(key=lambda r: r[0])
-    with tmp.open("w", encoding="utf-8") as fh:
-        for n, traj, res in results:
-            if res.trajectory is not None:
-                fh.write(res.trajectory.model_dump_json() + "\n")
-            else:
-                rejected.append({"line": n, "id": traj.id, "reasons": res.rejected})
-    tmp.replace(target)
+    for n, traj, res in results:
+        if res.trajectory is None:
+            rejected.append({"line": n, "id": traj.id, "reasons": res.rejected})
+    write_jsonl(target, [res.trajectory.model_dump_json() for _, _, res in results if res.trajectory is not None])
     rejected.sort(key=lambda r: r["line"])
-    rej_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejected), encoding="utf-8")
+    write_jsonl(rej_path, rejected)
     refined = [(traj, res) for _, traj, res in results if res.trajectory is not None]
     table = stats_table([t.stats for t, _ in refined], [r.trajectory.stats for _, r in refined if r.trajectory])
     ops_count: dict[str, int] = {}
@@ -196,7 +195,7 @@ def refine_cmd(
                        "before": traj.stats.model_dump(), "after": res.trajectory.stats.model_dump()}
                       for traj, res in refined if res.trajectory is not None]
     report = summary | {"per_trajectory": per_trajectory}
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     if as_json:
         print_json(summary)
     else:

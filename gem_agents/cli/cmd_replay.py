@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from gem_agents.cli.cmd_simulate import _load_workflow
-from gem_agents.cli.common import fail, print_json, read_input_text
+from gem_agents.cli.common import embedded_scenario, fail, make_console, print_json
 from gem_agents.cli.render_dialogue import message_panel, short, verdict_panel
+from gem_agents.io import InputError, iter_json_lines, load_json_file, trajectory_problem
 from tools_runtime.divergence import CallStep, Divergence, step_replay
 from tools_runtime.executor import tool_message_content
 from tools_runtime.records import Scenario, Workflow
@@ -28,27 +27,25 @@ AGAINST = {"dialogue": "the dialogue graph", "schema": "the tool schemas", "orde
 
 def read_trajectory(path: Path, line: int) -> dict[str, Any]:
     """One trajectory from a .json file (object, or bare list of messages) or line `line` of a .jsonl file."""
-    text = read_input_text(path)
     where = str(path)
     if path.suffix == ".jsonl":
-        rows = [(n, s) for n, s in enumerate(text.splitlines(), 1) if s.strip()]
-        chosen = [s for n, s in rows if n == line]
+        items = list(iter_json_lines(path, "trajectory"))
+        chosen = [i for i in items if i.line == line]
         if not chosen:
-            fail(f"{path}: no trajectory on line {line} (non-empty lines: {', '.join(str(n) for n, _ in rows[:10])})", 2)
-        text, where = chosen[0], f"{path}:{line}"
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        # One line of a .jsonl file already names its line: add only the column.
-        at = f"{where}:{exc.colno}" if where != str(path) else f"{where}:{exc.lineno}:{exc.colno}"
-        fail(f"{at}: invalid JSON: {exc.msg}", 2)
+            fail(f"{path}: no trajectory on line {line} (non-empty lines: "
+                 f"{', '.join(str(i.line) for i in items[:10])})", 2)
+        where = f"{path}:{line}"
+        if chosen[0].reason is not None:
+            col = f":{chosen[0].column}" if chosen[0].column is not None else ""
+            fail(f"{where}{col}: {chosen[0].reason}", 2)
+        data = chosen[0].value
+    else:
+        data = load_json_file(path, "trajectory")
     if isinstance(data, list):
         data = {"messages": data}
-    if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
-        fail(f"{where}: expected an object with a 'messages' list (OpenAI chat format)", 2)
-    bad = [i for i, m in enumerate(data["messages"]) if not isinstance(m, dict)]
-    if bad:
-        fail(f"{where}: messages[{bad[0]}] is not an object", 2)
+    problem = trajectory_problem(data)
+    if problem:
+        fail(f"{where}: {problem} (expected an object with a 'messages' list, OpenAI chat format)", 2)
     return data
 
 
@@ -56,15 +53,13 @@ def scenario_for(data: dict[str, Any], wf: Workflow, seed: int | None, where: st
     """The trajectory's own scenario when it carries one (ours), else one built from the workflow."""
     if isinstance(data.get("scenario"), dict) and seed is None:
         try:
-            return Scenario.model_validate(data["scenario"])
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            fail(f"{where}: its 'scenario' is not valid: scenario.{'.'.join(str(p) for p in err['loc'])}: "
-                 f"{err['msg']} (pass --seed to build one from the workflow instead)", 2)
+            return embedded_scenario(data["scenario"], where)
+        except InputError as exc:
+            fail(f"{exc} (pass --seed to build one from the workflow instead)", 2)
     prov = data.get("provenance") if isinstance(data.get("provenance"), dict) else {}
     use = seed if seed is not None else prov.get("seed", 0)
-    if isinstance(use, bool) or not isinstance(use, int):
-        fail(f"{where}: provenance.seed is not an integer: {use!r} (pass --seed)", 2)
+    if isinstance(use, bool) or not isinstance(use, int) or not 0 <= use < 2**63:
+        fail(f"{where}: provenance.seed is not an integer from 0 to 2**63-1: {short(repr(use), 60)} (pass --seed)", 2)
     try:
         return build_scenario(wf, use)
     except ScenarioError as exc:
@@ -116,7 +111,7 @@ def replay_cmd(
                     "divergence": None if div is None else {**div.__dict__, "against": AGAINST.get(div.check)},
                     "verdict": verdict.model_dump()})
     else:
-        _render(Console(highlight=False), messages, result.calls, div, verdict, show_all, not no_results)
+        _render(make_console(highlight=False), messages, result.calls, div, verdict, show_all, not no_results)
     if div is not None or not verdict.passed:
         raise typer.Exit(1)
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import typer
 
-from gem_agents.cli.common import console, fail, load_run_config, print_json
+from gem_agents.cli.common import console, fail, load_run_config, print_json, read_corpus
 from gem_agents.cli.run_events import RunMonitor
 from gem_agents.config import RunConfig
-from gem_agents.ingest import IngestError, IngestProblem, iter_documents
+from gem_agents.ingest import IngestProblem
+from gem_agents.io import check_output
 from gem_agents.run.context import PipelineUnavailable, open_run
 from gem_agents.run.engine import RunSummary, run_documents
 from gem_agents.run.lock import RunDirBusy, run_dir_lock
@@ -64,23 +65,16 @@ def check_run_dir_config(run_dir: Path, cfg: RunConfig) -> None:
 
 def read_input(path: Path, cfg: RunConfig, quiet: bool) -> tuple[list[Document], list[IngestProblem]]:
     """All documents of the input (segmented), and the input's problems (reported, not fatal)."""
-    docs: list[Document] = []
-    problems: list[IngestProblem] = []
-    try:
-        for item in iter_documents(path, cfg.input, max_segments=cfg.limits.max_segments):
-            (problems if isinstance(item, IngestProblem) else docs).append(item)
-    except IngestError as exc:
-        fail(str(exc), 2)
-    if not quiet:
+
+    def show(problems: list[IngestProblem]) -> None:
+        if quiet:
+            return
         for p in problems[:20]:
             console.print(f"[yellow]{p.model_dump_json()}[/]", highlight=False)
         if len(problems) > 20:
             console.print(f"[yellow]… and {len(problems) - 20} more input problems[/]")
-    if not docs:  # nothing to run is a usage error, not an empty success (named even under --quiet)
-        first = "; ".join(str(p) for p in problems[:3])
-        fail(f"{path}: no usable documents ({len(problems)} input problems: {first})" if problems
-             else f"{path}: holds no documents", 2)
-    return docs, problems
+
+    return read_corpus(path, cfg, show)
 
 
 async def _run_local(cfg: RunConfig, docs: list[Document], out: Path, cache: Path | None,
@@ -101,6 +95,13 @@ def _run_ray(cfg: RunConfig, docs: list[Document], out: Path, cache: Path | None
     except ImportError as exc:
         fail(f"--engine ray is not available: {exc} (install the 'ray' extra: pip install 'gem-agents[ray]')", 2)
     return ray_engine.run(cfg, docs, out, address=address, cache_path=cache, on_event=monitor, problems=problems)
+
+
+def _run_engine(engine: str, cfg: RunConfig, docs: list[Document], out: Path, cache: Path | None,
+                monitor: RunMonitor, address: str | None, problems: list[IngestProblem]) -> RunSummary:
+    if engine == "ray":
+        return _run_ray(cfg, docs, out, cache, monitor, address, problems)
+    return asyncio.run(_run_local(cfg, docs, out, cache, monitor, problems))
 
 
 def run_cmd(
@@ -128,14 +129,15 @@ def run_cmd(
     docs, problems = read_input(input, cfg, quiet or as_json)
     if out.exists() and not out.is_dir():
         fail(f"{out}: exists and is not a directory", 2)
-    check_run_dir_config(out, cfg)
+    if json_log is not None:
+        check_output(json_log)
     try:
-        with run_dir_lock(out), RunMonitor(len(docs), quiet=quiet or as_json, json_log=json_log,
-                                            refine=cfg.refine_rounds > 0) as monitor:
-            if engine == "ray":
-                summary = _run_ray(cfg, docs, out, cache, monitor, address, problems)
-            else:
-                summary = asyncio.run(_run_local(cfg, docs, out, cache, monitor, problems))
+        # The lock first: a second `gem run` on a fresh folder must not read a store being created.
+        with run_dir_lock(out):
+            check_run_dir_config(out, cfg)
+            with RunMonitor(len(docs), quiet=quiet or as_json, json_log=json_log,
+                            refine=cfg.refine_rounds > 0) as monitor:
+                summary = _run_engine(engine, cfg, docs, out, cache, monitor, address, problems)
     except RunDirBusy as exc:
         fail(str(exc), 2)
     except PipelineUnavailable as exc:

@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
 from gem_agents.cli.common import (
     DIALOGUE_ROLES,
     console,
+    embedded_scenario,
     fail,
     load_run_config,
     open_hub,
     print_json,
-    read_input_text,
 )
 from gem_agents.cli.progress import make_progress
 from gem_agents.config import RunConfig
+from gem_agents.io import InputError, atomic_writer, check_output, redact, trajectory_rows
 from gem_agents.roles_factory import make_roles
 from graphs.dialogue import build_dialogue_graph
 from graphs.rollouts import simulate
+from graphs.stepper import open_checkpointer
+from tools_runtime.python_backend import trust_classes
 from tools_runtime.records import Scenario, Trajectory, Workflow
 from tools_runtime.scenario import ScenarioError, build_scenario
 from tools_runtime.stats import compute_stats, mean_stats
@@ -34,10 +35,14 @@ from tools_runtime.workflow_io import WorkflowError, load_workflow
 
 
 def _load_workflow(path: Path) -> Workflow:
+    """The workflow file the user passed; its Python backend classes (if any) are theirs to trust."""
     try:
-        return load_workflow(path)
+        wf = load_workflow(path)
     except WorkflowError as exc:
         fail(str(exc), 2)
+    if wf.backend.kind == "python":
+        trust_classes(wf.backend.classes)
+    return wf
 
 
 def _config(path: Path | None, policy: str) -> RunConfig:
@@ -71,17 +76,17 @@ def simulate_cmd(
             scenarios.append(build_scenario(wf, seed + i))
         except ScenarioError as exc:
             fail(f"{workflow}: cannot build a scenario (seed {seed + i}): {exc}", 1)
+    check_output(out, folder=True)
+    target = check_output(out / "trajectories.jsonl")
     out.mkdir(parents=True, exist_ok=True)
     hub = open_hub(cfg, str(config), DIALOGUE_ROLES, out / "model_cache.sqlite") if policy == "model" else None
     roles = make_roles(hub)
-    target = out / "trajectories.jsonl"
-    tmp = target.with_suffix(".jsonl.part")
     results: list[Trajectory] = []
-    with tmp.open("w", encoding="utf-8") as fh, make_progress(quiet or as_json) as progress:
+    with atomic_writer(target) as fh, make_progress(quiet or as_json) as progress:
         task = progress.add_task("simulate", total=len(scenarios))
 
         def done(traj: Trajectory) -> None:
-            fh.write(traj.model_dump_json() + "\n")
+            fh.write(redact(traj.model_dump_json()) + "\n")
             fh.flush()
             results.append(traj)
             progress.advance(task)
@@ -93,7 +98,6 @@ def simulate_cmd(
         finally:
             if hub is not None:
                 hub.close()
-    tmp.replace(target)
     passed = [t for t in results if t.verdict and t.verdict.passed]
     summary: dict[str, Any] = {"workflow": wf.id, "rollouts": len(results), "verified": len(passed),
                                "failed": len(results) - len(passed), "out": str(target),
@@ -117,30 +121,16 @@ async def _simulate_all(scenarios: list[Scenario], roles: Any, checkpoints: Path
     if checkpoints is None:
         # Bulk generation keeps no history: no checkpointer is the fastest path (field notes §7).
         return await simulate(scenarios, lambda sc: roles, **kwargs)
-    # The sync SqliteSaver refuses async graphs; AsyncSqliteSaver owns its connection.
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    checkpoints.parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(str(checkpoints)) as saver:
+    # The sync SqliteSaver refuses async graphs; an async saver with the strict serializer.
+    async with open_checkpointer(checkpoints) as saver:
         graph = build_dialogue_graph(checkpointer=saver)
         return await simulate(scenarios, lambda sc: roles, graph=graph, **kwargs)
 
 
 def _read_trajectories(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    rows = []
-    lines = read_input_text(path).splitlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            console.print(f"[yellow]{path}:{n}: skipped, invalid JSON: {exc.msg}[/]")
-            continue
-        if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
-            console.print(f"[yellow]{path}:{n}: skipped, not an object with a 'messages' list[/]")
-            continue
-        rows.append((n, data))
+    rows, skipped = trajectory_rows(path)
+    for message in skipped:
+        console.print(f"[yellow]{escape(message)}[/]", highlight=False)
     return rows
 
 
@@ -162,18 +152,16 @@ def verify_cmd(
         scenario = None
         if isinstance(data.get("scenario"), dict):
             try:
-                scenario = Scenario.model_validate(data["scenario"])
-            except ValidationError as exc:  # one bad line is reported and counted failed; the rest go on
-                err = exc.errors()[0]
-                where = ".".join(str(p) for p in err["loc"])
-                console.print(f"[yellow]{escape(str(trajectories))}:{n}: skipped, its 'scenario' is not valid: "
-                              f"scenario.{escape(where)}: {escape(err['msg'])}[/]", highlight=False)
+                scenario = embedded_scenario(data["scenario"], f"{trajectories}:{n}")
+            except InputError as exc:  # one bad line is reported and skipped; the rest go on
+                head, _, rest = str(exc).partition(": ")
+                console.print(f"[yellow]{escape(head)}: skipped, {escape(rest)}[/]", highlight=False)
                 continue
         else:
             prov_seed = (data.get("provenance") or {}).get("seed", seed)
-            if isinstance(prov_seed, bool) or not isinstance(prov_seed, int):
+            if isinstance(prov_seed, bool) or not isinstance(prov_seed, int) or not 0 <= prov_seed < 2**63:
                 console.print(f"[yellow]{escape(str(trajectories))}:{n}: skipped, provenance.seed is not an "
-                              f"integer: {escape(repr(prov_seed))}[/]", highlight=False)
+                              f"integer from 0 to 2**63-1: {escape(repr(prov_seed)[:60])}[/]", highlight=False)
                 continue
             try:
                 scenario = build_scenario(wf, int(prov_seed))

@@ -6,10 +6,9 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from gem_agents.cli.common import console, print_json
+from gem_agents.cli.common import console, make_console, print_json
 from tools_runtime.toolspec import SpecIssue, read_tool_file
 
 tools_app = typer.Typer(help="Check tool specifications.", no_args_is_help=True)
@@ -56,7 +55,7 @@ def validate(
 
 
 def _print_summary(file: Path, total: int, valid: int, issues: list[SpecIssue]) -> None:
-    out = Console(highlight=False)
+    out = make_console(highlight=False)
     colour = "green" if not issues else "red"
     out.print(f"[bold]{file}[/]: {total} tools, [{colour}]{valid} valid[/]", soft_wrap=True)
     if not issues:

@@ -10,6 +10,7 @@ from typing import IO, Any
 from rich.progress import Progress, TaskID
 
 from gem_agents.cli.progress import make_progress
+from gem_agents.io import redact
 
 BARS = ("documents", "filter", "extract", "simulate", "refine")
 
@@ -57,7 +58,8 @@ class RunMonitor:
         """Handle one engine event."""
         kind = event.get("event")
         if self._log is not None:
-            self._log.write(json.dumps({"t": round(time.time(), 3), **event}, ensure_ascii=False, default=str) + "\n")
+            line = json.dumps({"t": round(time.time(), 3), **event}, ensure_ascii=False, default=str)
+            self._log.write(redact(line) + "\n")
             self._log.flush()
         if kind == "start" and event.get("already_done"):
             done = min(int(event["already_done"]), self.total)

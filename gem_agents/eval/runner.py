@@ -13,7 +13,6 @@ C(c, k) / C(n, k), averaged over tasks.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from math import comb
 from pathlib import Path
 from typing import Any
 
+from gem_agents.io import InputError, iter_json_lines, load_json_file
 from tools_runtime.records import Scenario, Trajectory
 
 STORE_NAME = "run.sqlite"
@@ -73,7 +73,7 @@ def load_items(path: Path, *, env: Path | None = None, domain: str | None = None
 
 def _looks_tau2(path: Path) -> bool:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json_file(path, "tasks file")
     except (OSError, ValueError):
         return False
     return isinstance(data, list) and bool(data) and isinstance(data[0], dict) and "evaluation_criteria" in data[0]
@@ -123,13 +123,18 @@ def _from_tasks_jsonl(path: Path, env: Path | None) -> list[EvalItem]:
     except WorkflowError as exc:
         raise EvalInputError(str(exc)) from None
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                task = Task.model_validate_json(line)
-            except ValueError as exc:
-                raise EvalInputError(f"{path}:{n}: not a task: {exc}") from None
-            items.append(_scenario_item(wf, task, "tasks"))
+    try:
+        lines = list(iter_json_lines(path, "tasks JSONL"))
+    except InputError as exc:
+        raise EvalInputError(str(exc)) from None
+    for row in lines:
+        if row.error:
+            raise EvalInputError(f"{path}:{row.line}: {row.error}")
+        try:
+            task = Task.model_validate(row.value)
+        except ValueError as exc:
+            raise EvalInputError(f"{path}:{row.line}: not a task: {exc}") from None
+        items.append(_scenario_item(wf, task, "tasks"))
     return items
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gem_agents.export.records import openai_record, verified_trajectories
+from gem_agents.io import check_output
 
 
 def export(run_dir: Path, out: Path, *, include_offline: bool = False) -> dict[str, Any]:
@@ -36,6 +37,7 @@ def export(run_dir: Path, out: Path, *, include_offline: bool = False) -> dict[s
         features = datasets.Features({k: datasets.Value("string") for k in ("id", "kind", "messages", "tools")})
         encoding = "json_string"
     ds = datasets.Dataset.from_list(rows, features=features)
+    check_output(out, folder=True)  # never a run directory, a symlink or a device
     tmp = out.with_name(out.name + ".part")
     if tmp.exists():
         shutil.rmtree(tmp)

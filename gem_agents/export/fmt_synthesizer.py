@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gem_agents.export.records import atomic_write_text
+from gem_agents.io import check_output
 from gem_agents.run.store import STORE_NAME, RunStore
 from gem_agents.synthesizer.format import FormatError, from_trajectory, parse, render
 from gem_agents.synthesizer.oneshot import oneshot_prompt, verify_text
@@ -132,6 +133,7 @@ def export_pairs(run_dir: Path, out: Path, texts: Mapping[str, str] | None = Non
     for p in pairs:
         split = "validation" if group_of(p["doc_id"]) in validation else "train"
         files[split].append(json.dumps(p, ensure_ascii=False))
+    check_output(out, folder=True)
     for split, lines in files.items():
         atomic_write_text(out / f"{split}.jsonl", "".join(line + "\n" for line in lines))
     kinds: dict[str, int] = {}

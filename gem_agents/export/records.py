@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from gem_agents.io import OutputError, write_text
 from gem_agents.run.store import RunStore
 from tools_runtime.records import Trajectory
 
@@ -77,16 +77,7 @@ def offline_verified(run_dir: str | Path) -> int:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so a reader never sees half of it (temp file, fsync, rename)."""
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder; this format writes one file (give a file path)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)  # after a successful rename there is nothing left to remove
+    """Write a file so a reader never sees half of it (io.write_text: checked target, temp file, fsync, rename)."""
+    if path.is_dir() and not path.is_symlink():
+        raise OutputError(f"{path}: is a folder; this format writes one file (give a file path)")
+    write_text(path, text)

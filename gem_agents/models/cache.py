@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from gem_agents.io import InputError, redact
 from tools_runtime.state import canonical_json
 
 
@@ -31,9 +32,14 @@ class CallCache:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, reply TEXT NOT NULL)")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, reply TEXT NOT NULL)")
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise InputError(f"{self.path}: not a usable model call cache ({exc}); move it away or pass "
+                             "another --cache") from None
         self.hits = 0
         self.misses = 0
 
@@ -51,7 +57,7 @@ class CallCache:
         """Store a reply (first writer wins; replies for one key are interchangeable)."""
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO calls (key, reply) VALUES (?, ?)",
-                             (key, json.dumps(reply, ensure_ascii=False)))
+                             (key, redact(json.dumps(reply, ensure_ascii=False))))
 
     def __len__(self) -> int:
         with self._lock:

@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from gem_agents.audit import audit_data, headline, run_data, stored_tasks
+from gem_agents.io import write_text
 from gem_agents.report.svg_graph import render_graph_svg
 from gem_agents.run.store import RunStore
 from tools_runtime.records import Trajectory
@@ -191,8 +192,4 @@ def write_report(run_dir: str | Path) -> Path:
     """Write RUN_DIR/report.html (atomically) and return its path."""
     run_dir = Path(run_dir)
     html = render_report(report_data(run_dir))
-    path = run_dir / REPORT_NAME
-    tmp = path.with_suffix(".html.part")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text(run_dir / REPORT_NAME, html)  # atomic, and redacted like every output

@@ -20,6 +20,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from graphs.serde import UnsafeCheckpoint, strict_serde
+
 
 class LoopSqliteSaver(SqliteSaver):
     """SqliteSaver with inline async methods (for `astream`/`ainvoke` on one event loop)."""
@@ -60,12 +62,18 @@ def open_checkpointer(path: str | Path) -> Iterator[LoopSqliteSaver]:
     """A checkpointer on the SQLite file `path` (WAL, synchronous=NORMAL), closed on exit."""
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=60)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:
+            raise UnsafeCheckpoint(f"{path}: not a usable checkpoint file ({exc})") from None
         # Survives any process kill; a power cut may lose the newest checkpoints, which costs a
         # redone stage, never a wrong record (the run store itself is synchronous=FULL).
         conn.execute("PRAGMA synchronous=NORMAL")
-        saver = LoopSqliteSaver(conn)
-        saver.setup()
+        saver = LoopSqliteSaver(conn, serde=strict_serde())  # a tampered entry is refused, never run
+        try:
+            saver.setup()
+        except sqlite3.DatabaseError as exc:
+            raise UnsafeCheckpoint(f"{path}: not a usable checkpoint file ({exc})") from None
         yield saver
     finally:
         conn.close()

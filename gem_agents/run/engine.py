@@ -18,7 +18,7 @@ from typing import Any
 
 from gem_agents.run.context import RunContext
 from gem_agents.run.document import process_document
-from gem_agents.run.store import DocOutcome
+from gem_agents.run.store import DocOutcome, RunStore, StoreWriteError
 from tools_runtime.records import Document
 
 Event = dict[str, Any]
@@ -65,6 +65,34 @@ def merge_usage(base: dict[str, dict[str, int]], more: dict[str, dict[str, int]]
     return out
 
 
+def commit_outcomes(store: RunStore, outcomes: list[DocOutcome]) -> list[bool]:
+    """Store outcomes in one transaction; a record that cannot be stored fails its document with the reason.
+
+    Raises StoreWriteError when the store cannot be written at all (disk full, read-only): the run stops.
+    """
+    try:
+        return store.finish_many(outcomes)
+    except StoreWriteError:
+        raise
+    except (sqlite3.Error, ValueError, OverflowError):
+        # One bad record (a clashing id, text SQLite cannot encode) must not sink the batch: one by one.
+        written = []
+        for o in outcomes:
+            try:
+                written.append(store.finish(o))
+            except StoreWriteError:
+                raise
+            except (sqlite3.Error, ValueError, OverflowError) as exc:
+                reason = f"could not store its records: {type(exc).__name__}: {exc}"
+                safe = replace(o, status="failed", trajectories=[], text="", relevance=None, workflow=None,
+                               reasons=[], error=reason, source=o.source.encode("utf-8", "replace").decode())
+                try:
+                    written.append(store.finish(safe))
+                except (sqlite3.Error, ValueError, OverflowError) as again:
+                    raise StoreWriteError(f"{store.path}: cannot store document {o.doc_id!r}: {again}") from again
+        return written
+
+
 def failed_outcome(doc: Document, error: str, seconds: float) -> DocOutcome:
     """The outcome of a document whose pipeline raised or ran out of time."""
     return DocOutcome(doc_id=doc.id, source=doc.source, text=doc.text, status="failed", stage="pipeline", error=error,
@@ -109,23 +137,14 @@ async def run_documents(ctx: RunContext, docs: Iterable[Document], *, on_event: 
         await commits.put((outcome, t0))
 
     def commit(outcomes: list[DocOutcome]) -> list[bool]:
-        try:
-            return store.finish_many(outcomes)
-        except sqlite3.IntegrityError:
-            # One bad record (a clashing id) must not sink the batch: store them one by one.
-            written = []
-            for o in outcomes:
-                try:
-                    written.append(store.finish(o))
-                except sqlite3.IntegrityError as exc:
-                    written.append(store.finish(replace(o, status="failed", trajectories=[],
-                                                        error=f"could not store its records: {exc}")))
-            return written
+        return commit_outcomes(store, outcomes)
+
+    fatal: list[BaseException] = []  # set when the store cannot be written: the run stops with the reason
 
     async def writer() -> None:
         # Group commit: outcomes that finish together share one transaction (one fsync). A document
         # whose outcome is not committed yet when the process dies is simply done again on resume.
-        last_usage = time.monotonic()
+        # The writer never dies while workers wait on it: after a fatal error it drains the queue.
         done = False
         while not done:
             item = await commits.get()
@@ -136,27 +155,38 @@ async def run_documents(ctx: RunContext, docs: Iterable[Document], *, on_event: 
                     break
                 item = commits.get_nowait()
             done = item is None
-            if not batch:
+            if not batch or fatal:
                 continue
-            written = await asyncio.to_thread(commit, [o for o, _ in batch])
-            if ctx.checkpointer is not None:
-                for o, _ in batch:
-                    await ctx.checkpointer.adelete_thread(o.doc_id)  # stored: its thread is done
-            if time.monotonic() - last_usage > USAGE_EVERY_S:
-                last_usage = time.monotonic()
-                await asyncio.to_thread(store.set_meta, "usage",
-                                        merge_usage(usage_base, ctx.hub.meter.as_dict()))
-            for (outcome, t0), w in zip(batch, written, strict=True):
-                emit(summary.count(outcome, w, t0))
+            try:
+                await write_batch(batch)
+            except Exception as exc:  # noqa: BLE001 — recorded, then raised once the workers have stopped
+                fatal.append(exc)
+
+    async def write_batch(batch: list[tuple[DocOutcome, float]]) -> None:
+        nonlocal last_usage
+        written = await asyncio.to_thread(commit, [o for o, _ in batch])
+        if ctx.checkpointer is not None:
+            for o, _ in batch:
+                await ctx.checkpointer.adelete_thread(o.doc_id)  # stored: its thread is done
+        if time.monotonic() - last_usage > USAGE_EVERY_S:
+            last_usage = time.monotonic()
+            await asyncio.to_thread(store.set_meta, "usage", merge_usage(usage_base, ctx.hub.meter.as_dict()))
+        for (outcome, t0), w in zip(batch, written, strict=True):
+            emit(summary.count(outcome, w, t0))
+
+    last_usage = time.monotonic()
 
     async def worker() -> None:
         while (doc := await queue.get()) is not None:
-            await one(doc)
+            if not fatal:  # once the store cannot be written, the rest are left for a resume
+                await one(doc)
 
     writer_task = asyncio.create_task(writer())
     workers = [asyncio.create_task(worker()) for _ in range(ctx.config.concurrency.documents)]
     try:
         for doc in docs:
+            if fatal:
+                break
             summary.documents += 1
             if doc.id in seen:
                 summary.duplicates += 1
@@ -176,7 +206,13 @@ async def run_documents(ctx: RunContext, docs: Iterable[Document], *, on_event: 
     finally:
         for w in [*workers, writer_task]:
             w.cancel()
-        store.set_meta("usage", merge_usage(usage_base, ctx.hub.meter.as_dict()))
+        try:
+            store.set_meta("usage", merge_usage(usage_base, ctx.hub.meter.as_dict()))
+        except sqlite3.Error:
+            pass  # the store cannot be written: the reason is raised below (or already on its way)
+    if fatal:
+        raise StoreWriteError(f"the run stopped: {fatal[0]}; finished documents are stored — free the "
+                              "space or fix the folder, then run the same command again") from fatal[0]
     summary.seconds = round(time.perf_counter() - t_start, 3)
     emit({"event": "end", **summary.as_dict()})
     return summary

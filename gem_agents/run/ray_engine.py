@@ -25,7 +25,7 @@ from typing import Any
 import ray  # the `ray` extra; importing this module without it raises ImportError, which `gem run` reports
 
 from gem_agents.config import ROLE_NAMES, RunConfig
-from gem_agents.run.engine import RunSummary, failed_outcome, merge_usage
+from gem_agents.run.engine import RunSummary, commit_outcomes, failed_outcome, merge_usage
 from gem_agents.run.ray_worker import DocWorker, outcome_from_dict
 from gem_agents.run.store import RunStore
 from tools_runtime.records import Document
@@ -168,7 +168,7 @@ def _drive(actors: list[Any], todo: list[Document], per_worker: int, store: RunS
                                          time.perf_counter() - t0)
             if outcome.doc_id != doc.id:  # never store an answer under the wrong document
                 outcome = failed_outcome(doc, f"worker answered for {outcome.doc_id!r}", time.perf_counter() - t0)
-            written = store.finish(outcome)
+            written = commit_outcomes(store, [outcome])[0]  # StoreWriteError stops the run with the reason
             usage = merge_usage(usage_base, {})
             for worker_usage in usage_by_worker.values():
                 usage = merge_usage(usage, worker_usage)

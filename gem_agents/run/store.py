@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gem_agents.io import InputError, redact
 from tools_runtime.records import Relevance, Trajectory, Workflow
 from tools_runtime.tasks import Task, TaskRejection
 
@@ -61,6 +62,10 @@ CREATE TABLE IF NOT EXISTS tasks (
 """
 
 
+class StoreWriteError(RuntimeError):
+    """The run store cannot be written at all (disk full, read-only, I/O error): the run must stop."""
+
+
 @dataclass
 class DocOutcome:
     """Everything one document produced, written at once when it ends."""
@@ -92,13 +97,20 @@ class RunStore:
         self._lock = threading.Lock()
         uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
         self._db = sqlite3.connect(uri, uri=readonly, check_same_thread=False, isolation_level=None, timeout=60)
-        if not readonly:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
-            columns = {r[1] for r in self._db.execute("PRAGMA table_info(documents)")}
-            if "text" not in columns:  # a run directory written before texts were kept
-                self._db.execute("ALTER TABLE documents ADD COLUMN text TEXT NOT NULL DEFAULT ''")
+        try:
+            if not readonly:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(SCHEMA)
+                columns = {r[1] for r in self._db.execute("PRAGMA table_info(documents)")}
+                if "text" not in columns:  # a run directory written before texts were kept
+                    self._db.execute("ALTER TABLE documents ADD COLUMN text TEXT NOT NULL DEFAULT ''")
+            else:
+                self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # fails at once on a non-database
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise InputError(f"{self.path}: not a usable run store ({exc}); the file is corrupt or truncated") \
+                from None
 
     # -- writing ---------------------------------------------------------------------------
     def finish(self, outcome: DocOutcome) -> bool:
@@ -116,15 +128,17 @@ class RunStore:
                     if cur.execute("SELECT 1 FROM documents WHERE doc_id = ?", (outcome.doc_id,)).fetchone():
                         written.append(False)
                         continue
+                    # Redacted: an endpoint's error body may echo the key; no configured key reaches the disk.
                     rows = [(t.id, outcome.doc_id, kind, int(bool(t.verdict and t.verdict.passed)),
-                             t.model_dump_json()) for kind, t in outcome.trajectories]
+                             redact(t.model_dump_json())) for kind, t in outcome.trajectories]
                     cur.execute(
                         "INSERT INTO documents (doc_id, source, text, status, stage, relevance, workflow, reasons, "
                         "error, seconds, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (outcome.doc_id, outcome.source, outcome.text, outcome.status, outcome.stage,
-                         outcome.relevance.model_dump_json() if outcome.relevance else None,
-                         outcome.workflow.model_dump_json() if outcome.workflow else None,
-                         json.dumps(outcome.reasons, ensure_ascii=False), outcome.error, outcome.seconds, time.time()))
+                        (outcome.doc_id, redact(outcome.source), redact(outcome.text), outcome.status, outcome.stage,
+                         redact(outcome.relevance.model_dump_json()) if outcome.relevance else None,
+                         redact(outcome.workflow.model_dump_json()) if outcome.workflow else None,
+                         redact(json.dumps(outcome.reasons, ensure_ascii=False)),
+                         redact(outcome.error) if outcome.error else outcome.error, outcome.seconds, time.time()))
                     cur.executemany("INSERT INTO trajectories (id, doc_id, kind, passed, record) VALUES (?, ?, ?, ?, ?)",
                                     rows)
                     task_rows = [(t.id, outcome.doc_id, 1, t.model_dump_json()) for t in outcome.tasks]
@@ -133,8 +147,16 @@ class RunStore:
                                     task_rows)
                     written.append(True)
                 cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
+            except BaseException as exc:
+                # SQLite may already have rolled back (a full disk does): a second ROLLBACK would raise
+                # "no transaction is active" and hide the real reason.
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                if isinstance(exc, sqlite3.OperationalError | OSError):
+                    raise StoreWriteError(f"{self.path}: cannot write the run store: {exc}") from exc
                 raise
         return written
 
@@ -142,13 +164,18 @@ class RunStore:
         """Store a JSON value under `key` (config, usage, timings)."""
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                             (key, json.dumps(value, ensure_ascii=False, default=str)))
+                             (key, redact(json.dumps(value, ensure_ascii=False, default=str))))
 
     # -- reading ---------------------------------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:
         """The JSON value stored under `key`."""
         with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            try:
+                row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                row = None  # a store whose creator was killed before its tables: nothing recorded yet
         return json.loads(row[0]) if row else default
 
     def finished_ids(self) -> set[str]:

@@ -12,16 +12,15 @@ tiny random model locally instead of loading `base_model`, for smoke runs with n
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gem_agents.io import MAX_CONFIG_BYTES, InputError, iter_json_lines, load_yaml, read_text
 from gem_agents.synthesizer.oneshot import oneshot_prompt
 from gem_agents.synthesizer.tiny import TinyModelConfig, build_tiny_model
 
@@ -87,14 +86,12 @@ class SFTRecipe(_Strict):
 def load_recipe(path: str | Path) -> SFTRecipe:
     """Read and validate a recipe YAML; relative data paths are taken from the current directory."""
     p = Path(path)
+    if not p.exists():
+        raise RecipeError(f"{p}: no such recipe file")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise RecipeError(f"{p}: no such recipe file") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise RecipeError(f"{p}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+        data = load_yaml(read_text(p, "recipe", max_bytes=MAX_CONFIG_BYTES), str(p))  # bounded, safe types
+    except InputError as exc:
+        raise RecipeError(str(exc)) from None
     if not isinstance(data, dict):
         raise RecipeError(f"{p}: the top level must be a mapping")
     try:
@@ -120,19 +117,19 @@ def read_pairs(path: str | Path, limit: int | None = None) -> list[dict[str, Any
     if not p.exists():
         raise RecipeError(f"{p}: no such pairs file (write it with `gem export RUN --format synthesizer`)")
     pairs = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RecipeError(f"{p}:{n}: invalid JSON: {exc.msg}") from exc
-        for key in ("text", "target"):
-            if not isinstance(obj, dict) or not isinstance(obj.get(key), str) or not obj[key]:
-                raise RecipeError(f"{p}:{n}: field '{key}' must be a non-empty string")
-        pairs.append(obj)
-        if limit is not None and len(pairs) >= limit:
-            break
+    try:
+        for item in iter_json_lines(p, "pairs"):  # the one bounded JSON-lines reader
+            n, obj = item.line, item.value
+            if item.error is not None:
+                raise RecipeError(f"{p}:{n}: {item.error}")
+            for key in ("text", "target"):
+                if not isinstance(obj, dict) or not isinstance(obj.get(key), str) or not obj[key]:
+                    raise RecipeError(f"{p}:{n}: field '{key}' must be a non-empty string")
+            pairs.append(obj)
+            if limit is not None and len(pairs) >= limit:
+                break
+    except InputError as exc:
+        raise RecipeError(str(exc)) from None
     if not pairs:
         raise RecipeError(f"{p}: no pairs")
     return pairs

@@ -19,6 +19,7 @@ from typing import Any
 
 from tools_runtime.exec_graph import format_graph, graph_from_stages
 from tools_runtime.executor import ToolEnvironment
+from tools_runtime.python_backend import trust_classes
 from tools_runtime.records import ArgSource, BackendRef, Goal, PlannedCall, Scenario, Workflow
 from tools_runtime.state import state_hash
 from tools_runtime.tasks import Action, Task
@@ -154,6 +155,8 @@ def convert(raw: dict[str, Any], domain: str, db: dict[str, Any], policy: str = 
                 meta={"source": "tau2", "domain": domain, "unsupported": sorted(set(unsupported)),
                       "require_all_actions": True, "compare_args": compare})
     names = [t.name for t in tools]
+    # The class is one of this module's own domains (DOMAINS), chosen by this code, not by the data.
+    trust_classes([cls])
     wf = Workflow(id=f"tau2-{domain}", doc_id=f"tau2-{domain}", title=f"τ² {domain} domain", steps=[policy] if policy else [],
                   execution_graph=format_graph(graph_from_stages([names])), tools=list(tools),
                   backend=BackendRef(kind="python", classes=[cls], initial_config={cls.rsplit(":", 1)[1]: config}))
