@@ -34,12 +34,18 @@ def fact_lines(facts: dict[str, Any]) -> str:
 
 
 # Sentence forms of one fact; each keeps "the/my <key> is <value>" so `find_fact` reads it back.
-ONE_FACT = ["Sure, the {k} is {v}.", "Of course. My {k} is {v}.", "My {k} is {v}.", "Yes — the {k} is {v}.",
-            "The {k} is {v}."]
+ONE_FACT = ["Sure, the {k} {be} {v}.", "Of course. My {k} {be} {v}.", "My {k} {be} {v}.", "Yes — the {k} {be} {v}.",
+            "The {k} {be} {v}."]
 MANY_FACTS = ["Sure.", "Here you go:", "Of course:", "Here they are:"]
 
 
 SWITCH_FACT = ["Yes, turn {k} {v}.", "Please turn {k} {v}.", "I'd like {k} turned {v}.", "Turn {k} {v}, please."]
+
+
+def be(key: str) -> str:
+    """`are` for a plural field name ("page numbers are"), else `is`."""
+    last = humanize(key).split(" ")[-1].lower() if humanize(key) else ""
+    return "are" if last.endswith("s") and not last.endswith(("ss", "us", "is", "ics")) else "is"
 
 
 def _sayable(value: Any) -> bool:
@@ -58,7 +64,7 @@ def _clause(k: str, v: Any, first: bool) -> str:
     """One fact as a clause: a switch as "turn X on", anything else as "the X is V"."""
     if isinstance(v, bool):
         return f"{'T' if first else 't'}urn {humanize(k)} {'on' if v else 'off'}"
-    return f"{'T' if first else 't'}he {humanize(k)} is {v}"
+    return f"{'T' if first else 't'}he {humanize(k)} {be(k)} {v}"
 
 
 def say_facts(facts: dict[str, Any], variant: int = 0) -> str:
@@ -72,7 +78,7 @@ def say_facts(facts: dict[str, Any], variant: int = 0) -> str:
         if isinstance(v, bool):
             return SWITCH_FACT[variant % len(SWITCH_FACT)].format(k=humanize(k), v="on" if v else "off")
         if _sayable(v):
-            return ONE_FACT[variant % len(ONE_FACT)].format(k=humanize(k), v=v)
+            return ONE_FACT[variant % len(ONE_FACT)].format(k=humanize(k), v=v, be=be(k))
     if facts and all(_sayable(v) or isinstance(v, bool) for v in facts.values()):
         items = list(facts.items())
         clauses = [_clause(k, v, i == 0) for i, (k, v) in enumerate(items)]
@@ -86,7 +92,7 @@ def find_fact(texts: list[str], key: str) -> str | None:
     """The latest raw value given for `key` in `texts` (newest last): a `- key: value` line or a sentence."""
     shown = re.escape(humanize(key))
     line = re.compile(rf"^\s*[-*•]\s*{shown}\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
-    sentence = re.compile(rf"\b(?:my|the)\s+{shown}\s+is\s+(.+?)(?:,\s+(?:and\s+)?(?:my|the|turn)\s|[.;](?:\s|$)|$)",
+    sentence = re.compile(rf"\b(?:my|the)\s+{shown}\s+(?:is|are)\s+(.+?)(?:,\s+(?:and\s+)?(?:my|the|turn)\s|[.;](?:\s|$)|$)",
                           re.IGNORECASE | re.MULTILINE)
     # "turn Bluetooth on", "switch the Automatic Login switch to on", "turn off Wi-Fi".
     switch = re.compile(rf"\b(?:turn|switch|set)(?:ed)?\s+(?:my\s+|the\s+)?{shown}(?:\s+switch)?\s+(?:to\s+)?(on|off)\b",

@@ -10,6 +10,7 @@ calls of the same stage that do not depend on each other go out as parallel tool
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,6 +188,11 @@ def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
     entity = humanize(effect.entity) if effect.entity else "record"
     on = f" for {target}" if target else ""
     verb = tool.split("_", 1)[0].lower()
+    dest = next((str(v) for k, v in args.items() if re.search(r"target|dest|existing|parent", k) and str(v) != target),
+                None) or next((str(v) for k, v in args.items() if re.search(r"target|dest|existing|parent", k)), None)
+    src = next((str(v) for k, v in args.items() if isinstance(v, str) and "/" in v and str(v) != dest), None)
+    if verb in ("copy", "move") and dest and src:  # "I copied a to b", whichever parameter is the key
+        return f"I {PAST[verb]} {src} to {dest}"
     if effect.kind == "update":
         said = []
         for w in effect.writes[:3]:
@@ -200,9 +206,6 @@ def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
         fields = ", ".join(humanize(w.field) for w in effect.writes[:3])
         return f"I changed the {fields or entity}{on}"
     if effect.kind in ("create", "delete", "external") and verb in PAST:
-        others = [str(v) for k, v in args.items() if k != effect.key and isinstance(v, str) and "/" in v]
-        if others and target and verb in ("copy", "move"):
-            return f"I {PAST[verb]} {others[0]} to {target}"
         return f"I {PAST[verb]} the {entity}{on}"
     return {
         "create": f"I created the {entity}{on}",

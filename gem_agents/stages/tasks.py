@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gem_agents.models.client import ModelClient
+from gem_agents.policies.dialogue_text import be
 from gem_agents.prompting import fill, load_prompt
 from gem_agents.stages.offline_env import find_span, source_for
 from gem_agents.stages.relevance import PROMPTS, wants_json_schema
@@ -221,8 +222,8 @@ def _goal(title: str) -> str:
     if not t:
         return ""
     first = t.split()[0].lower()
-    if first in ("how", "what", "why"):
-        t = re.sub(r"^how (?:do i|to)\s+", "", t, flags=re.IGNORECASE)
+    while first in ("how", "what", "why") and re.match(r"^how (?:do i|to)\s+", t, flags=re.IGNORECASE):
+        t = re.sub(r"^how (?:do i|to)\s+", "", t, flags=re.IGNORECASE)  # "How to how to hack" → hack
         first = t.split()[0].lower() if t else ""
     t = re.sub(r"\byour\b", "my", re.sub(r"\bYour\b", "My", t))  # the page speaks to the user; the user speaks
     if first.endswith("ing") or first in ("a", "an", "the"):
@@ -342,7 +343,7 @@ def _offline_task(workflow: Workflow, text: str, tool: str, n: int, seed: int) -
                    and not isinstance(i.value, bool)]
     detail = ""
     if said_values and any(str(i.value).lower() not in ask.lower() for i in said_values[:3]):
-        detail = " " + "; ".join(f"the {i.key.replace('_', ' ')} is {i.value}" for i in said_values[:3]
+        detail = " " + "; ".join(f"the {i.key.replace('_', ' ')} {be(i.key)} {i.value}" for i in said_values[:3]
                                  if str(i.value).lower() not in ask.lower())
         detail = detail[:1] + detail[1:2].upper() + detail[2:] + "."
     instruction = f"{opener} I want to {purpose}. {ask}{detail}" if purpose else f"{opener} {ask}{detail}"
@@ -398,7 +399,7 @@ def _read_tasks(workflow: Workflow, text: str, k: int, seed: int) -> list[Task]:
         spec = workflow.tool(tool)
         step = _as_request(spec.description.split(". Runs")[0]) if spec else tool.replace("_", " ")
         instruction = (f"{OPENERS[rng.randrange(len(OPENERS))]} I'm on the command line and want to {step}. "
-                       f"It's for {key_value}. What does it show?")
+                       f"The {effect.key.replace('_', ' ')} {be(effect.key)} {key_value}. What does it show?")
         out.append(Task(id=f"{workflow.id}:o{n}", env_id=workflow.id, instruction=instruction,
                         persona=PERSONAS[rng.randrange(len(PERSONAS))], cites=_cites(workflow, spec.description)
                         if spec else [], known_info=[Info(key=effect.key, value=key_value, source=src)],
