@@ -79,12 +79,16 @@ def say_facts(facts: dict[str, Any], variant: int = 0) -> str:
             return SWITCH_FACT[variant % len(SWITCH_FACT)].format(k=humanize(k), v="on" if v else "off")
         if _sayable(v):
             return ONE_FACT[variant % len(ONE_FACT)].format(k=humanize(k), v=v, be=be(k))
-    if facts and all(_sayable(v) or isinstance(v, bool) for v in facts.values()):
-        items = list(facts.items())
-        clauses = [_clause(k, v, i == 0) for i, (k, v) in enumerate(items)]
-        if len(clauses) == 1:
-            return clauses[0] + "."
-        return ", ".join(clauses[:-1]) + ", and " + clauses[-1] + "."
+    if facts and sayable(facts):
+        values = [(k, v) for k, v in facts.items() if not isinstance(v, bool)]
+        switches = [(k, v) for k, v in facts.items() if isinstance(v, bool)]
+        out = []
+        if values:
+            clauses = [_clause(k, v, i == 0) for i, (k, v) in enumerate(values)]
+            out.append((clauses[0] if len(clauses) == 1 else ", ".join(clauses[:-1]) + ", and " + clauses[-1]) + ".")
+        if switches:  # "Please turn Bluetooth on and turn Wi-Fi off."
+            out.append("Please " + " and ".join(_clause(k, v, False) for k, v in switches) + ".")
+        return " ".join(out)
     return MANY_FACTS[variant % len(MANY_FACTS)] + "\n" + fact_lines(facts)
 
 
