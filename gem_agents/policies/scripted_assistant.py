@@ -128,12 +128,13 @@ def _tool_call(n: int, name: str, args: dict[str, Any]) -> dict[str, Any]:
 
 # Phrasings, picked per dialogue and turn (deterministic), so the scripted assistant is no single template.
 DONE = ["Done — {did}.", "All set: {did}.", "That's finished: {did}.", "I've taken care of it: {did}.",
-        "Okay, {did}."]
+        "Okay, {did}.", "Good news — {did}.", "Right, {did}."]
 RESULT = ["Here is what the system shows — {facts}.", "The result: {facts}.", "It now reads {facts}.",
           "For your records: {facts}."]
 # Each closing question offers more help in words the scripted user recognises ("anything else").
 MORE = ["Is there anything else I can help you with?", "Anything else you need?",
-        "Can I help with anything else?", "Do you need anything else?"]
+        "Can I help with anything else?", "Do you need anything else?", "Is there something else I can do?",
+        "What else can I help you with?"]
 ASK = ["To continue, could you please tell me your {what}?", "Could you tell me the {what}?",
        "I'll need your {what} for that — what is it?", "What is the {what}, please?"]
 FOUND = ["Here is what I found — {facts}.", "The system shows {facts}.", "This is what it lists: {facts}.",
