@@ -10,6 +10,7 @@ from typing import IO, Any
 from rich.progress import Progress, TaskID
 
 from gem_agents.cli.progress import make_progress
+from gem_agents.models import activity
 
 BARS = ("documents", "filter", "extract", "simulate", "refine")
 
@@ -25,6 +26,8 @@ class RunMonitor:
         self.total = total
         self.refine = refine
         self.counts: dict[str, int] = {}
+        self.model_calls: dict[str, int] = {}
+        self._model_task: TaskID | None = None
 
     def __enter__(self) -> RunMonitor:
         if self._json_log is not None:
@@ -37,9 +40,24 @@ class RunMonitor:
             # Later stages learn their totals as documents are routed to them.
             self.tasks[name] = self.progress.add_task(name, total=self.total if name in ("documents", "filter")
                                                       else 0)
+        activity.add_listener(self.on_model)
         return self
 
+    def on_model(self, event: dict[str, Any]) -> None:
+        """An in-process model's call: show which role it is playing (one line under the stage bars)."""
+        role = str(event.get("role") or "?")
+        if event.get("event") == "call_start":
+            what = f"model: playing {role} ({event.get('model')}, {event.get('prompt_tokens')} prompt tokens)"
+        else:
+            self.model_calls[role] = self.model_calls.get(role, 0) + 1
+            what = "model: " + ", ".join(f"{r} {n} calls" for r, n in self.model_calls.items())
+        if self._model_task is None:
+            self._model_task = self.progress.add_task(what, total=None)
+        else:
+            self.progress.update(self._model_task, description=what)
+
     def __exit__(self, *exc: object) -> None:
+        activity.remove_listener(self.on_model)
         self.progress.__exit__(*exc)  # type: ignore[arg-type]
         if self._log is not None:
             self._log.close()

@@ -5,7 +5,8 @@ its original schema and sends the exact errors back in a repair round. So the re
 looser than the schema (constraints the grammar cannot express are dropped: `minimum`, `pattern`,
 `format` …) but must never forbid a valid answer's shape, with one deliberate exception: strings
 and arrays get upper bounds (`maxLength`, `maxItems`), because a small model that loops inside a
-string otherwise runs to `max_tokens` and leaves JSON that does not parse at all.
+string otherwise runs to `max_tokens` and leaves JSON that does not parse at all. Boolean
+properties are moved after the others (key order means nothing to the validator, much to the model).
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ def grammar_schema(schema: dict[str, Any], *, max_string: int = MAX_STRING, max_
             if key in _DROP:
                 continue
             if key == "properties" and isinstance(value, dict):
-                out[key] = {name: visit(sub, depth + 1) for name, sub in value.items()}
+                props = {name: visit(sub, depth + 1) for name, sub in value.items()}
+                # Yes/no fields last: the grammar fixes the key order, and a small model that must
+                # write its verdict first commits before it has written a word about the input.
+                out[key] = dict(sorted(props.items(), key=lambda kv: kv[1].get("type") == "boolean"))
             elif key in ("items", "additionalProperties") and isinstance(value, dict):
                 out[key] = visit(value, depth + 1)
             elif key in ("anyOf", "oneOf") and isinstance(value, list):
