@@ -67,7 +67,11 @@ def demo_cmd(
             ctx.store.set_meta("input_problems", [p.model_dump(mode="json") for p in problems])
             with RunMonitor(len(docs), quiet=quiet, refine=cfg.refine_rounds > 0) as monitor:
                 await run_documents(ctx, docs, on_event=monitor, total=len(docs))
+            if monitor.model_calls:  # what the in-process model did, per role (docs/providers.md)
+                activity[:] = [{"role": r, **v} for r, v in monitor.model_calls.items()]
+                ctx.store.set_meta("model_activity", activity)
 
+    activity: list[dict] = []
     try:
         with run_dir_lock(out):
             asyncio.run(go())
@@ -83,6 +87,9 @@ def demo_cmd(
     d = counts["documents"]
     console.print(f"[bold]gem demo[/] ({describe_mode(cfg)}): {len(docs)} sample texts from {SAMPLES} — kept {d.get('kept', 0)}, "
                   f"rejected {d.get('rejected', 0)}, failed {d.get('failed', 0)}")
+    for row in activity:
+        console.print(f"model as {row['role']}: {int(row['calls'])} calls, {int(row['prompt_tokens'])} prompt + "
+                      f"{int(row['completion_tokens'])} generated tokens, {row['seconds']:.0f} s", highlight=False)
     console.print(f"results: {out / 'run.sqlite'}")
     console.print(f"report:  {report}")
     console.print(f"export:  {exported['out']} ({exported['trajectories']} verified trajectories)")

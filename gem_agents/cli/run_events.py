@@ -26,7 +26,7 @@ class RunMonitor:
         self.total = total
         self.refine = refine
         self.counts: dict[str, int] = {}
-        self.model_calls: dict[str, int] = {}
+        self.model_calls: dict[str, dict[str, float]] = {}
         self._model_task: TaskID | None = None
 
     def __enter__(self) -> RunMonitor:
@@ -49,8 +49,13 @@ class RunMonitor:
         if event.get("event") == "call_start":
             what = f"model: playing {role} ({event.get('model')}, {event.get('prompt_tokens')} prompt tokens)"
         else:
-            self.model_calls[role] = self.model_calls.get(role, 0) + 1
-            what = "model: " + ", ".join(f"{r} {n} calls" for r, n in self.model_calls.items())
+            row = self.model_calls.setdefault(role, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                                                     "seconds": 0.0})
+            row["calls"] += 1
+            row["prompt_tokens"] += int(event.get("prompt_tokens") or 0)
+            row["completion_tokens"] += int(event.get("completion_tokens") or 0)
+            row["seconds"] = round(row["seconds"] + float(event.get("seconds") or 0), 3)
+            what = "model: " + ", ".join(f"{r} {int(n['calls'])} calls" for r, n in self.model_calls.items())
         if self._model_task is None:
             self._model_task = self.progress.add_task(what, total=None)
         else:
