@@ -97,3 +97,15 @@ def test_chat_templates_render_in_a_sandbox():
     evil = compile_template("{{ messages.__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(SecurityError):
         evil.render(messages=[])
+
+
+def test_threads_follow_the_config_else_the_load_on_the_cores(monkeypatch):
+    from gem_agents.config import RoleConfig
+    from gem_agents.providers.local_provider import _threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    cfg = RoleConfig(provider="local", model_path="m.gguf")
+    assert _threads(cfg, load=0.2) == (2, 2)      # idle: both cores generate
+    assert _threads(cfg, load=6.0) == (1, 2)      # busy: one generation thread, the prompt on both
+    assert _threads(cfg.model_copy(update={"n_threads": 3}), load=6.0) == (3, 3)
+    assert _threads(cfg.model_copy(update={"engine_kwargs": {"n_threads_batch": 1}}), load=0.0) == (2, 1)

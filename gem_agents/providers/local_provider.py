@@ -71,15 +71,24 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def _threads(cfg: RoleConfig) -> tuple[int, int]:
-    """(generation threads, prompt threads).
+def _threads(cfg: RoleConfig, load: float | None = None) -> tuple[int, int]:
+    """(generation threads, prompt threads); `n_threads` in the config wins.
 
-    One generation thread: with other processes on the cores, two spin-waiting threads lose most
-    of their time to each other (measured 8 vs 26 tok/s on the 0.5B under load); prompt
-    processing is a large batch and still gains from every core.
+    On idle cores generation uses two threads (up to 4). When other processes already keep the
+    cores busy (load average over half the cores) it uses one: threads that wait on each other
+    while the scheduler runs someone else lose most of their time (issue 19: 8 vs 26 tok/s on the
+    0.5B under load). Prompt processing is one large batch and takes every core (up to 4) either way.
     """
     cores = os.cpu_count() or 1
-    gen = cfg.n_threads or 1
+    if cfg.n_threads:
+        gen = cfg.n_threads
+    else:
+        if load is None:
+            try:
+                load = os.getloadavg()[0]
+            except OSError:
+                load = 0.0
+        gen = 1 if load > cores / 2 else max(1, min(cores, 4))
     batch = int(cfg.engine_kwargs.get("n_threads_batch") or max(gen, min(cores, 4)))
     return gen, batch
 
@@ -341,7 +350,7 @@ BackendFactory = Any  # (path, cfg) -> Backend
 def load_engine(cfg: RoleConfig, *, backend_factory: BackendFactory = None, path: Path | None = None) -> LocalEngine:
     """The shared engine for a role config's model file (loaded on first use)."""
     path = path or resolve_model_file(cfg.model_path, cfg.model_package)
-    key = (str(path), cfg.n_ctx, _threads(cfg), cfg.chat_format, json.dumps(cfg.engine_kwargs, sort_keys=True))
+    key = (str(path), cfg.n_ctx, cfg.n_threads, cfg.chat_format, json.dumps(cfg.engine_kwargs, sort_keys=True))
     with _ENGINES_LOCK:
         if key not in _ENGINES:
             backend = (backend_factory or open_backend)(path, cfg)
