@@ -109,3 +109,19 @@ def test_threads_follow_the_config_else_the_load_on_the_cores(monkeypatch):
     assert _threads(cfg, load=6.0) == (1, 2)      # busy: one generation thread, the prompt on both
     assert _threads(cfg.model_copy(update={"n_threads": 3}), load=6.0) == (3, 3)
     assert _threads(cfg.model_copy(update={"engine_kwargs": {"n_threads_batch": 1}}), load=0.0) == (2, 1)
+
+
+def test_the_progress_display_names_the_role_the_model_plays():
+    from gem_agents.cli.run_events import RunMonitor
+    from gem_agents.models import activity
+
+    with RunMonitor(3, quiet=True) as monitor:
+        activity.report({"event": "call_start", "role": "extract", "model": "m.gguf", "prompt_tokens": 600})
+        line = monitor.progress.tasks[-1].description
+        activity.report({"event": "call_end", "role": "extract", "model": "m.gguf", "prompt_tokens": 600,
+                         "completion_tokens": 40, "seconds": 2.5})
+    assert line == "model: playing extract (m.gguf, 600 prompt tokens)"
+    assert monitor.model_calls == {"extract": {"calls": 1, "prompt_tokens": 600, "completion_tokens": 40,
+                                               "seconds": 2.5}}
+    activity.report({"event": "call_end", "role": "user"})  # after the run: no longer listening
+    assert "user" not in monitor.model_calls
