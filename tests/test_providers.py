@@ -334,55 +334,107 @@ def test_weights_with_a_wrong_checksum_are_refused(tmp_path, monkeypatch):
     assert not list((tmp_path / "cache").glob("*"))  # no torn or unverified file left behind
 
 
-class StandInLlama:
-    """Mimics `llama_cpp.Llama.create_chat_completion` and records what it was asked."""
+# A Qwen-like template: tools in the system turn, ChatML turns.
+STANDIN_TEMPLATE = ("{% if tools %}<|im_start|>system\n<tools>{% for t in tools %}{{ t | tojson }}{% endfor %}</tools>"
+                    "<|im_end|>\n{% endif %}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+                    "{% for c in m.tool_calls or [] %}<tool_call>{{ c.function | tojson }}</tool_call>{% endfor %}"
+                    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
-    instances: list[StandInLlama] = []
 
-    def __init__(self, model_path, n_ctx, n_threads, chat_format, verbose, **kw):
-        self.args = {"model_path": model_path, "n_ctx": n_ctx, "n_threads": n_threads, "chat_format": chat_format}
-        self.metadata = {"tokenizer.chat_template": "{% if tools %}...{% endif %}"}
+class StandInBackend:
+    """Mimics a llama.cpp runtime behind the local provider and records what it was asked."""
+
+    instances: list[StandInBackend] = []
+    name = "stand-in"
+    reply: str | None = None
+
+    def __init__(self, path, cfg):
+        self.args = {"path": str(path), "n_ctx": cfg.n_ctx, "n_threads": cfg.n_threads}
+        self.prompts: list[str] = []
         self.requests: list[dict] = []
-        StandInLlama.instances.append(self)
+        StandInBackend.instances.append(self)
 
-    def create_chat_completion(self, messages, **kw):
-        self.requests.append({"messages": messages, **kw})
-        fmt = (kw.get("response_format") or {}).get("schema")
-        if fmt and "name" in fmt.get("properties", {}):
-            content = '{"name": "cancel_order", "arguments": {"order_id": "A1"}}'
-        elif fmt:
-            content = '{"multi_step": false}'
-        elif kw.get("tools"):
-            content = '<tool_call>{"name": "get_order", "arguments": {"order_id": "A1"}}</tool_call>'
-        else:
-            content = "Sure."
-        return {"choices": [{"message": {"role": "assistant", "content": content}}],
-                "usage": {"prompt_tokens": 11, "completion_tokens": 3}}
+    def chat_template(self):
+        return STANDIN_TEMPLATE
+
+    def tokenize(self, text):
+        self.prompts.append(text)
+        return list(range(len(text.split())))
+
+    def generate(self, tokens, *, max_tokens, temperature, seed, schema):
+        self.requests.append({"schema": schema, "max_tokens": max_tokens, "temperature": temperature})
+        if self.reply is not None:
+            return self.reply, 0
+        if schema and "arguments" in json.dumps(schema):
+            return '{"name": "cancel_order", "arguments": {"order_id": "A1"}}', 14
+        if schema:
+            return '{"multi_step": false}', 6
+        if "<tools>" in self.prompts[-1]:  # small models answer in a fence, not in <tool_call> tags
+            return '```json\n{"name": "get_order", "arguments": {"order_id": "A1"}}\n```', 20
+        return "Sure.", 2
+
+    def close(self):
+        pass
 
 
 def test_local_provider_constrains_json_and_parses_tool_calls(tmp_path):
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF" + b"\0" * 32)
     cfg = RoleConfig(provider="local", model_path=str(model), n_ctx=2048, n_threads=3, temperature=0)
-    client = ModelClient("extract", cfg, local_provider.local_completer(cfg, llama_cls=StandInLlama))
+    client = ModelClient("extract", cfg, local_provider.local_completer(cfg, backend_factory=StandInBackend))
 
     async def calls():
         return (await client.chat(MSGS, json_schema=SCHEMA), await client.chat(MSGS, tools=TOOLS),
                 await client.chat(MSGS, tools=TOOLS, tool_choice="required"), await client.chat(MSGS))
 
     structured, auto, forced, plain = asyncio.run(calls())
-    llm = StandInLlama.instances[-1]
-    assert llm.args == {"model_path": str(model), "n_ctx": 2048, "n_threads": 3, "chat_format": None}
-    assert llm.requests[0]["response_format"] == {"type": "json_object", "schema": SCHEMA}
+    backend = StandInBackend.instances[-1]
+    assert backend.args == {"path": str(model), "n_ctx": 2048, "n_threads": 3}
+    assert backend.requests[0]["schema"] == {"type": "object", "properties": {"multi_step": {"type": "boolean"}},
+                                             "required": ["multi_step"]}
     assert json.loads(structured.text) == {"multi_step": False}
-    assert llm.requests[1]["tools"] == TOOLS and "response_format" not in llm.requests[1]
+    # tools are rendered by the model's own template, and the free call comes back parsed from its fence
+    assert backend.requests[1]["schema"] is None and '"name": "get_order"' in backend.prompts[1]
     assert auto.message["tool_calls"][0]["function"]["name"] == "get_order"
+    # a forced call is grammar-constrained to a bound tool, with that tool's argument schema
+    names = {o["properties"]["name"]["const"] for o in backend.requests[2]["schema"]["anyOf"]}
+    assert names == {"get_order", "cancel_order"}
     assert forced.message["tool_calls"][0]["function"]["name"] == "cancel_order"
-    assert plain.message == {"role": "assistant", "content": "Sure."} and plain.usage["input_tokens"] == 11
+    assert plain.message == {"role": "assistant", "content": "Sure."}
+    assert plain.usage == {"input_tokens": len(backend.prompts[3].split()), "output_tokens": 2}
+    assert backend.prompts[3].endswith("<|im_start|>assistant\n")
     # a second role on the same model file shares the loaded engine
-    local_provider.local_completer(cfg, llama_cls=StandInLlama)
-    asyncio.run(ModelClient("user", cfg, local_provider.local_completer(cfg, llama_cls=StandInLlama)).chat(MSGS))
-    assert StandInLlama.instances[-1] is llm
+    asyncio.run(ModelClient("user", cfg, local_provider.local_completer(cfg, backend_factory=StandInBackend)).chat(MSGS))
+    assert StandInBackend.instances[-1] is backend
+
+
+def test_local_provider_reports_which_role_it_plays(tmp_path):
+    from gem_agents.models import activity
+
+    model = tmp_path / "r.gguf"
+    model.write_bytes(b"GGUF" + b"\1" * 8)
+    cfg = RoleConfig(provider="local", model_path=str(model))
+    seen: list[dict] = []
+    activity.add_listener(seen.append)
+    try:
+        asyncio.run(ModelClient("user", cfg, local_provider.local_completer(cfg, role="user",
+                                                                           backend_factory=StandInBackend)).chat(MSGS))
+    finally:
+        activity.remove_listener(seen.append)
+    assert [e["event"] for e in seen] == ["call_start", "call_end"]
+    assert seen[1]["role"] == "user" and seen[1]["model"] == "r.gguf" and seen[1]["completion_tokens"] == 2
+
+
+def test_local_provider_without_a_runtime_names_both_routes(tmp_path, monkeypatch):
+    def absent(*a, **k):
+        raise ImportError("No module named 'x'")
+
+    monkeypatch.setattr(local_provider.PrebuiltBackend, "__init__", absent)
+    monkeypatch.setattr(local_provider.CompiledBackend, "__init__", absent)
+    with pytest.raises(local_provider.LocalProviderUnavailable) as err:
+        local_provider.open_backend(tmp_path / "m.gguf", RoleConfig(provider="local", model_path="m.gguf"))
+    assert ".[local]" in str(err.value) and ".[local-compile]" in str(err.value)
+    assert "prebuilt: not installed" in str(err.value) and "compiled: not installed" in str(err.value)
 
 
 def test_local_user_role_stops_through_the_policy(tmp_path):
@@ -391,14 +443,13 @@ def test_local_user_role_stops_through_the_policy(tmp_path):
     from tests.helpers import example
     from tools_runtime.scenario import build_scenario
 
-    class Silent(StandInLlama):
-        def create_chat_completion(self, messages, **kw):
-            return {"choices": [{"message": {"content": ""}}], "usage": {}}
+    class Silent(StandInBackend):
+        reply = ""
 
     model = tmp_path / "s.gguf"
     model.write_bytes(b"GGUF")
     cfg = RoleConfig(provider="local", model_path=str(model))
-    policy = chat_user(ModelClient("user", cfg, local_provider.local_completer(cfg, llama_cls=Silent)))
+    policy = chat_user(ModelClient("user", cfg, local_provider.local_completer(cfg, backend_factory=Silent)))
     from graphs.roles import RoleView
 
     out = asyncio.run(policy(RoleView(role="user", scenario=build_scenario(example("shop_return"), 0), messages=[])))

@@ -71,10 +71,10 @@ def test_gem_run_offline_on_the_bundled_texts(tmp_path):
 
 
 def test_gem_demo_prints_where_results_are(tmp_path):
-    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--quiet"])
+    res = runner.invoke(app, ["demo", "--offline", "--out", str(tmp_path / "demo"), "--quiet"])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
-    assert "report.html" in text and "run.sqlite" in text
+    assert "report.html" in text and "run.sqlite" in text and "offline (every role scripted" in text
     lines = (tmp_path / "demo" / "export" / "openai.jsonl").read_text().splitlines()
     assert lines and all("messages" in json.loads(x) for x in lines)
 

@@ -11,6 +11,7 @@ from rich.progress import Progress, TaskID
 
 from gem_agents.cli.progress import make_progress
 from gem_agents.io import redact
+from gem_agents.models import activity
 
 BARS = ("documents", "filter", "extract", "simulate", "refine")
 
@@ -26,6 +27,8 @@ class RunMonitor:
         self.total = total
         self.refine = refine
         self.counts: dict[str, int] = {}
+        self.model_calls: dict[str, dict[str, float]] = {}
+        self._model_task: TaskID | None = None
 
     def __enter__(self) -> RunMonitor:
         if self._json_log is not None:
@@ -38,9 +41,29 @@ class RunMonitor:
             # Later stages learn their totals as documents are routed to them.
             self.tasks[name] = self.progress.add_task(name, total=self.total if name in ("documents", "filter")
                                                       else 0)
+        activity.add_listener(self.on_model)
         return self
 
+    def on_model(self, event: dict[str, Any]) -> None:
+        """An in-process model's call: show which role it is playing (one line under the stage bars)."""
+        role = str(event.get("role") or "?")
+        if event.get("event") == "call_start":
+            what = f"model: playing {role} ({event.get('model')}, {event.get('prompt_tokens')} prompt tokens)"
+        else:
+            row = self.model_calls.setdefault(role, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                                                     "seconds": 0.0})
+            row["calls"] += 1
+            row["prompt_tokens"] += int(event.get("prompt_tokens") or 0)
+            row["completion_tokens"] += int(event.get("completion_tokens") or 0)
+            row["seconds"] = round(row["seconds"] + float(event.get("seconds") or 0), 3)
+            what = "model: " + ", ".join(f"{r} {int(n['calls'])} calls" for r, n in self.model_calls.items())
+        if self._model_task is None:
+            self._model_task = self.progress.add_task(what, total=None)
+        else:
+            self.progress.update(self._model_task, description=what)
+
     def __exit__(self, *exc: object) -> None:
+        activity.remove_listener(self.on_model)
         self.progress.__exit__(*exc)  # type: ignore[arg-type]
         if self._log is not None:
             self._log.close()

@@ -11,7 +11,7 @@ from gem_agents.models.client import Completer, ModelClient
 from gem_agents.models.usage import UsageMeter
 
 
-def make_completer(cfg: RoleConfig) -> Completer:
+def make_completer(cfg: RoleConfig, role: str = "") -> Completer:
     """The provider behind a role config (imported lazily: `local` and `vllm` are extras)."""
     if cfg.provider == "openai":
         from gem_agents.providers.openai_provider import openai_completer
@@ -20,7 +20,7 @@ def make_completer(cfg: RoleConfig) -> Completer:
     if cfg.provider == "local":
         from gem_agents.providers.local_provider import local_completer
 
-        return local_completer(cfg)
+        return local_completer(cfg, role=role)
     if cfg.provider == "vllm":
         from gem_agents.providers.vllm_provider import vllm_completer
 
@@ -62,7 +62,7 @@ class ModelHub:
             cfg = self.role(name)
             endpoint = (cfg.provider, cfg.base_url or cfg.model_path or "", cfg.model)
             limiter = self._limits.setdefault(endpoint, asyncio.Semaphore(cfg.concurrency))
-            complete = self._completers.get(name) or make_completer(cfg)
+            complete = self._completers.get(name) or make_completer(cfg, name)
             self._clients[name] = ModelClient(name, cfg, complete, cache=self.cache, meter=self.meter,
                                               limiter=limiter)
         return self._clients[name]

@@ -1,11 +1,19 @@
-"""An embedded CPU model through llama-cpp-python (the `local` extra), no server and no network.
+"""An embedded CPU model through llama.cpp (the `local` extra), no server and no network.
 
-Structured stages (`json_schema` in the call) get grammar-constrained JSON from llama.cpp, so the
-answer always parses. Roles with tools are rendered through the GGUF's own chat template (Qwen's
-carries the hermes tool format) and `<tool_call>` blocks are parsed back into `tool_calls`; a
-forced call (`tool_choice` = "required" or a name) is grammar-constrained as well. One engine per
-model file is shared by every role that names it, behind a lock: a llama.cpp context runs one
-generation at a time.
+Two runtimes, tried in this order:
+
+- **prebuilt** (`llama-cpp-py-sync`, the `local` extra): a wheel with llama.cpp's libraries, no
+  compiler needed; on glibc < 2.38 its libraries are loaded from patched copies (see
+  `llama_glibc_compat`);
+- **compiled** (`llama-cpp-python`, the `local-compile` extra): builds llama.cpp from source.
+
+Both are driven the same way, through their lowest common layer: the prompt is rendered here
+from the GGUF's own chat template with jinja2 (sandboxed: the template is data), tools included
+(Qwen's template carries the hermes tool format); it is tokenized with special tokens parsed (else
+`<|im_start|>` would be read as plain text); generation is constrained by a JSON-schema grammar
+for structured stages and forced tool calls; tokens are counted here. Free tool calls are parsed
+leniently (`<tool_call>` tags, fenced or bare JSON). One engine per model file is shared by every
+role that names it, behind a lock: a llama.cpp context runs one generation at a time.
 """
 
 from __future__ import annotations
@@ -18,88 +26,313 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from gem_agents.config import RoleConfig
+from gem_agents.models import activity
 from gem_agents.models.client import CallSpec, Completer
-from gem_agents.providers.tool_text import call_from_json, for_template, parse_tool_text, tool_choice_schema
-from gem_agents.providers.weights import resolve_model_file
+from gem_agents.providers.grammar_schema import grammar_schema
+from gem_agents.providers.tool_text import call_from_json, for_template, parse_tool_text
+from gem_agents.providers.weights import cache_dir, resolve_model_file
 
 _ENGINES: dict[tuple[Any, ...], LocalEngine] = {}
 _ENGINES_LOCK = threading.Lock()
-
-
-@atexit.register
-def close_engines() -> None:
-    """Free every loaded model while the interpreter still works.
-
-    Left to garbage collection at shutdown, llama-cpp-python's finalizer runs after its C library
-    handle is gone and prints a TypeError traceback on an otherwise clean exit.
-    """
-    with _ENGINES_LOCK:
-        for engine in _ENGINES.values():
-            close = getattr(engine.llm, "close", None)
-            if callable(close):
-                close()
-        _ENGINES.clear()
-
+ROUTES = ("prebuilt runtime: pip install -e '.[local]' (llama-cpp-py-sync, no compiler); "
+          "compiled runtime: pip install -e '.[local-compile]' (llama-cpp-python, builds llama.cpp, ~20 min on 2 cores)")
+# Fallback when a GGUF has no chat template (ChatML, which Qwen models use).
+CHATML = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 TOOLS_PREAMBLE = ("You may call functions. Their signatures, one JSON object a line:\n{tools}\n"
                   "To call one, answer with <tool_call>{{\"name\": ..., \"arguments\": {{...}}}}</tool_call>.")
 
 
 class LocalProviderUnavailable(ImportError):
-    """llama-cpp-python is not installed."""
+    """Neither llama.cpp runtime can be loaded here."""
 
 
-def import_llama() -> Any:
-    """The `llama_cpp.Llama` class, or a clear error naming the extra to install."""
-    try:
-        from llama_cpp import Llama
-    except ImportError as exc:
-        raise LocalProviderUnavailable("provider 'local' needs llama-cpp-python: pip install -e '.[local]' "
-                                       "(it compiles llama.cpp; see README, Model providers)") from exc
-    return Llama
+@atexit.register
+def close_engines() -> None:
+    """Free every loaded model while the interpreter still works (finalizers at shutdown may not)."""
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.backend.close()
+        _ENGINES.clear()
+
+
+class Backend(Protocol):
+    """What the engine needs from a llama.cpp binding."""
+
+    name: str
+
+    def chat_template(self) -> str: ...
+    def tokenize(self, text: str) -> list[int]: ...
+    def generate(self, tokens: list[int], *, max_tokens: int, temperature: float, seed: int,
+                 schema: dict[str, Any] | None) -> tuple[str, int]: ...
+    def close(self) -> None: ...
+
+
+def _threads(cfg: RoleConfig, load: float | None = None) -> tuple[int, int]:
+    """(generation threads, prompt threads); `n_threads` in the config wins.
+
+    On idle cores generation uses two threads (up to 4). When other processes already keep the
+    cores busy (load average over half the cores) it uses one: threads that wait on each other
+    while the scheduler runs someone else lose most of their time (issue 19: 8 vs 26 tok/s on the
+    0.5B under load). Prompt processing is one large batch and takes every core (up to 4) either way.
+    """
+    cores = os.cpu_count() or 1
+    if cfg.n_threads:
+        gen = cfg.n_threads
+    else:
+        if load is None:
+            try:
+                load = os.getloadavg()[0]
+            except OSError:
+                load = 0.0
+        gen = 1 if load > cores / 2 else max(1, min(cores, 4))
+    batch = int(cfg.engine_kwargs.get("n_threads_batch") or max(gen, min(cores, 4)))
+    return gen, batch
+
+
+class PrebuiltBackend:
+    """llama-cpp-py-sync (CFFI over llama.cpp's C API).
+
+    Its chat helper formats with llama.cpp's built-in templates (no tools) and tokenizes without
+    parsing special tokens, so generation is driven here through the same steps it uses
+    (prefix-reuse, evaluation, sampling); those helpers are private, hence the exact version pin.
+    """
+
+    name = "prebuilt"
+
+    def __init__(self, path: Path, cfg: RoleConfig):
+        from gem_agents.providers.llama_glibc_compat import load_prebuilt
+
+        llama_cls = load_prebuilt(cache_dir() / "runtime")
+        _silence_llama_log()
+        gen, batch = _threads(cfg)
+        extra = {k: v for k, v in cfg.engine_kwargs.items() if k != "n_threads_batch"}
+        self.llm = llama_cls(str(path), n_ctx=cfg.n_ctx, n_threads=gen, n_threads_batch=batch, verbose=False,
+                             **extra)
+        self._template = ""
+        raw = self.llm._lib.llama_model_chat_template(self.llm._model, self.llm._ffi.NULL)
+        if raw != self.llm._ffi.NULL:
+            self._template = self.llm._ffi.string(raw).decode("utf-8", "replace")
+
+    def chat_template(self) -> str:
+        """The GGUF's `tokenizer.chat_template`."""
+        return self._template
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of a rendered prompt, special tokens parsed (no BOS: the template writes its own)."""
+        return self.llm.tokenize(text, add_special=False, parse_special=True)
+
+    def generate(self, tokens: list[int], *, max_tokens: int, temperature: float, seed: int,
+                 schema: dict[str, Any] | None) -> tuple[str, int]:
+        """Generated text and its token count; grammar-constrained when `schema` is given."""
+        from llama_cpp_py_sync.constraints import response_format_to_grammar
+
+        llm = self.llm
+        grammar = None
+        if schema is not None:
+            grammar = response_format_to_grammar({"type": "json_schema", "json_schema": {"schema": schema}})
+        if len(tokens) + max_tokens >= llm.n_ctx:
+            raise ValueError(f"prompt of {len(tokens)} tokens + max_tokens {max_tokens} exceed n_ctx {llm.n_ctx}")
+        # A repeat penalty would fight the grammar on JSON (keys and brackets repeat by design).
+        llm._configure_generation_sampler(temperature, 40, 0.95, 0.05, 1.0 if grammar else 1.05, 64, seed,
+                                          grammar, "root")
+        reused, _status = llm._prepare_chat_prefix(tokens, "gem")
+        n_past = llm._eval_tokens(tokens[reused:], reused)
+        out = bytearray()
+        count = 0
+        for _ in range(max_tokens):
+            token = llm._sample_token()
+            if llm._lib.llama_vocab_is_eog(llm._vocab, token):
+                break
+            out += llm._token_to_bytes(token)
+            count += 1
+            n_past = llm._eval_tokens([token], n_past)
+        return out.decode("utf-8", "replace"), count
+
+    def close(self) -> None:
+        """Free the model and context."""
+        self.llm.close()
+
+
+_LOG_CALLBACK: Any = None
+
+
+def _silence_llama_log() -> None:
+    """Route llama.cpp's load chatter (hundreds of lines on stderr) to nowhere."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+    from llama_cpp_py_sync._cffi_bindings import get_ffi, get_lib
+
+    ffi = get_ffi()
+    _LOG_CALLBACK = ffi.callback("ggml_log_callback", lambda level, text, data: None)  # kept alive: C holds it
+    get_lib().llama_log_set(_LOG_CALLBACK, ffi.NULL)
+
+
+class CompiledBackend:
+    """llama-cpp-python (the `local-compile` extra), driven through its token-level completion call."""
+
+    name = "compiled"
+
+    def __init__(self, path: Path, cfg: RoleConfig, llama_cls: Any = None):
+        if llama_cls is None:
+            from llama_cpp import Llama as llama_cls
+        gen, batch = _threads(cfg)
+        extra = {k: v for k, v in cfg.engine_kwargs.items() if k != "n_threads_batch"}
+        self.llm = llama_cls(model_path=str(path), n_ctx=cfg.n_ctx, n_threads=gen, n_threads_batch=batch,
+                             verbose=False, **extra)
+
+    def chat_template(self) -> str:
+        """The GGUF's `tokenizer.chat_template`."""
+        return str((getattr(self.llm, "metadata", None) or {}).get("tokenizer.chat_template", ""))
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of a rendered prompt, special tokens parsed, no BOS."""
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def generate(self, tokens: list[int], *, max_tokens: int, temperature: float, seed: int,
+                 schema: dict[str, Any] | None) -> tuple[str, int]:
+        """Generated text and its token count."""
+        kwargs: dict[str, Any] = {}
+        if schema is not None:
+            from llama_cpp import LlamaGrammar
+
+            kwargs["grammar"] = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        out = self.llm.create_completion(prompt=tokens, max_tokens=max_tokens, temperature=temperature,
+                                         seed=seed, repeat_penalty=1.0 if schema else 1.05, **kwargs)
+        text = out["choices"][0].get("text") or ""
+        return text, int((out.get("usage") or {}).get("completion_tokens") or len(self.tokenize(text)))
+
+    def close(self) -> None:
+        """Free the model."""
+        close = getattr(self.llm, "close", None)
+        if callable(close):
+            close()
+
+
+def open_backend(path: Path, cfg: RoleConfig) -> Backend:
+    """The prebuilt runtime, else the compiled one, else an error naming both routes and why each failed."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when the OpenMP runtime loads: set it first
+    reasons = []
+    for make in (PrebuiltBackend, CompiledBackend):
+        try:
+            return make(path, cfg)
+        except ImportError as exc:
+            reasons.append(f"{make.name}: not installed ({exc})")
+        except (OSError, RuntimeError) as exc:
+            reasons.append(f"{make.name}: cannot load ({exc})")
+    raise LocalProviderUnavailable("provider 'local' needs a llama.cpp runtime; install one — " + ROUTES
+                                   + ". Tried: " + "; ".join(reasons))
+
+
+def check_runtime() -> None:
+    """Raise LocalProviderUnavailable at once when neither runtime package is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp_py_sync") is None and importlib.util.find_spec("llama_cpp") is None:
+        raise LocalProviderUnavailable("provider 'local' needs a llama.cpp runtime; install one — " + ROUTES)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# prompt rendering
+
+
+def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
+    # Hugging Face templates expect JSON as json.dumps writes it (jinja2's own filter escapes <, >, &).
+    return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+def _raise(message: str) -> None:
+    raise ValueError(f"chat template: {message}")
+
+
+def compile_template(source: str) -> Any:
+    """A jinja2 template from a GGUF, in a sandbox: it can format data but reach nothing else."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise
+    return env.from_string(source or CHATML)
+
+
+def forced_call_schema(tools: list[dict[str, Any]], tool_choice: str | None) -> dict[str, Any] | None:
+    """A schema forcing one call to a bound tool with arguments shaped by that tool's parameters."""
+    if tool_choice in (None, "auto", "none"):
+        return None
+    fns = [t.get("function", t) for t in tools]
+    if tool_choice not in ("required", "any"):
+        fns = [f for f in fns if f.get("name") == tool_choice] or fns
+    options = []
+    for fn in fns:
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        options.append({"type": "object", "properties": {"name": {"const": fn.get("name")},
+                                                         "arguments": grammar_schema(params)},
+                        "required": ["name", "arguments"]})
+    return options[0] if len(options) == 1 else {"anyOf": options}
 
 
 @dataclass
 class LocalEngine:
-    """A loaded llama.cpp model, its lock, and the counters benchmarks read."""
+    """A loaded model, its lock, its template, and the counters benchmarks read."""
 
-    llm: Any
+    backend: Any
     path: Path
     template_has_tools: bool
+    template: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
 
-    def complete(self, messages: list[dict[str, Any]], spec: CallSpec, cfg: RoleConfig) -> tuple[dict, dict]:
-        """One chat completion (blocking)."""
+    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+        """The prompt text for a conversation (and its tools), ready for the assistant's turn."""
         msgs = for_template(messages)
-        kwargs: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "seed": 0}
-        forced = tool_choice_schema(list(spec.tools), spec.tool_choice) if spec.tools else None
-        if spec.json_schema is not None and not spec.tools:
-            kwargs["response_format"] = {"type": "json_object", "schema": spec.json_schema}
-        elif spec.tools:
-            if self.template_has_tools:
-                kwargs["tools"] = list(spec.tools)
-            else:
-                msgs = _tools_in_system(msgs, list(spec.tools))
-            if forced is not None:
-                kwargs["response_format"] = {"type": "json_object", "schema": forced}
+        if tools and not self.template_has_tools:
+            msgs = _tools_in_system(msgs, tools)
+            tools = None
+        return self.template.render(messages=msgs, tools=tools or None, add_generation_prompt=True,
+                                    bos_token="", eos_token="")
+
+    def complete(self, messages: list[dict[str, Any]], spec: CallSpec, cfg: RoleConfig,
+                 role: str = "") -> tuple[dict, dict]:
+        """One chat completion (blocking)."""
+        tools = list(spec.tools or [])
+        schema: dict[str, Any] | None = None
+        forced = forced_call_schema(tools, spec.tool_choice) if tools else None
+        if spec.json_schema is not None and not tools:
+            schema = grammar_schema(spec.json_schema)
+        elif forced is not None:
+            schema = forced
+        prompt = self.render(messages, tools or None)
         with self.lock:
+            tokens = self.backend.tokenize(prompt)
+            activity.report({"event": "call_start", "role": role, "model": self.path.name,
+                             "prompt_tokens": len(tokens)})
             start = time.perf_counter()
-            out = self.llm.create_chat_completion(messages=msgs, **kwargs)
-            self.seconds += time.perf_counter() - start
-        text = out["choices"][0]["message"].get("content") or ""
-        usage = out.get("usage") or {}
-        usage = {"input_tokens": int(usage.get("prompt_tokens", 0)),
-                 "output_tokens": int(usage.get("completion_tokens", 0))}
-        self.prompt_tokens += usage["input_tokens"]
-        self.completion_tokens += usage["output_tokens"]
-        if spec.tools:
-            return (call_from_json(text) if forced is not None else parse_tool_text(text)), usage
-        return {"role": "assistant", "content": text}, usage
+            try:
+                text, generated = self.backend.generate(tokens, max_tokens=cfg.max_tokens,
+                                                        temperature=cfg.temperature, seed=0, schema=schema)
+            finally:
+                spent = time.perf_counter() - start
+                self.seconds += spent
+            self.calls += 1
+            self.prompt_tokens += len(tokens)
+            self.completion_tokens += generated
+            activity.report({"event": "call_end", "role": role, "model": self.path.name,
+                             "prompt_tokens": len(tokens), "completion_tokens": generated,
+                             "seconds": round(spent, 3)})
+        usage = {"input_tokens": len(tokens), "output_tokens": generated}
+        if tools:
+            if forced is not None:
+                return call_from_json(text), usage
+            names = [t.get("function", t).get("name") for t in tools]
+            return parse_tool_text(text, names), usage
+        return {"role": "assistant", "content": text.strip() if schema is None else text}, usage
 
 
 def _tools_in_system(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -111,35 +344,36 @@ def _tools_in_system(messages: list[dict[str, Any]], tools: list[dict[str, Any]]
     return [{"role": "system", "content": block}, *messages]
 
 
-def load_engine(cfg: RoleConfig, *, llama_cls: Any = None, path: Path | None = None) -> LocalEngine:
+BackendFactory = Any  # (path, cfg) -> Backend
+
+
+def load_engine(cfg: RoleConfig, *, backend_factory: BackendFactory = None, path: Path | None = None) -> LocalEngine:
     """The shared engine for a role config's model file (loaded on first use)."""
     path = path or resolve_model_file(cfg.model_path, cfg.model_package)
-    threads = cfg.n_threads or os.cpu_count() or 1  # llama-cpp-python's default is half the cores
-    key = (str(path), cfg.n_ctx, threads, cfg.chat_format, json.dumps(cfg.engine_kwargs, sort_keys=True))
+    key = (str(path), cfg.n_ctx, cfg.n_threads, cfg.chat_format, json.dumps(cfg.engine_kwargs, sort_keys=True))
     with _ENGINES_LOCK:
         if key not in _ENGINES:
-            llama = llama_cls or import_llama()
-            llm = llama(model_path=str(path), n_ctx=cfg.n_ctx, n_threads=threads, chat_format=cfg.chat_format,
-                        verbose=False, **cfg.engine_kwargs)
-            template = str((getattr(llm, "metadata", None) or {}).get("tokenizer.chat_template", ""))
-            has_tools = cfg.chat_format is None and "tools" in template
-            _ENGINES[key] = LocalEngine(llm=llm, path=path, template_has_tools=has_tools)
+            backend = (backend_factory or open_backend)(path, cfg)
+            source = backend.chat_template()
+            _ENGINES[key] = LocalEngine(backend=backend, path=path, template_has_tools="tools" in source,
+                                        template=compile_template(source))
         return _ENGINES[key]
 
 
-def local_completer(cfg: RoleConfig, *, llama_cls: Any = None) -> Completer:
+def local_completer(cfg: RoleConfig, *, role: str = "", backend_factory: BackendFactory = None) -> Completer:
     """A completer over an embedded llama.cpp model (loaded lazily, on the first call).
 
-    The library and the weights are checked here, not on the first call: a missing extra or a wrong
+    The runtime and the weights are checked here, not on the first call: a missing extra or a wrong
     path is a config error to report at once, not a transient failure for the client to retry.
     """
-    llama_cls = llama_cls or import_llama()
+    if backend_factory is None:
+        check_runtime()
     path = resolve_model_file(cfg.model_path, cfg.model_package)
     state: dict[str, LocalEngine] = {}
 
     async def complete(messages: list[dict[str, Any]], spec: CallSpec) -> tuple[dict[str, Any], dict[str, int]]:
         if "engine" not in state:
-            state["engine"] = await asyncio.to_thread(load_engine, cfg, llama_cls=llama_cls, path=path)
-        return await asyncio.to_thread(state["engine"].complete, messages, spec, cfg)
+            state["engine"] = await asyncio.to_thread(load_engine, cfg, backend_factory=backend_factory, path=path)
+        return await asyncio.to_thread(state["engine"].complete, messages, spec, cfg, role)
 
     return complete

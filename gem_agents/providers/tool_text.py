@@ -17,6 +17,7 @@ import regex
 
 _BLOCK = regex.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", regex.S)
 _NAME = regex.compile(r'"name"\s*:\s*"([^"]+)"')
+_FENCE = regex.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", regex.S)
 
 
 def _call_id(index: int, body: str) -> str:
@@ -42,17 +43,60 @@ def _one_call(index: int, body: str) -> dict[str, Any]:
     return {"id": _call_id(index, body), "type": "function", "function": {"name": name, "arguments": raw}}
 
 
-def parse_tool_text(text: str) -> dict[str, Any]:
-    """An assistant message from generated text: `<tool_call>` blocks become `tool_calls`."""
-    blocks = _BLOCK.findall(text or "")
-    if not blocks:
-        return {"role": "assistant", "content": (text or "").strip()}
-    content = _BLOCK.sub("", text).strip()
-    calls = [_one_call(i, b) for i, b in enumerate(blocks) if b.strip()]
-    msg: dict[str, Any] = {"role": "assistant", "content": content}
-    if calls:
-        msg["tool_calls"] = calls
-    return msg
+def _json_calls(body: str, names: set[str] | None) -> list[str] | None:
+    """The call objects in a JSON text (one object or a list), re-serialized, or None when it holds none."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    items = data if isinstance(data, list) else [data]
+    calls = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("function"), dict):
+            item = item["function"]  # the OpenAI wire shape, written out by the model
+        if not (isinstance(item, dict) and isinstance(item.get("name"), str)
+                and ("arguments" in item or "parameters" in item)):
+            return None
+        if names is not None and item["name"] not in names:
+            return None
+        calls.append(json.dumps(item, ensure_ascii=False))
+    return calls or None
+
+
+def parse_tool_text(text: str, tool_names: list[str] | None = None) -> dict[str, Any]:
+    """An assistant message from generated text, with its tool calls parsed leniently.
+
+    Accepted, in this order: `<tool_call>` blocks (the template's format); fenced JSON blocks
+    (```json …```) holding `{"name", "arguments"}` objects; the whole answer being such an object
+    or a list of them. Small models write the last two although the template asks for the first.
+    Fenced or bare JSON counts as a call only when its name is a bound tool (when names are given),
+    so a JSON example written for the user stays text.
+    """
+    text = text or ""
+    names = set(tool_names) if tool_names is not None else None
+    blocks = _BLOCK.findall(text)
+    if blocks:
+        content = _BLOCK.sub("", text).strip()
+        calls = [_one_call(i, b) for i, b in enumerate(blocks) if b.strip()]
+        msg: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            msg["tool_calls"] = calls
+        return msg
+    bodies: list[str] = []
+    kept = text
+    for fence in _FENCE.finditer(text):
+        found = _json_calls(fence.group(1), names)
+        if found:
+            bodies += found
+            kept = kept.replace(fence.group(0), "", 1)
+    if not bodies:
+        found = _json_calls(text.strip(), names)
+        if found:
+            bodies, kept = found, ""
+    if not bodies:
+        return {"role": "assistant", "content": text.strip()}
+    return {"role": "assistant", "content": kept.strip(),
+            "tool_calls": [_one_call(i, b) for i, b in enumerate(bodies)]}
 
 
 def call_from_json(text: str, index: int = 0) -> dict[str, Any]:

@@ -1,0 +1,127 @@
+"""Small-model robustness of the local provider: lenient tool-call parsing and grammar-ready schemas."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from gem_agents.providers.grammar_schema import MAX_ITEMS, MAX_STRING, grammar_schema
+from gem_agents.providers.local_provider import compile_template, forced_call_schema
+from gem_agents.providers.tool_text import parse_tool_text
+from gem_agents.stages.extract import EXTRACTION_SCHEMA
+from gem_agents.stages.refine import PROPOSAL_SCHEMA
+from gem_agents.stages.relevance import RELEVANCE_SCHEMA
+
+NAMES = ["get_order", "cancel_order"]
+
+
+def _calls(msg: dict) -> list[tuple[str, dict]]:
+    return [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in msg.get("tool_calls", [])]
+
+
+@pytest.mark.parametrize("text", [
+    '<tool_call>\n{"name": "get_order", "arguments": {"order_id": "A1"}}\n</tool_call>',
+    '```json\n{"name": "get_order", "arguments": {"order_id": "A1"}}\n```',
+    '```\n{"name": "get_order", "parameters": {"order_id": "A1"}}\n```',
+    '{"name": "get_order", "arguments": {"order_id": "A1"}}',
+    '  [{"name": "get_order", "arguments": {"order_id": "A1"}}]  ',
+    '{"type": "function", "function": {"name": "get_order", "arguments": {"order_id": "A1"}}}',
+])
+def test_every_way_small_models_write_a_call_is_parsed(text):
+    assert _calls(parse_tool_text(text, NAMES)) == [("get_order", {"order_id": "A1"})]
+
+
+def test_fenced_calls_keep_the_surrounding_text_and_json_for_the_user_stays_text():
+    msg = parse_tool_text('I will look it up.\n```json\n{"name": "cancel_order", "arguments": {"order_id": "B2"}}\n```',
+                          NAMES)
+    assert msg["content"] == "I will look it up." and _calls(msg) == [("cancel_order", {"order_id": "B2"})]
+    example = 'Your order:\n```json\n{"name": "Blue mug", "arguments": "none"}\n```'
+    assert "tool_calls" not in parse_tool_text(example, NAMES)  # not a bound tool: plain text
+    assert "tool_calls" not in parse_tool_text('{"order_id": "A1"}', NAMES)
+    assert parse_tool_text("No tools needed.", NAMES) == {"role": "assistant", "content": "No tools needed."}
+
+
+def _converts(schema: dict) -> str:
+    constraints = pytest.importorskip("llama_cpp_py_sync.constraints")
+    return constraints.response_format_to_grammar({"type": "json_schema", "json_schema": {"schema": schema}})
+
+
+def test_the_converter_refuses_what_grammar_schema_removes():
+    schema = {"$defs": {"Item": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}},
+                                 "required": ["n"], "additionalProperties": True}},
+              "type": "object",
+              "properties": {"items": {"type": "array", "items": {"$ref": "#/$defs/Item"}},
+                             "when": {"type": "string", "format": "date"},
+                             "note": {"type": ["string", "null"]},
+                             "both": {"allOf": [{"properties": {"a": {"type": "string"}}, "required": ["a"]},
+                                                {"properties": {"b": {"type": "boolean"}}}]}},
+              "required": ["items"]}
+    with pytest.raises(ValueError):
+        _converts(schema)
+    fixed = grammar_schema(schema)
+    assert "$ref" not in json.dumps(fixed) and "minimum" not in json.dumps(fixed)
+    assert fixed["properties"]["items"]["maxItems"] == MAX_ITEMS
+    assert fixed["properties"]["when"] == {"type": "string", "maxLength": MAX_STRING}
+    assert fixed["properties"]["both"]["required"] == ["a"]
+    assert "::=" in _converts(fixed)
+    # what the grammar allows still validates against the original schema
+    jsonschema.validate({"items": [{"n": 3}], "when": "2026-12-01", "note": None, "both": {"a": "x"}}, schema)
+
+
+@pytest.mark.parametrize("schema", [RELEVANCE_SCHEMA, EXTRACTION_SCHEMA, PROPOSAL_SCHEMA],
+                         ids=["relevance", "extraction", "refine"])
+def test_every_structured_stage_schema_becomes_a_grammar(schema):
+    assert "root ::=" in _converts(grammar_schema(schema))
+
+
+def test_forced_call_schema_shapes_the_arguments_per_tool():
+    tools = [{"type": "function", "function": {"name": "set_alarm", "parameters": {
+        "type": "object", "properties": {"hour": {"type": "integer", "minimum": 0, "maximum": 23}},
+        "required": ["hour"]}}}, {"type": "function", "function": {"name": "list_alarms"}}]
+    schema = forced_call_schema(tools, "required")
+    assert [o["properties"]["name"]["const"] for o in schema["anyOf"]] == ["set_alarm", "list_alarms"]
+    assert schema["anyOf"][0]["properties"]["arguments"]["properties"]["hour"] == {"type": "integer"}
+    one = forced_call_schema(tools, "set_alarm")
+    assert one["properties"]["name"]["const"] == "set_alarm"
+    assert forced_call_schema(tools, "auto") is None
+    assert "::=" in _converts(schema)
+
+
+def test_chat_templates_render_in_a_sandbox():
+    from jinja2.exceptions import SecurityError
+
+    ok = compile_template("{% for m in messages %}{{ m.role }}:{{ m.content }}|{% endfor %}{{ tools | tojson }}")
+    assert ok.render(messages=[{"role": "user", "content": "<b>"}], tools=[{"a": "<"}]) == 'user:<b>|[{"a": "<"}]'
+    evil = compile_template("{{ messages.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(SecurityError):
+        evil.render(messages=[])
+
+
+def test_threads_follow_the_config_else_the_load_on_the_cores(monkeypatch):
+    from gem_agents.config import RoleConfig
+    from gem_agents.providers.local_provider import _threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    cfg = RoleConfig(provider="local", model_path="m.gguf")
+    assert _threads(cfg, load=0.2) == (2, 2)      # idle: both cores generate
+    assert _threads(cfg, load=6.0) == (1, 2)      # busy: one generation thread, the prompt on both
+    assert _threads(cfg.model_copy(update={"n_threads": 3}), load=6.0) == (3, 3)
+    assert _threads(cfg.model_copy(update={"engine_kwargs": {"n_threads_batch": 1}}), load=0.0) == (2, 1)
+
+
+def test_the_progress_display_names_the_role_the_model_plays():
+    from gem_agents.cli.run_events import RunMonitor
+    from gem_agents.models import activity
+
+    with RunMonitor(3, quiet=True) as monitor:
+        activity.report({"event": "call_start", "role": "extract", "model": "m.gguf", "prompt_tokens": 600})
+        line = monitor.progress.tasks[-1].description
+        activity.report({"event": "call_end", "role": "extract", "model": "m.gguf", "prompt_tokens": 600,
+                         "completion_tokens": 40, "seconds": 2.5})
+    assert line == "model: playing extract (m.gguf, 600 prompt tokens)"
+    assert monitor.model_calls == {"extract": {"calls": 1, "prompt_tokens": 600, "completion_tokens": 40,
+                                               "seconds": 2.5}}
+    activity.report({"event": "call_end", "role": "user"})  # after the run: no longer listening
+    assert "user" not in monitor.model_calls
