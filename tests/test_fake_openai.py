@@ -7,11 +7,13 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Iterator
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
+import openai._base_client
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.tools import tool
@@ -60,6 +62,16 @@ def raw_post(srv: FakeOpenAIServer, body: dict[str, Any], timeout: float = 5.0) 
         return resp.status, dict(resp.getheaders()), resp.read()
     finally:
         conn.close()
+
+
+def wait_until(condition: Callable[[], bool], limit_s: float = 30.0) -> bool:
+    """Poll `condition` until it holds; the limit only stops a broken server from hanging the suite."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 @pytest.fixture
@@ -190,12 +202,17 @@ def test_scripted_exhausted_is_a_500_and_cycle_repeats(srv: FakeOpenAIServer) ->
 # Errors and faults
 
 
-def test_responder_http_error_429_retry_after_is_retried(srv: FakeOpenAIServer) -> None:
+def test_responder_http_error_429_retry_after_is_retried(
+    srv: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client's waits are recorded, not slept: it must wait the server's Retry-After (0.05 s), not its
+    # own 0.375-0.5 s jittered default backoff, and exactly once.
+    sleeps: list[float] = []
+    monkeypatch.setattr(openai._base_client, "time", types.SimpleNamespace(sleep=sleeps.append, time=time.time))
     srv.responder = ScriptedResponder([http_error(429, "slow down", retry_after=0.05), text("ok")])
-    start = time.monotonic()
     assert chat(srv, max_retries=2).invoke("hi").content == "ok"
     assert srv.count == 2
-    assert time.monotonic() - start < 1.0  # honoured Retry-After (0.05 s), not the 0.5 s default backoff
+    assert sleeps == [0.05]
 
 
 def test_injected_429_and_500_retried_by_client(srv: FakeOpenAIServer) -> None:
@@ -222,12 +239,13 @@ def test_injected_faults_do_not_consume_scripted_replies(srv: FakeOpenAIServer) 
 
 
 def test_timeout_fault(srv: FakeOpenAIServer) -> None:
-    srv.faults = Faults(timeout=1.0)  # the server hangs 30 s; the client gives up at 0.5 s
-    start = time.monotonic()
-    with pytest.raises(openai.APITimeoutError):
+    srv.faults = Faults(timeout=1.0, timeout_s=3600)  # the server hangs until stopped; the client gives up
+    with pytest.raises(openai.APITimeoutError):  # a server that answered or dropped would not raise this
         chat(srv, timeout=0.5).invoke("hi")
-    assert time.monotonic() - start < 2.0
-    assert srv.fault_counts["timeout"] == 1
+    assert wait_until(lambda: srv.fault_counts["timeout"] == 1)
+    assert srv.in_flight == 1  # still hanging after the client left: unanswered, not dropped
+    srv.stop()
+    assert srv.in_flight == 0  # stop() woke it
 
 
 def test_drop_connection_fault(srv: FakeOpenAIServer) -> None:
@@ -288,14 +306,12 @@ def test_seeded_faults_reproducible() -> None:
 
 
 def test_faults_settable_at_runtime_and_latency(srv: FakeOpenAIServer) -> None:
+    # The server records the latency it waited out before answering; new faults apply to the next request.
     srv.faults = Faults(latency_s=0.2)
-    start = time.monotonic()
-    chat(srv).invoke("slow")
-    assert time.monotonic() - start >= 0.2
+    assert chat(srv).invoke("slow").content == "echo: slow"
     srv.faults = Faults()
-    start = time.monotonic()
-    chat(srv).invoke("fast")
-    assert time.monotonic() - start < 0.2
+    assert chat(srv).invoke("fast").content == "echo: fast"
+    assert [r.latency_s for r in srv.requests] == [0.2, 0.0]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -331,10 +347,9 @@ def test_stop_wakes_hung_requests_and_context_manager() -> None:
 
     async def hang_then_stop() -> BaseException | None:
         task = asyncio.ensure_future(llm.ainvoke("hi"))
-        await asyncio.sleep(0.2)
-        start = time.monotonic()
+        assert await asyncio.to_thread(wait_until, lambda: server.in_flight == 1)  # hanging in the server
         await asyncio.to_thread(server.stop)
-        assert time.monotonic() - start < 2.0  # did not wait out the 30 s hang
+        assert server.in_flight == 0  # stop() woke the hang (it would otherwise last timeout_s, 30 s)
         try:
             await task
         except BaseException as e:  # the hung request ends as a connection error

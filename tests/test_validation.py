@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import socket
-import time
+import types
 import urllib.request
+from typing import Any
 
 import pytest
 import referencing.exceptions
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tools_runtime import validation
 from tools_runtime.toolspec import ToolSpec
 from tools_runtime.validation import (
     MAX_ARGUMENT_BYTES,
+    REGEX_CALL_BUDGET_S,
+    REGEX_TIMEOUT_S,
     REGISTRY,
     ArgError,
     SafeDraft202012Validator,
@@ -259,8 +264,28 @@ def test_recursive_ref_in_a_spec_is_refused_not_looped() -> None:
     assert "recursive $ref without a base case" in err.message
 
 
-def test_catastrophic_regex_does_not_hang() -> None:
-    start = time.perf_counter()
+class _TimedPatterns:
+    """Stands in for `_compiled_pattern`: records every search's timeout, and refuses one without a timeout
+    (a catastrophic pattern searched without one would hang this test instead of failing it)."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+
+    def __call__(self, pattern: str) -> Any:
+        return types.SimpleNamespace(search=lambda text, timeout=None: self._search(pattern, text, timeout))
+
+    def _search(self, pattern: str, text: str, timeout: float | None) -> Any:
+        self.timeouts.append(timeout)
+        if timeout is None:
+            raise AssertionError(f"regex {pattern!r} searched without a timeout")
+        return regex.compile(pattern).search(text, timeout=timeout)
+
+
+def test_catastrophic_regex_does_not_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not timed: every search runs under the regex module's own timeout, and the TimeoutError it raises
+    # comes back as a "took too long" error on the argument.
+    patterns = _TimedPatterns()
+    monkeypatch.setattr(validation, "_compiled_pattern", patterns)
     spec = ToolSpec(
         name="t", parameters={"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}
     )
@@ -290,27 +315,60 @@ def test_catastrophic_regex_does_not_hang() -> None:
     ]:
         errors = validate_arguments(ToolSpec(name="t", parameters=params), {slow_key: 1})
         assert any("took too long" in e.message for e in errors), (params, errors)
-    assert time.perf_counter() - start < 1.0
+    assert patterns.timeouts and all(t is not None and 0 < t <= REGEX_TIMEOUT_S for t in patterns.timeouts)
 
 
-def test_regex_budget_covers_the_whole_call() -> None:
+def test_regex_budget_covers_the_whole_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fake clock and a pattern that always spends its whole timeout: the call budget, not the item
+    # count, must bound how many searches run (2000 × 50 ms would be 100 s).
+    clock = [1000.0]
+    granted: list[float] = []
+
+    def search(text: str, timeout: float) -> None:
+        granted.append(timeout)
+        clock[0] += timeout
+        raise TimeoutError("regex timed out")
+
+    monkeypatch.setattr(validation, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(validation, "_compiled_pattern", lambda pattern: types.SimpleNamespace(search=search))
     spec = ToolSpec(
         name="t",
         parameters={"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "string", "pattern": "^(a|a)+$"}}}},
     )  # fmt: skip
-    start = time.perf_counter()
-    errors = validate_arguments(spec, {"xs": ["a" * 40 + "!"] * 2000})  # 2000 × 50 ms would be 100 s
-    assert time.perf_counter() - start < 1.0
+    errors = validate_arguments(spec, {"xs": ["a" * 40 + "!"] * 2000})
     assert errors and all("took too long" in e.message for e in errors)
+    full = round(REGEX_CALL_BUDGET_S / REGEX_TIMEOUT_S)
+    assert full <= len(granted) <= full + 1  # five full searches, perhaps one float-rounding leftover, then none
+    assert sum(granted) == pytest.approx(REGEX_CALL_BUDGET_S)
 
 
-def test_unique_items_is_linear_and_uses_json_equality() -> None:
+class _CountedObject(dict):
+    """A JSON object that counts how often its members are read, to measure work without a clock."""
+
+    reads = 0
+
+    def items(self) -> Any:
+        type(self).reads += 1
+        return super().items()
+
+    def __iter__(self) -> Any:
+        type(self).reads += 1
+        return super().__iter__()
+
+
+def test_unique_items_is_linear_and_uses_json_equality(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = ToolSpec(
         name="t", parameters={"type": "object", "properties": {"u": {"type": "array", "uniqueItems": True}}}
     )
-    start = time.perf_counter()
-    assert validate_arguments(spec, {"u": [{"id": i} for i in range(15_000)]}) == []
-    assert time.perf_counter() - start < 1.0
+
+    def reads(n: int) -> int:
+        monkeypatch.setattr(_CountedObject, "reads", 0)
+        assert validate_arguments(spec, {"u": [_CountedObject(id=i) for i in range(n)]}) == []
+        return _CountedObject.reads
+
+    # Pairwise comparison (jsonschema's fallback for unsortable items) reads each object once per other item.
+    small, large = reads(1000), reads(2000)
+    assert 0 < small <= 4 * 1000 and large == 2 * small
     assert validate_arguments(spec, {"u": [1, True, "1", None, [1], {"a": 1}]}) == []
     for dup in (
         [1, 1.0],

@@ -431,7 +431,11 @@ class Faults:
 
 @dataclass
 class RecordedRequest:
-    """One request as received: wall-clock and monotonic time, method, path, parsed body, injected faults."""
+    """One request as received: wall-clock and monotonic time, method, path, parsed body, injected faults.
+
+    `latency_s` is the injected latency the server waited out before answering (0.0 when none, or when
+    `stop()` cut the wait short), so tests can check latency was applied without timing the machine.
+    """
 
     time: float
     monotonic: float
@@ -440,6 +444,7 @@ class RecordedRequest:
     body: dict[str, Any] | None
     faults: list[str] = field(default_factory=list)
     key: str = ""  # with keyed faults: the body hash and occurrence, which also names the tool-call ids
+    latency_s: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -474,6 +479,8 @@ class FakeOpenAIServer:
         self._port = port
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._in_flight = 0
+        self._idle = threading.Condition(self._lock)  # notified whenever a chat request finishes
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
@@ -532,6 +539,10 @@ class FakeOpenAIServer:
         httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        # Handler threads are daemons nobody joins; wait (bounded) for the woken ones, so that after stop()
+        # no request is still being served and `in_flight` says whether a hang was really woken.
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=5)
         self._httpd = None
         self._thread = None
 
@@ -566,6 +577,12 @@ class FakeOpenAIServer:
         """The recorded request bodies, in arrival order."""
         with self._lock:
             return [r.body for r in self.requests]
+
+    @property
+    def in_flight(self) -> int:
+        """Chat requests received and not yet answered, dropped or woken by stop()."""
+        with self._lock:
+            return self._in_flight
 
     def reset(self) -> None:
         """Clear the request log, fault counts and responder errors (ids keep counting)."""
@@ -762,7 +779,14 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             self._error(400, problem or "bad request", "invalid_request_error", None)
             return
-        self._chat(body, rec)
+        with fake._lock:
+            fake._in_flight += 1
+        try:
+            self._chat(body, rec)
+        finally:
+            with fake._idle:
+                fake._in_flight -= 1
+                fake._idle.notify_all()
 
     def _not_found(self, method: str, path: str) -> None:
         self._error(
@@ -775,9 +799,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, body: dict[str, Any], rec: RecordedRequest) -> None:
         fake = self.server.fake
         faults, latency, settings = fake._draw_faults(rec)
-        if latency > 0 and fake._stopping.wait(latency):
-            self._drop()
-            return
+        if latency > 0:
+            if fake._stopping.wait(latency):
+                self._drop()
+                return
+            rec.latency_s = latency
         kind = faults[0] if faults and faults[0] in _EXCLUSIVE_KINDS else None
         if kind == "drop_connection":
             self._drop()
