@@ -64,6 +64,7 @@ def _perturb(plan: list[PlannedCall], kind: str) -> list[PlannedCall] | None:
     return calls
 
 
+@pytest.mark.slow
 def test_state_verdict_agrees_with_bfcl_state_checker(tasks):
     agree = total = mismatched = 0
     for sc in tasks:

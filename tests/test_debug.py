@@ -91,6 +91,7 @@ def test_script_errors_name_the_line_and_reject_bad_edits(tmp_path):
     assert bad_break.returncode == 2 and "planner" in bad_break.stderr
 
 
+@pytest.mark.slow
 def test_pseudo_terminal_session(tmp_path):
     child = pexpect.spawn(GEM[0], [*GEM[1:], "debug", WORKFLOW, "--break", "tools"], env=ENV,
                           encoding="utf-8", timeout=60, dimensions=(60, 160))

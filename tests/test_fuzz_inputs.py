@@ -39,6 +39,8 @@ from typer.testing import CliRunner
 from gem_agents.cli import app
 from tests.helpers import EXAMPLES, scripted
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES_PER_TARGET = int(os.environ.get("GEM_FUZZ_EXAMPLES", "12"))
 HANG_S = 240
 SECRET = "sk-fuzz-" + "Q7w" * 10

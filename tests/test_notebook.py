@@ -6,9 +6,12 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
+
+pytestmark = pytest.mark.notebook
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "debug_dialogue.ipynb"
 

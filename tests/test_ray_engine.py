@@ -28,6 +28,7 @@ from tools_runtime.records import Document
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (pip install 'gem-agents[ray]')")
+pytestmark = pytest.mark.ray
 
 
 def snapshot(run_dir: Path) -> dict[str, Any]:

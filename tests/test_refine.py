@@ -203,6 +203,7 @@ def test_examples_reach_the_papers_after_refinement_means():
     assert all(means[k] >= v for k, v in PAPER_AFTER.items()), means
 
 
+@pytest.mark.slow
 def test_offline_environments_refine_verified_or_say_why(corpus_path):
     """Offline extraction now yields grounded environments (a few capabilities, not one tool per UI
     step), so the paper's means are no longer reached by padding them with gestures; refinement with

@@ -94,6 +94,7 @@ def _chromium() -> str:
                 "`chromium` when it runs as root)")
 
 
+@pytest.mark.browser
 def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     browser = _chromium()
     report = write_report(run_dir)

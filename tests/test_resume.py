@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from gem_agents.cli.cmd_demo import SAMPLES
 from gem_agents.run.store import RunStore
 from tools_runtime.records import Trajectory
@@ -75,6 +77,7 @@ def stored_count(out: Path) -> int:
         db.close()
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_gives_exactly_once(tmp_path):
     inp = tmp_path / "docs.jsonl"
     ids = make_input(inp)

@@ -25,6 +25,8 @@ MISSING = missing_packages()
 needs_train = pytest.mark.skipif(bool(MISSING), reason=f"the 'train' extra is not installed (missing "
                                                       f"{', '.join(MISSING)}): pip install '.[train]'")
 
+pytestmark = pytest.mark.train
+
 TEXTS = {"shop_return": "How to return an item: sign in, find the order, open a return, pick a refund method.",
          "calendar_booking": "Booking a meeting: check the calendar, find a free room, book it, invite people."}
 
