@@ -1,4 +1,4 @@
-"""The dialogue graph (DESIGN §3): user ⇄ assistant ⇄ tools, then verify.
+"""The dialogue graph (docs/design.md §5.1): user ⇄ assistant ⇄ tools, then verify.
 
     START → user ─┬→ assistant ─┬→ tools → assistant …
                   │             ├→ user            (a text reply)

@@ -1,7 +1,7 @@
 """Bind an extracted tool to a backend operation and an entity, from its name and schema.
 
 Extracted tools come with names like `get_order_status`, `add_item_to_cart` or `open_print_dialog`
-and nothing else that says what they do. DESIGN §3 maps the leading verb to an operation:
+and nothing else that says what they do. docs/design.md §3.3 maps the leading verb to an operation:
 
     read    get list search find check view show …     create  create add book submit send …
     update  update set change edit enable disable …    delete  delete remove cancel …

@@ -2,7 +2,7 @@
 
 Whatever a model writes as a tool call — an unknown name, arguments that are not JSON, arguments
 that break the schema — comes back as a tool error the assistant can read, never as an exception.
-Planned errors (DESIGN §2.4: transient failures, expired permissions) are injected here too.
+Planned errors (docs/design.md §5.3: transient failures, expired permissions) are injected here too.
 """
 
 from __future__ import annotations

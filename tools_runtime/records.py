@@ -1,4 +1,4 @@
-"""The records that flow through the pipeline (DESIGN §4), as small pydantic models.
+"""The records that flow through the pipeline (docs/design.md §4), as small pydantic models.
 
 Document → Relevance → Workflow → Scenario → Trajectory(+Verdict, Stats). Everything here is
 JSON on disk; messages use the OpenAI chat format (`tool_calls`, `tool_call_id`).

@@ -1,4 +1,4 @@
-"""Refinement operators (DESIGN §2.4): make a scenario harder while keeping a reference plan that runs.
+"""Refinement operators (docs/design.md §3.6): make a scenario harder, keeping a reference plan that runs.
 
 Each operator takes a Scenario and a seeded `random.Random` and returns a new Scenario whose plan
 still executes on its initial state; none of them calls a model. They extend the plan through the

@@ -1,4 +1,6 @@
-"""Trajectory verification (DESIGN §3, docs/verification.md): what must hold before a trajectory is exported.
+"""Trajectory verification: what must hold before a trajectory is exported (docs/design.md §6).
+
+Its components, failure codes and blame are described in docs/verification.md.
 
 `verify` judges a dialogue by its outcome, as components (Verdict.components):
 

@@ -119,7 +119,7 @@ async def _simulate_all(scenarios: list[Scenario], roles: Any, checkpoints: Path
                         **kwargs: Any) -> list[Trajectory]:
     """Run the rollouts; with a checkpoint file, through a graph compiled with an async SQLite saver."""
     if checkpoints is None:
-        # Bulk generation keeps no history: no checkpointer is the fastest path (field notes §7).
+        # Bulk generation keeps no history: no checkpointer is the fastest path (docs/design.md §5.4).
         return await simulate(scenarios, lambda sc: roles, **kwargs)
     # The sync SqliteSaver refuses async graphs; an async saver with the strict serializer.
     async with open_checkpointer(checkpoints) as saver:
