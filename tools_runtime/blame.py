@@ -27,6 +27,9 @@ from tools_runtime.tasks import Task
 
 _TASK_CODES = {"empty_criteria", "gold_unreachable", "inconsistent_criteria", "invalid_reference_plan"}
 _FACT_LINE = re.compile(r"^\s*[-*]?\s*([A-Za-z][A-Za-z0-9 _\-]{0,40}?)\s*:\s*(.+?)\s*$", re.M)
+# The same fact said in a sentence, as the scripted user says it: "the reason is damaged, and the …".
+_FACT_SENTENCE = re.compile(r"\b(?:my|the)\s+([A-Za-z][A-Za-z0-9 _\-]{0,40}?)\s+(?:is|are)\s+"
+                            r"(.+?)(?=,\s+(?:and\s+)?(?:my|the|turn)\s|[.;](?:\s|$)|$)", re.I | re.M)
 
 
 def _user_texts(messages: list[dict[str, Any]]) -> list[str]:
@@ -84,7 +87,7 @@ def user_contradicted(messages: list[dict[str, Any]], scenario: Scenario, task: 
     """A `words: value` line of the user that names a known fact with another value."""
     known = {norm_text(k.split("@")[0]): v for k, v in {**scenario.known_info, **task.known()}.items()}
     for text in _user_texts(messages):
-        for m in _FACT_LINE.finditer(text):
+        for m in [*_FACT_LINE.finditer(text), *_FACT_SENTENCE.finditer(text)]:
             key = norm_text(m.group(1))
             if key in known and not _mentions(m.group(2), known[key]):
                 return f"the user said {m.group(1).strip()} is {m.group(2).strip()!r}, their instruction says {known[key]!r}"
