@@ -218,8 +218,8 @@ class BatchModel:
                 prefilled += take
                 if seq.prefill == 0:
                     done_prefill.append(self.prefilling.popleft())
-            dt = (self.p.step_ms + self.p.per_seq_ms * n_decode + self.p.prefill_ms_per_token * prefilled) / 1000
-            dt *= self.scale
+            modeled = (self.p.step_ms + self.p.per_seq_ms * n_decode + self.p.prefill_ms_per_token * prefilled) / 1000
+            dt = modeled * self.scale
             # Sleep to the step's end in wall time; a late wake-up is caught up on the next steps (the GPU
             # does not stall because this process was descheduled), but never by more than 50 ms.
             deadline = max(deadline + dt, loop.time() - 0.05)
@@ -227,7 +227,7 @@ class BatchModel:
             await asyncio.sleep(delay if delay > 0 else 0)
             self.step += 1
             self.stats.steps += 1
-            self.stats.busy_s += dt
+            self.stats.busy_s += modeled  # GPU seconds of the modeled server, whatever the time scale
             now = loop.time()
             while self.decoding and self.decoding[0][0] <= self.step:
                 self._finish(heapq.heappop(self.decoding)[2], now)
