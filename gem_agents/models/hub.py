@@ -13,6 +13,10 @@ from gem_agents.models.usage import UsageMeter
 
 def make_completer(cfg: RoleConfig) -> Completer:
     """The provider behind a role config (imported lazily: `local` and `vllm` are extras)."""
+    if cfg.provider == "openai" and cfg.http_client == "direct":
+        from gem_agents.providers.openai_direct import direct_completer
+
+        return direct_completer(cfg)
     if cfg.provider == "openai":
         from gem_agents.providers.openai_provider import openai_completer
 
