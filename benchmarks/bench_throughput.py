@@ -423,7 +423,8 @@ def cpu_child(c: int, base_url: str, copies: int, requests: Path | None) -> None
         bodies = [json.loads(line) for line in requests.read_text(encoding="utf-8").splitlines() if line.strip()]
 
         async def bare() -> None:
-            client = ModelHub(cfg, use_cache=False).client("assistant")
+            hub = ModelHub(cfg, use_cache=False)
+            client = hub.client("assistant")
             assert client is not None
             sem = asyncio.Semaphore(c)
 
@@ -439,6 +440,7 @@ def cpu_child(c: int, base_url: str, copies: int, requests: Path | None) -> None
             out["bare_cpu_s"] = time.process_time() - cpu0
             out["bare_s"] = time.perf_counter() - t0
             out["bare_calls"] = len(bodies)
+            hub.close()
 
         asyncio.run(bare())
     out["engine_us_per_call"] = round(out["engine_cpu_s"] / max(1, out["engine_calls"]) * 1e6)

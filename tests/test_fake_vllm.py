@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
+
 from gem_agents.config import RoleConfig
 from gem_agents.models.client import ModelClient
 from gem_agents.models.hub import make_completer
+from gem_agents.providers.openai_direct import close_pools
 from gem_agents.testing.fake_vllm import (
     H100_LLAMA_8B,
     ROLE_OUTPUT_TOKENS,
@@ -81,11 +84,13 @@ def test_http_front_end_answers_chat_completions_and_counts():
         client = ModelClient("user", cfg, make_completer(cfg))
         replies = await asyncio.gather(*(client.chat([{"role": "system", "content": "be a user"},
                                                       {"role": "user", "content": f"turn {i}"}]) for i in range(8)))
-        import httpx
-
-        async with httpx.AsyncClient() as http:
-            stats = (await http.get(url.rsplit("/v1", 1)[0] + "/stats")).json()
-            missing = (await http.get(url.rsplit("/v1", 1)[0] + "/nope")).status_code
+        root = url.rsplit("/v1", 1)[0]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(root + "/stats") as resp:
+                stats = await resp.json()
+            async with http.get(root + "/nope") as resp:
+                missing = resp.status
+        close_pools()
         server.cancel()
         return replies, stats, missing
 

@@ -89,9 +89,11 @@ def test_retryable_failures_are_retried_and_client_errors_are_not():
         with pytest.raises(ModelCallError, match="429"):
             asyncio.run(client.chat(MSGS))
         assert srv.count == 3  # the first try and two retries
-        srv.faults = Faults(malformed_body=0.5, seed=3)
-        ok = asyncio.run(direct_client(srv.base_url, max_retries=8).chat(MSGS))
-        assert ok.text == "fine"
+        for kind in ("malformed_body", "drop_connection", "error_500"):
+            srv.faults = Faults(**{kind: 0.5}, seed=3)
+            srv.reset()
+            ok = asyncio.run(direct_client(srv.base_url, max_retries=8).chat(MSGS))
+            assert ok.text == "fine" and srv.summary()["requests"] >= 1
     with FakeOpenAIServer(ScriptedResponder([http_error(400, "bad request")])) as srv:
         with pytest.raises(ModelCallError, match="400"):
             asyncio.run(direct_client(srv.base_url, max_retries=3).chat(MSGS))
@@ -99,9 +101,11 @@ def test_retryable_failures_are_retried_and_client_errors_are_not():
 
 
 def test_roles_on_one_endpoint_share_one_pool():
-    from gem_agents.providers.openai_direct import pool_for
+    from gem_agents.providers.openai_direct import close_pools, pool_for
 
     async def go():
-        return pool_for("http://127.0.0.1:1/v1", 5, 8) is pool_for("http://127.0.0.1:1/v1", 5, 8)
+        same = pool_for("http://127.0.0.1:1/v1", 5) is pool_for("http://127.0.0.1:1/v1", 5)
+        close_pools()
+        return same
 
     assert asyncio.run(go())

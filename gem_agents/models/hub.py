@@ -72,6 +72,10 @@ class ModelHub:
         return self._clients[name]
 
     def close(self) -> None:
-        """Close the cache."""
+        """Close the cache (and the direct clients' connection pools, when any was used)."""
         if self.cache is not None:
             self.cache.close()
+        if any(c.cfg.http_client == "direct" for c in self._clients.values()):
+            from gem_agents.providers.openai_direct import close_pools
+
+            close_pools()
