@@ -163,10 +163,17 @@ def stage_means(evs: list[dict[str, Any]], t0: float = 0.0, t1: float = math.inf
     return {k: round(sum(v) / len(v), 3) for k, v in acc.items()}
 
 
-def wait_started(ep: Endpoint, proc: subprocess.Popen, before: int, timeout: float = 180) -> None:
-    """Until the process has made its first model call."""
+def wait_started(ep: Endpoint, proc: subprocess.Popen, before: int, timeout: float = 240,
+                 log: Path | None = None) -> None:
+    """Until the process has made its first model calls (with a run log: until a stage or document ended)."""
     t_end = time.monotonic() + timeout
-    while ep.stats()["completed"] <= before:
+
+    def started() -> bool:
+        if log is not None:
+            return any(e.get("event") in ("stage", "doc") for e in events(log))
+        return ep.stats()["completed"] > before
+
+    while not started():
         if proc.poll() is not None:
             raise SystemExit(f"the measured process exited early: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
         if time.monotonic() > t_end:
@@ -194,9 +201,13 @@ def window(ep: Endpoint, pid: int, warmup: float, seconds: float) -> dict[str, A
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """Kill a measured process (a killed `gem run` is resumable; this one is thrown away)."""
+    """Interrupt a measured process (Ctrl-C: Ray shuts its local cluster down), then kill it if it lingers."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
 
 
@@ -249,7 +260,7 @@ def engine_point(ep: Endpoint, tmp: Path, c: int, warmup: float, seconds: float,
     before = ep.stats()["completed"]
     proc = gem_run(cfg, src, tmp / f"run_c{c}_{len(extra)}_{time.time_ns()}", log, *extra, env=env)
     try:
-        wait_started(ep, proc, before)
+        wait_started(ep, proc, before, log=log)
         time.sleep(warmup)
         ep.log_to(log_path)
         res = window(ep, proc.pid, 0.0, seconds)
@@ -548,11 +559,14 @@ def main() -> None:
                     f"{st.get('simulate', 0):.2f}   {eng['load']}")
             for n in [int(x) for x in args.ray_workers.split(",") if x]:
                 reqs = tmp / f"requests_ray{n}.jsonl"
-                res = engine_point(ep, tmp, args.ray_c, warmup + 10, seconds, reqs, ("--engine", "ray"),
-                                   env={"GEM_RAY_WORKERS": str(n)})
+                # The same total C: each worker runs C / n documents with its own endpoint limit of C / n.
+                res = engine_point(ep, tmp, max(1, args.ray_c // n), warmup + 10, seconds, reqs,
+                                   ("--engine", "ray"), env={"GEM_RAY_WORKERS": str(n)})
                 result.setdefault("ray", []).append({"workers": n, "c": args.ray_c, "calls_s": res["calls_s"],
+                                                     "driver_cpu_us_per_call": res["cpu_us_per_call"],
                                                      "load": res["load"]})
-                say(f"ray, {n} worker(s), C={args.ray_c} per worker: {res['calls_s']:.1f} calls/s ({res['load']})")
+                say(f"ray, {n} worker(s), C={args.ray_c} in all: {res['calls_s']:.1f} calls/s, mean latency "
+                    f"{res['mean_latency_s']:.2f} s ({res['load']})")
             if args.profile_c:
                 prof = profile(ep, args.profile_c, warmup, seconds)
                 result["profile"] = prof
