@@ -85,8 +85,9 @@ def http_json(url: str, body: dict | None = None) -> dict[str, Any]:
 class Endpoint:
     """The fake vLLM server as a subprocess."""
 
-    def __init__(self, time_scale: float, prefix_caching: bool):
-        args = [sys.executable, "-m", "gem_agents.testing.fake_vllm", "--port", "0", "--recorded", str(RECORDED),
+    def __init__(self, time_scale: float, prefix_caching: bool, extra: list[str] | None = None):
+        source = extra if extra else ["--recorded", str(RECORDED)]
+        args = [sys.executable, "-m", "gem_agents.testing.fake_vllm", "--port", "0", *source,
                 "--time-scale", str(time_scale)] + ([] if prefix_caching else ["--no-prefix-caching"])
         self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                      env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -486,6 +487,77 @@ def profile(ep: Endpoint, c: int, warmup: float, seconds: float) -> dict[str, An
 
 
 # ---------------------------------------------------------------------------------------------------------
+# 5. τ²-bench side by side
+
+
+TAU2_TASKS = REPO.parent / "shared" / "data" / "bench" / "tau2" / "mock" / "tasks.json"
+
+
+def timed_run(args: list[str], ep: Endpoint, env: dict | None = None, cwd: Path = REPO) -> dict[str, Any]:
+    """Run a command to the end; its wall time, CPU (with children), and the endpoint's calls while it ran."""
+    before = ep.stats()
+    t0 = time.perf_counter()
+    # Output to files, not pipes: a chatty runner would fill a pipe nobody reads until it exits.
+    out_f, err_f = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(args, cwd=cwd, stdout=out_f, stderr=err_f, text=True, env={**os.environ, **(env or {})})
+    first = last = None
+    seen = before["completed"]
+    while proc.poll() is None:
+        now = ep.stats()["completed"]
+        if now != seen:
+            first = first or time.perf_counter()
+            last, seen = time.perf_counter(), now
+        time.sleep(0.1)
+    out_f.seek(0)
+    err_f.seek(0)
+    out, err = out_f.read(), err_f.read()
+    after = ep.stats()
+    return {"rc": proc.returncode, "wall_s": round(time.perf_counter() - t0, 2),
+            "active_s": round((last or t0) - (first or t0), 2), "calls": after["completed"] - before["completed"],
+            "stdout": out, "stderr": err[-3000:]}
+
+
+def tau2_compare(tau2: Path, c: int, trials: int, time_scale: float, tmp: Path) -> dict[str, Any]:
+    """τ²'s own runner and `gem eval` on τ²'s mock tasks, one endpoint, the same concurrency."""
+    ep = Endpoint(time_scale, prefix_caching=True, extra=["--user-turns", "3"])
+    try:
+        llm_args = json.dumps({"api_base": ep.base_url, "api_key": "not-needed", "temperature": 0})
+        t2 = timed_run([str(tau2), "run", "--domain", "mock", "--agent-llm", "openai/fake-model", "--agent-llm-args",
+                        llm_args, "--user-llm", "openai/fake-model", "--user-llm-args", llm_args, "--num-trials",
+                        str(trials), "--max-concurrency", str(c), "--save-to", str(tmp / "tau2_results")], ep,
+                       env={"TAU2_DATA_DIR": str(Path(tau2).resolve().parents[2] / "tau2src" / "data")
+                            if not os.environ.get("TAU2_DATA_DIR") else os.environ["TAU2_DATA_DIR"]},
+                       cwd=tmp)
+        role = {"provider": "openai", "model": "fake-model", "base_url": ep.base_url, "max_retries": 0,
+                "concurrency": c, "timeout_s": 900, **CLIENT}
+        cfg = tmp / "eval.yaml"
+        cfg.write_text(yaml.safe_dump({"seed": 0, "cache": False, "roles": {"user": role, "assistant": role}}))
+        gm = timed_run([*GEM, "eval", str(TAU2_TASKS), "--config", str(cfg), "--trials", str(trials),
+                        "--concurrency", str(c), "--out", str(tmp / "gem_eval"), "--json"], ep,
+                       env={"PYTHONPATH": str(REPO)})
+    finally:
+        ep.close()
+    tasks = len(json.loads(TAU2_TASKS.read_text(encoding="utf-8")))
+    results = tmp / "gem_eval" / "results.jsonl"  # one row per simulated trial
+    gem_sims = len(results.read_text(encoding="utf-8").splitlines()) if gm["rc"] == 0 and results.exists() else 0
+    t2_sims, t2_infra = tasks * trials, None
+    t2_file = tmp / "tau2_results" / "results.json"
+    if t2_file.exists():
+        sims = json.loads(t2_file.read_text(encoding="utf-8")).get("simulations") or []
+        t2_infra = sum(1 for x in sims if x.get("termination_reason") == "infrastructure_error")
+        t2_sims = len(sims) - t2_infra
+    out = {"c": c, "trials": trials, "time_scale": time_scale, "load": load(), "tau2_infrastructure_errors": t2_infra}
+    for name, r, sims in (("tau2", t2, t2_sims), ("gem_eval", gm, gem_sims)):
+        out[name] = {"rc": r["rc"], "simulations": sims, "calls": r["calls"], "wall_s": r["wall_s"],
+                     "active_s": r["active_s"],
+                     "sims_per_hour": round(sims * 3600 / r["active_s"]) if r["active_s"] else 0,
+                     "sims_per_hour_wall": round(sims * 3600 / r["wall_s"]) if r["wall_s"] else 0,
+                     "calls_s": round(r["calls"] / r["active_s"], 1) if r["active_s"] else 0,
+                     "error": r["stderr"][-500:] if r["rc"] else ""}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
 # main
 
 
@@ -503,6 +575,9 @@ def main() -> None:
     ap.add_argument("--profile-c", type=int, default=64, help="0: no profile")
     ap.add_argument("--ray-workers", default="", help="e.g. 1,2: also `gem run --engine ray` at --ray-c")
     ap.add_argument("--ray-c", type=int, default=64)
+    ap.add_argument("--tau2", type=Path, default=None, help="the `tau2` command of a τ²-bench install (its own venv)")
+    ap.add_argument("--tau2-c", type=int, default=16)
+    ap.add_argument("--tau2-trials", type=int, default=4)
     ap.add_argument("--bare-child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--profile-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--cpu-child", action="store_true", help=argparse.SUPPRESS)
@@ -582,6 +657,17 @@ def main() -> None:
                     say(f"    {row['us_per_call']:>7,}  {row['fn']}")
         finally:
             ep.close()
+        if args.tau2:
+            t2 = tau2_compare(args.tau2, args.tau2_c, args.tau2_trials, args.time_scale, tmp)
+            result["tau2"] = t2
+            say(f"\nτ² mock domain, {args.tau2_trials} trials, C={args.tau2_c}, every user stops after 3 turns "
+                f"({t2['load']}; τ² infrastructure errors, not counted: {t2['tau2_infrastructure_errors']}):")
+            for name in ("tau2", "gem_eval"):
+                r = t2[name]
+                say(f"  {name:<9} {r['simulations']} simulations, {r['calls']} calls in {r['active_s']} s of calls "
+                    f"({r['wall_s']} s with start-up): {r['sims_per_hour']:,} simulations/h "
+                    f"({r['sims_per_hour_wall']:,} with start-up), {r['calls_s']} calls/s"
+                    + (f" — FAILED rc={r['rc']}: {r['error']}" if r["rc"] else ""))
     pts = result["points"]
     best = max(pts, key=lambda p: p["engine"]) if pts else None
     result["verified_per_hour"] = best["verified_per_hour"] if best else 0

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gem_agents.testing.fake_openai import STOP as STOP_TOKEN
 from gem_agents.testing.fake_openai import (
     RecordedResponder,
     Reply,
@@ -51,7 +52,8 @@ from gem_agents.testing.fake_openai import (
     text,
 )
 
-__all__ = ["H100_LLAMA_8B", "ROLE_OUTPUT_TOKENS", "BatchModel", "VLLMParams", "filler_responder", "serve"]
+__all__ = ["H100_LLAMA_8B", "ROLE_OUTPUT_TOKENS", "BatchModel", "VLLMParams", "dialogue_responder", "filler_responder",
+           "serve"]
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,25 @@ def filler_responder(body: dict[str, Any]) -> Reply:
     return text(("lorem " * (n * 4 // 6 + 1))[: n * 4], completion_tokens=n)
 
 
+def dialogue_responder(user_turns: int = 3) -> Responder:
+    """Filler answers, except that a user simulator (its system prompt names the ###STOP### token, as
+    ours and τ²-bench's both do) ends the conversation after `user_turns` turns of its own: dialogue
+    benchmarks of different frameworks then make the same number of calls per simulation."""
+
+    def respond(body: dict[str, Any]) -> Reply:
+        messages = body.get("messages") or []
+        system = _content_text(messages[0].get("content")) if messages and messages[0].get("role") == "system" else ""
+        if STOP_TOKEN in system:
+            own = sum(1 for m in messages if m.get("role") == "assistant")  # a user simulator's own turns
+            if own >= user_turns:
+                return text(f"Thank you, that is all. {STOP_TOKEN}", completion_tokens=10)
+            n = ROLE_OUTPUT_TOKENS["user"]
+            return text(("please help me " * n)[: n * 4].strip(), completion_tokens=n)
+        return filler_responder(body)
+
+    return respond
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The HTTP front end (asyncio streams, HTTP/1.1 keep-alive)
 
@@ -430,6 +451,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="A vLLM-like OpenAI-compatible endpoint (127.0.0.1, no model).")
     ap.add_argument("--port", type=int, default=0, help="0: a free port (printed as 'serving on URL')")
     ap.add_argument("--recorded", type=Path, help="answer from recorded replies (tests/data/recorded/docs)")
+    ap.add_argument("--user-turns", type=int, default=0,
+                    help="without --recorded: user simulators say ###STOP### after this many turns (0: never)")
     ap.add_argument("--time-scale", type=float, default=1.0, help="multiply every modeled duration")
     ap.add_argument("--no-prefix-caching", action="store_true")
     ap.add_argument("--max-num-seqs", type=int, default=None)
@@ -440,7 +463,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_prefix_caching or args.max_num_seqs:
         params = VLLMParams(**{**asdict(params), "prefix_caching": not args.no_prefix_caching,
                                "max_num_seqs": args.max_num_seqs or params.max_num_seqs})
-    responder = RecordedResponder.from_dir(args.recorded) if args.recorded else None
+    responder = (RecordedResponder.from_dir(args.recorded) if args.recorded
+                 else dialogue_responder(args.user_turns) if args.user_turns else None)
     try:
         asyncio.run(serve(args.port, responder=responder, params=params, time_scale=args.time_scale,
                           log_requests=args.log_requests, log_limit=args.log_limit))
