@@ -22,7 +22,11 @@ negatives; their texts come from ../shared/data). `--time-scale` multiplies ever
    hits the engine could not have had (the calibration reports the hit rate with it on).
 3. Where the engine's CPU goes: cProfile of the engine in-process at `--profile-c`, top functions
    and time per package.
-4. `--ray-workers 1,2`: calls/s of `gem run --engine ray` with that many local workers.
+4. `--ray-workers 1,2`: calls/s of `gem run --engine ray` with that many local workers (same total C).
+5. `--steady C:COPIES`: `gem run` on COPIES copies to the end; verified trajectories per hour counted.
+6. `--tau2 PATH/bin/tau2`: τ²-bench's own runner (install it from its source in a venv of its own; it is
+   never a dependency of this project) and `gem eval` on τ²'s mock tasks, same endpoint, same C, every
+   simulated user stopping after 3 turns: simulations per hour side by side.
 
 `--json` prints one object: {"points": [{"c", "engine", "bare", "ratio", ...}], "verified_per_hour",
 "tokens_per_verified", ...}. Figures vary with the machine's load, which is printed beside them.
@@ -575,6 +579,8 @@ def main() -> None:
     ap.add_argument("--profile-c", type=int, default=64, help="0: no profile")
     ap.add_argument("--ray-workers", default="", help="e.g. 1,2: also `gem run --engine ray` at --ray-c")
     ap.add_argument("--ray-c", type=int, default=64)
+    ap.add_argument("--steady", default="", help="C:COPIES — also `gem run` COPIES copies of the documents to the end "
+                    "(prefix caching off) and count verified trajectories per hour directly")
     ap.add_argument("--tau2", type=Path, default=None, help="the `tau2` command of a τ²-bench install (its own venv)")
     ap.add_argument("--tau2-c", type=int, default=16)
     ap.add_argument("--tau2-trials", type=int, default=4)
@@ -657,6 +663,35 @@ def main() -> None:
                     say(f"    {row['us_per_call']:>7,}  {row['fn']}")
         finally:
             ep.close()
+        if args.steady:
+            c, copies = (int(x) for x in args.steady.split(":"))
+            # Prefix caching off: copies of one text would hit each other's prefixes, which a real corpus does not.
+            ep = Endpoint(args.time_scale, prefix_caching=False)
+            try:
+                src = tmp / "steady.jsonl"
+                n = corpus(src, copies)
+                r = timed_run([*GEM, "run", str(run_config(tmp / "steady.yaml", ep.base_url, c)), "--input", str(src),
+                               "--out", str(tmp / "steady_run"), "--json", "-q", "--no-report"], ep,
+                              env={"PYTHONPATH": str(REPO)})
+                st = ep.stats()
+            finally:
+                ep.close()
+            summary = json.loads(r["stdout"].strip().splitlines()[-1]) if r["rc"] == 0 else {}
+            verified = ((summary.get("totals") or {}).get("trajectories") or {}).get("original", {}).get("verified", 0)
+            result["steady"] = {"c": c, "documents": n, "verified": verified, "calls": r["calls"],
+                                "active_s": r["active_s"], "wall_s": r["wall_s"],
+                                "verified_per_hour": round(verified * 3600 / r["active_s"]) if r["active_s"] else 0,
+                                "calls_s": round(r["calls"] / r["active_s"], 1) if r["active_s"] else 0,
+                                # the share of the run the modeled GPU was computing (1.0: the endpoint is the limit)
+                                "gpu_busy_share": round(st["busy_s"] * args.time_scale / r["active_s"], 2)
+                                if r["active_s"] else 0,
+                                "prefix_cache_hit": round(st["cached_tokens"] / max(1, st["prompt_tokens"]), 3),
+                                "rc": r["rc"], "load": load()}
+            sd = result["steady"]
+            say(f"\nsteady run to the end: {n} documents at C={c}, prefix caching off: {verified} verified in "
+                f"{sd['active_s']} s of calls → {sd['verified_per_hour']:,} verified trajectories/h, {sd['calls_s']} "
+                f"calls/s, modeled GPU busy {sd['gpu_busy_share']:.0%} "
+                f"({sd['load']})" + (f" — FAILED: {r['stderr'][-500:]}" if r["rc"] else ""))
         if args.tau2:
             t2 = tau2_compare(args.tau2, args.tau2_c, args.tau2_trials, args.time_scale, tmp)
             result["tau2"] = t2
