@@ -593,8 +593,8 @@ def main() -> None:
     ap.add_argument("--base-url", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     CLIENT["http_client"] = args.client
-    warmup = args.warmup if args.warmup is not None else (6.0 if args.quick else 15.0)
-    seconds = args.window if args.window is not None else (12.0 if args.quick else 30.0)
+    warmup = args.warmup if args.warmup is not None else (4.0 if args.quick else 15.0)
+    seconds = args.window if args.window is not None else (8.0 if args.quick else 30.0)
     if args.bare_child:
         bare_child(args.bare_child, args.c, args.base_url)
         return
