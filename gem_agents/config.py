@@ -45,6 +45,9 @@ class RoleConfig(_Strict):
     rate_limit_rps: float | None = Field(default=None, gt=0)
     structured_output: Literal["auto", "json_schema", "tagged"] = "auto"
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    http_client: Literal["langchain", "direct"] = Field(
+        default="langchain", description="openai: 'direct' posts to /chat/completions over one pooled client per "
+                                         "endpoint (no SDK transform, no LangChain round trip: less CPU per call)")
     # local (llama.cpp) and vllm (in-process) providers
     model_path: str | None = None
     model_package: str | None = None

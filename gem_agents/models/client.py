@@ -104,10 +104,12 @@ class ModelClient:
         """One chat completion, from the cache when this exact call was answered before."""
         spec = CallSpec(tools=tuple(tools) if tools else None, tool_choice=tool_choice, json_schema=json_schema,
                         schema_name=schema_name)
-        key = cache_key(provider=self.cfg.provider, model=self.model, base_url=self.cfg.base_url or "",
-                        messages=messages, tools=list(spec.tools or []), tool_choice=tool_choice,
-                        json_schema=json_schema, temperature=self.cfg.temperature,
-                        max_tokens=self.cfg.max_tokens, extra_body=self.cfg.extra_body, salt=salt)
+        # The key hashes the whole transcript: computed only when there is a cache to look it up in.
+        key = "" if self.cache is None else cache_key(
+            provider=self.cfg.provider, model=self.model, base_url=self.cfg.base_url or "", messages=messages,
+            tools=list(spec.tools or []), tool_choice=tool_choice, json_schema=json_schema,
+            temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens, extra_body=self.cfg.extra_body,
+            salt=salt)
         stage = stage or self.role
         if self.cache is not None:
             hit = self.cache.get(key)

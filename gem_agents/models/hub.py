@@ -13,6 +13,10 @@ from gem_agents.models.usage import UsageMeter
 
 def make_completer(cfg: RoleConfig, role: str = "") -> Completer:
     """The provider behind a role config (imported lazily: `local` and `vllm` are extras)."""
+    if cfg.provider == "openai" and cfg.http_client == "direct":
+        from gem_agents.providers.openai_direct import direct_completer
+
+        return direct_completer(cfg)
     if cfg.provider == "openai":
         from gem_agents.providers.openai_provider import openai_completer
 
@@ -68,6 +72,10 @@ class ModelHub:
         return self._clients[name]
 
     def close(self) -> None:
-        """Close the cache."""
+        """Close the cache (and the direct clients' connection pools, when any was used)."""
         if self.cache is not None:
             self.cache.close()
+        if any(c.cfg.http_client == "direct" for c in self._clients.values()):
+            from gem_agents.providers.openai_direct import close_pools
+
+            close_pools()
