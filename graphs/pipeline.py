@@ -34,7 +34,8 @@ ExtractFn = Callable[[Document, Relevance], Awaitable[tuple[Workflow | None, lis
 TasksFn = Callable[[Document, Workflow], Awaitable[tuple[list[Task], list[TaskRejection]]]]
 # simulate(workflow) without a task writer; simulate(workflow, tasks) with one.
 SimulateFn = Callable[..., Awaitable[tuple[list[Trajectory], list[str]]]]
-RefineFn = Callable[[Workflow, list[Trajectory]], Awaitable[tuple[list[Trajectory], list[str]]]]
+# Refinement gets the document from the checkpointed state: a thread resumed in another process has no other copy.
+RefineFn = Callable[[Workflow, list[Trajectory], Document], Awaitable[tuple[list[Trajectory], list[str]]]]
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,8 @@ async def refine_node(state: PipelineState, runtime: Runtime[PipelineContext]) -
     refine = runtime.context.stages.refine
     try:
         originals = [Trajectory.model_validate(t) for t in state.get("trajectories", [])]
-        refined, reasons = await refine(Workflow.model_validate(state["workflow"]), originals)  # type: ignore[misc]
+        refined, reasons = await refine(Workflow.model_validate(state["workflow"]), originals,  # type: ignore[misc]
+                                        Document.model_validate(state["doc"]))
     except Exception as exc:  # noqa: BLE001
         return _failed(state, "refine", exc, t0)
     return {"stage": "refine", "route": "decide", "timings": _timed(state, "refine", t0),

@@ -36,13 +36,14 @@ def test_kept_when_a_rollout_verifies_and_refine_runs():
     async def sim(wf):
         return [traj(0, True), traj(1, False)], []
 
-    async def refine(wf, originals):
-        seen.append([t.id for t in originals])
+    async def refine(wf, originals, doc):
+        # The document comes from the state, so a thread resumed at refinement in a new process has it too.
+        seen.append(([t.id for t in originals], doc.text))
         return [traj(9, True)], ["one op skipped"]
 
     state = run(PipelineStages(filter=yes, extract=extract_ok, simulate=sim, refine=refine))
     assert state["status"] == "kept" and state["stage"] == "refine"
-    assert seen == [["t0", "t1"]]
+    assert seen == [(["t0", "t1"], DOC.text)]
     assert [t["id"] for t in state["refined"]] == ["t9"]
     assert "refinement: one op skipped" in state["reasons"]
     assert set(state["timings"]) == {"filter", "extract", "simulate", "refine"}
@@ -52,7 +53,7 @@ def test_rejected_when_no_rollout_verifies_and_refine_is_skipped():
     async def sim(wf):
         return [traj(0, False), traj(1, False)], []
 
-    async def refine(wf, originals):  # pragma: no cover - must not run
+    async def refine(wf, originals, doc):  # pragma: no cover - must not run
         raise AssertionError("refine ran without a verified rollout")
 
     state = run(PipelineStages(filter=yes, extract=extract_ok, simulate=sim, refine=refine))

@@ -62,12 +62,7 @@ def make_stages(ctx: RunContext) -> PipelineStages:
         return await judge_relevance(doc, filter_client, use_prefilter=cfg.prefilter or filter_client is None,
                                      reask_rounds=cfg.limits.reask_rounds)
 
-    # The text a model refiner or judge reads, kept from extraction to refinement (only with such a model).
-    doc_texts: dict[str, str] = {}
-
     async def extract_stage(doc: Document, rel: Relevance) -> tuple[Workflow | None, list[str]]:
-        if refine_client is not None or judge_client is not None:
-            doc_texts[doc.id] = doc.text
         try:
             if extract_client is None:
                 result = extract_offline(doc, max_tools=min(OFFLINE_MAX_TOOLS, cfg.limits.max_tools),
@@ -122,14 +117,17 @@ def make_stages(ctx: RunContext) -> PipelineStages:
             return judged + [t for t in trajs if not t.messages], why
         return list(trajs), []
 
-    async def refine_stage(workflow: Workflow, originals: list[Trajectory]) -> tuple[list[Trajectory], list[str]]:
+    async def refine_stage(workflow: Workflow, originals: list[Trajectory],
+                           doc: Document) -> tuple[list[Trajectory], list[str]]:
         from gem_agents.stages.refine import refine, refine_to_tasks  # lazy: stage 4 lives in its own module
         from tools_runtime.refine_tasks import TASK_OPS
 
         # Grounded tasks refine into new tasks (issue 17); the other tasks of the environment are the
         # capabilities a multi-goal refinement may add.
         siblings = [t.scenario.task for t in originals if t.scenario is not None and t.scenario.task is not None]
-        text = doc_texts.pop(workflow.id, "") or doc_texts.pop(workflow.doc_id, "")
+        # The text a model refiner or judge reads comes from the checkpointed state, never from memory of an
+        # earlier stage: a document resumed at refinement in a new process must refine exactly as it would have.
+        text = doc.text if refine_client is not None or judge_client is not None else ""
         task_ops = [o for o in cfg.refine_ops if o in TASK_OPS] or None
 
         async def one(i: int, traj: Trajectory) -> tuple[list[Trajectory], list[str]]:
