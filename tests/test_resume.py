@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -39,11 +40,19 @@ def write_config(path: Path) -> None:
     path.write_text("rollouts: 2\nrefine_rounds: 1\nconcurrency: {documents: 2, rollouts: 4}\n")
 
 
-def gem_run(cfg: Path, inp: Path, out: Path) -> subprocess.Popen:
+def code_copy(dest: Path) -> Path:
+    """A frozen copy of the packages: every `gem run` of the test imports the same code, even when the working
+    tree is edited while the test runs (the reference and the resumed runs must differ only by the kills)."""
+    for pkg in ("tools_runtime", "graphs", "gem_agents", "configs"):
+        shutil.copytree(REPO / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def gem_run(cfg: Path, inp: Path, out: Path, code: Path = REPO) -> subprocess.Popen:
     cmd = [sys.executable, "-c", "from gem_agents.cli import main; main()", "run", str(cfg), "--input", str(inp),
            "--out", str(out), "--quiet", "--no-report"]
-    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.Popen(cmd, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(code)})
 
 
 def snapshot(out: Path) -> tuple[dict[str, tuple[str, str]], dict[str, dict]]:
@@ -83,9 +92,10 @@ def test_sigkill_at_random_points_then_resume_gives_exactly_once(tmp_path):
     ids = make_input(inp)
     cfg = tmp_path / "run.yaml"
     write_config(cfg)
+    code = code_copy(tmp_path / "code")
 
     ref = tmp_path / "reference"
-    p = gem_run(cfg, inp, ref)
+    p = gem_run(cfg, inp, ref, code)
     assert p.wait(timeout=300) == 0, p.stderr.read().decode()
     ref_docs, ref_trajs = snapshot(ref)
     assert set(ref_docs) == set(ids)
@@ -94,7 +104,7 @@ def test_sigkill_at_random_points_then_resume_gives_exactly_once(tmp_path):
     rng = random.Random(20261126)
     cuts = []
     # One kill early (start-up, first checkpoints), then kills once the store holds a random count.
-    p = gem_run(cfg, inp, out)
+    p = gem_run(cfg, inp, out, code)
     time.sleep(rng.uniform(0.2, 1.5))
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=60)
@@ -103,7 +113,7 @@ def test_sigkill_at_random_points_then_resume_gives_exactly_once(tmp_path):
         if done >= len(ids) - 1:
             break
         target = rng.randint(done + 1, min(len(ids) - 1, done + 4))
-        p = gem_run(cfg, inp, out)
+        p = gem_run(cfg, inp, out, code)
         while p.poll() is None and stored_count(out) < target:
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 0.3))  # somewhere inside the next documents' stages
@@ -111,7 +121,7 @@ def test_sigkill_at_random_points_then_resume_gives_exactly_once(tmp_path):
             p.send_signal(signal.SIGKILL)
             p.wait(timeout=60)
             cuts.append(len(snapshot(out)[0]))
-    p = gem_run(cfg, inp, out)
+    p = gem_run(cfg, inp, out, code)
     assert p.wait(timeout=300) == 0, p.stderr.read().decode()
     docs, trajs = snapshot(out)
     assert docs == ref_docs
