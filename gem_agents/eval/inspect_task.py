@@ -1,8 +1,8 @@
 """Our tasks as an inspect_ai Task (optional extra `inspect`): dataset, backend-executed tools, our verifier.
 
-    from inspect_ai import eval
+    import inspect_ai
     from gem_agents.eval.inspect_task import gem_task
-    eval(gem_task("examples/environments/print_booklet.tasks.jsonl", epochs=4), model="openai/…")
+    inspect_ai.eval(gem_task("examples/environments/print_booklet.tasks.jsonl", epochs=4), model="openai/…")  # safe: inspect's runner, not Python eval
 
 Each sample is one of our tasks (the same sources as `gem eval`). Its tools are the environment's
 tools, executed on a fresh backend per sample and epoch; the scorer replays the transcript and gives
