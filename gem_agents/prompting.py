@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 
 @lru_cache(maxsize=64)
@@ -28,3 +31,18 @@ def fill(template: str, **values: str) -> str:
     for key, value in values.items():
         out = out.replace("{{" + key + "}}", value)
     return out
+
+
+def json_object_in(text: str) -> Any:
+    """The JSON object of a model's answer (possibly inside a code fence or prose); ValueError says why not."""
+    body = text.strip()
+    fence = re.search(r"```(?:json)?\s*(.*?)```", body, re.DOTALL)
+    if fence:
+        body = fence.group(1).strip()
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0 or end <= start:
+        raise ValueError("the answer holds no JSON object")
+    try:
+        return json.loads(body[start:end + 1])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc

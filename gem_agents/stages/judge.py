@@ -14,13 +14,12 @@ and the model in `provenance.judge`, which `gem export --min-judge X` gates on.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gem_agents.models.client import ModelClient
-from gem_agents.prompting import fill, load_prompt, prompts_hash
+from gem_agents.prompting import fill, json_object_in, load_prompt, prompts_hash
 from gem_agents.stages.relevance import wants_json_schema
 from tools_runtime.components import Judge, task_of
 from tools_runtime.records import Trajectory, Workflow
@@ -132,17 +131,10 @@ def judge_prompt(traj: Trajectory, workflow: Workflow | None = None, text: str =
 
 def parse_judge(text: str) -> JudgeAnswer:
     """The judge's answer (a JSON object, possibly in a code fence); JudgeError naming what is wrong."""
-    body = text.strip()
-    fence = re.search(r"```(?:json)?\s*(.*?)```", body, re.DOTALL)
-    if fence:
-        body = fence.group(1).strip()
-    start, end = body.find("{"), body.rfind("}")
-    if start < 0 or end <= start:
-        raise JudgeError("the answer holds no JSON object")
     try:
-        data = json.loads(body[start:end + 1])
-    except json.JSONDecodeError as exc:
-        raise JudgeError(f"invalid JSON: {exc.msg}") from exc
+        data = json_object_in(text)
+    except ValueError as exc:
+        raise JudgeError(str(exc)) from exc
     try:
         answer = JudgeAnswer.model_validate(data)
     except ValidationError as exc:

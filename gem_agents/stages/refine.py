@@ -11,13 +11,12 @@ with its reasons and never exported.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gem_agents.models.client import ModelClient
-from gem_agents.prompting import fill, load_prompt, prompts_hash
+from gem_agents.prompting import fill, json_object_in, load_prompt, prompts_hash
 from gem_agents.stages.relevance import wants_json_schema
 from graphs.roles import Roles
 from graphs.rollouts import run_dialogue
@@ -118,17 +117,7 @@ def proposal_params(proposal: Proposal) -> tuple[list[str], dict[str, dict[str, 
 
 def parse_proposal(text: str) -> Proposal:
     """The proposal in a model's answer (a JSON object, possibly inside a code fence)."""
-    body = text.strip()
-    fence = re.search(r"```(?:json)?\s*(.*?)```", body, re.DOTALL)
-    if fence:
-        body = fence.group(1).strip()
-    start, end = body.find("{"), body.rfind("}")
-    if start < 0 or end <= start:
-        raise ValueError("the answer holds no JSON object")
-    try:
-        data = json.loads(body[start:end + 1])
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    data = json_object_in(text)
     try:
         return Proposal.model_validate(data)
     except ValidationError as exc:
@@ -487,17 +476,7 @@ async def propose_tasks(client: ModelClient, ctx: RefineContext, parent: Task, t
 
 def parse_json_answer(text: str) -> Any:
     """The JSON object of a model's answer (possibly inside a code fence)."""
-    body = text.strip()
-    fence = re.search(r"```(?:json)?\s*(.*?)```", body, re.DOTALL)
-    if fence:
-        body = fence.group(1).strip()
-    start = body.find("{")
-    if start < 0:
-        raise ValueError("the answer holds no JSON object")
-    try:
-        return json.loads(body[start:body.rfind("}") + 1])
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    return json_object_in(text)
 
 
 def task_turn_budget(scenario: Scenario) -> int:
