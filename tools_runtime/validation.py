@@ -26,6 +26,8 @@ from jsonschema.exceptions import SchemaError, UnknownType, ValidationError, bes
 from pydantic import BaseModel
 
 if TYPE_CHECKING:  # toolspec imports this module, so the import only serves the annotations
+    from jsonschema.protocols import Validator
+
     from tools_runtime.toolspec import ToolSpec
 
 MAX_SCHEMA_BYTES = 64 * 1024
@@ -52,10 +54,12 @@ class ArgError(BaseModel):
 
 def _refuse_retrieval(uri: str) -> referencing.Resource:
     """Refuse every retrieval: remote, file and relative `$ref`s must never be fetched."""
-    raise referencing.exceptions.NoSuchResource(ref=uri)
+    # referencing declares its attrs classes with a private decorator mypy cannot read: no `ref` field seen.
+    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]
 
 
-REGISTRY: referencing.Registry = referencing.Registry(retrieve=_refuse_retrieval)
+# Same stubs gap as above: mypy sees no `retrieve` field on referencing's attrs class.
+REGISTRY: referencing.Registry = referencing.Registry(retrieve=_refuse_retrieval)  # type: ignore[call-arg]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -248,7 +252,7 @@ _SAFE_KEYWORDS = {
 SafeDraft202012Validator = validators.extend(
     Draft202012Validator, {**_SAFE_KEYWORDS, "unevaluatedProperties": _kw_unevaluated_properties}
 )
-_SAFE_CLASSES = [
+_SAFE_CLASSES: list[tuple[type[Validator], type[Validator]]] = [
     (Draft202012Validator, SafeDraft202012Validator),
     (Draft7Validator, validators.extend(Draft7Validator, _SAFE_KEYWORDS)),
     (Draft6Validator, validators.extend(Draft6Validator, _SAFE_KEYWORDS)),
@@ -264,7 +268,7 @@ def _dialect_key(uri: str) -> str:
 _BY_DIALECT = {_dialect_key(stock.ID_OF(stock.META_SCHEMA)): (stock, safe) for stock, safe in _SAFE_CLASSES}
 
 
-def dialect_classes(schema: Any) -> tuple[type, type] | None:
+def dialect_classes(schema: Any) -> tuple[type[Validator], type[Validator]] | None:
     """(stock, hardened) validator classes for `schema`'s `$schema` (2020-12 when absent); None if unsupported."""
     dialect = schema.get("$schema") if isinstance(schema, dict) else None
     if dialect is None:
