@@ -127,8 +127,11 @@ async def extract_node(state: PipelineState, runtime: Runtime[PipelineContext]) 
 async def tasks_node(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Stage 3a: K tasks for the environment; each validated and its gold executed, or rejected."""
     t0 = time.perf_counter()
+    write_tasks = runtime.context.stages.tasks
     try:
-        tasks, rejected = await runtime.context.stages.tasks(  # type: ignore[misc]
+        if write_tasks is None:  # the graph routes here only when a task stage is wired
+            raise RuntimeError("no task stage is wired into the pipeline")
+        tasks, rejected = await write_tasks(
             Document.model_validate(state["doc"]), Workflow.model_validate(state["workflow"]))
     except Exception as exc:  # noqa: BLE001
         return _failed(state, "tasks", exc, t0)
@@ -165,8 +168,10 @@ async def refine_node(state: PipelineState, runtime: Runtime[PipelineContext]) -
     t0 = time.perf_counter()
     refine = runtime.context.stages.refine
     try:
+        if refine is None:  # the graph routes here only when a refine stage is wired
+            raise RuntimeError("no refine stage is wired into the pipeline")
         originals = [Trajectory.model_validate(t) for t in state.get("trajectories", [])]
-        refined, reasons = await refine(Workflow.model_validate(state["workflow"]), originals,  # type: ignore[misc]
+        refined, reasons = await refine(Workflow.model_validate(state["workflow"]), originals,
                                         Document.model_validate(state["doc"]))
     except Exception as exc:  # noqa: BLE001
         return _failed(state, "refine", exc, t0)

@@ -27,7 +27,7 @@ from tools_runtime.toolspec import ToolSpec
 Op = Literal["read", "create", "update", "delete", "session", "compute", "action"]
 
 VERBS: dict[str, Op] = {}
-for _op, _words in {
+_VERB_WORDS: dict[Op, str] = {
     "read": "get list search find check view show look lookup read fetch query browse count retrieve "
     "display inspect locate track see review monitor watch compare filter scan load",
     "create": "create add book submit send post make new register upload insert place schedule write "
@@ -40,9 +40,10 @@ for _op, _words in {
     "session": "login logout authenticate signin signout connect disconnect unlock lock",
     "compute": "calculate compute convert estimate translate format validate measure evaluate "
     "summarize predict quote",
-}.items():
+}
+for _op, _words in _VERB_WORDS.items():
     for _w in _words.split():
-        VERBS[_w] = _op  # type: ignore[assignment]
+        VERBS[_w] = _op
 
 # Two-token verbs written with an underscore (`log_in`, `sign_out`, `look_up`).
 PHRASAL: dict[tuple[str, str], str] = {
