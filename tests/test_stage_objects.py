@@ -48,16 +48,28 @@ def test_an_unknown_refine_operator_is_refused_the_same_way_by_gem_run_and_gem_r
     assert not (tmp_path / "r").exists() and not (tmp_path / "ref").exists()  # refused before any work
 
 
-@pytest.mark.parametrize("command", ["filter", "extract", "run"])
+@pytest.mark.parametrize("command", ["filter", "extract", "run", "refine", "verify"])
 def test_empty_input_is_the_same_usage_error_for_every_command(tmp_path, command):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("", encoding="utf-8")
     out = tmp_path / "out"
-    args = ["run", str(OFFLINE), "--input", str(empty), "--out", str(out)] if command == "run" else \
-        [command, str(empty), "--out", str(out / "o.jsonl"), "--offline"]
-    res = runner.invoke(app, [*args, "-q"])
+    args = {"run": ["run", str(OFFLINE), "--input", str(empty), "--out", str(out)],
+            "refine": ["refine", str(empty), "--workflows", str(WF), "--out", str(out)],
+            "verify": ["verify", str(empty), "--workflow", str(WF)]}.get(
+        command, [command, str(empty), "--out", str(out / "o.jsonl"), "--offline"])
+    res = runner.invoke(app, [*args, "-q"] if command != "verify" else args)
     assert res.exit_code == 2, res.output
-    assert "holds no documents" in flat(res.output)
+    assert "no trajectories" in flat(res.output) if command in ("refine", "verify") else \
+        "holds no documents" in flat(res.output)
+
+
+def test_a_trajectory_file_with_no_usable_line_is_a_usage_error(tmp_path):
+    bad = tmp_path / "t.jsonl"
+    bad.write_text("{oops\n[]\n", encoding="utf-8")
+    res = runner.invoke(app, ["refine", str(bad), "--workflows", str(WF), "--out", str(tmp_path / "o"), "-q"])
+    assert res.exit_code == 2 and "no usable trajectories (2 lines skipped" in flat(res.output), res.output
+    res = runner.invoke(app, ["verify", str(bad), "--workflow", str(WF)])
+    assert res.exit_code == 2 and "no trajectories to verify" in flat(res.output), res.output
 
 
 def test_every_registered_stage_has_roles_preflight_and_an_async_run_step():

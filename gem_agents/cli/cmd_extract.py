@@ -49,7 +49,8 @@ EXTRACT_HELP = "\n\n".join([
     "Each kept document goes to the extract model (roles.extract, repaired at most limits.repair_rounds "
     "times) or, with --offline or no extract model configured, to the rule-based extractor. A workflow is "
     "kept only when it validates and a scenario can be built from it (and, with --verify, its scripted "
-    "reference rollout verifies).",
+    "reference rollout verifies; a grounded environment from the rule-based extractor is checked through "
+    "its tasks instead, as in `gem run`).",
     "Writes one JSON line per document (segments of long documents count as documents): "
     "{\"id\", \"workflow\": {\"steps\", \"execution_graph\", \"tools\", ...}} or "
     "{\"id\", \"rejected\": \\[reasons]}. Exit 0 when the input was usable, 2 when it is missing or "

@@ -42,7 +42,8 @@ REFINE_HELP = "\n\n".join([
     "trajectory that was skipped or whose refinement was dropped, with reasons) and DIR/report.json "
     "(mean messages, user turns, tool types, tool calls, errors recovered before and after; the same per "
     "trajectory). Exit 0 when "
-    "the input was usable, 1 when nothing could be refined, 2 when an input file is missing or unreadable.",
+    "the input was usable, 1 when nothing could be refined, 2 when an input file is missing, unreadable or "
+    "holds no usable trajectory, or an operator is unknown.",
 ])
 
 
@@ -111,8 +112,10 @@ def refine_cmd(
         fail("\n".join(problems), 2)
     wf_by_id = _load_workflows(workflows)
     rows = read_trajectories(trajectories)
-    if not rows:
-        fail(f"{trajectories}: no trajectories", 1)
+    if not any(traj is not None for _, traj, _ in rows):  # nothing to refine is a usage error, as in gem run
+        first = "; ".join(problem for _, _, problem in rows[:3])
+        fail(f"{trajectories}: no usable trajectories ({len(rows)} lines skipped: {first})" if rows
+             else f"{trajectories}: holds no trajectories", 2)
     check_output(out, folder=True)
     out.mkdir(parents=True, exist_ok=True)
     jobs, rejected = _jobs(rows, wf_by_id, include_failed=include_failed, seed=seed)
