@@ -158,3 +158,21 @@ def test_gem_refine_and_gem_run_call_the_same_refine_stage(tmp_path, monkeypatch
         assert any("patched refiner" in r for d in store.documents() for r in d["reasons"])
     finally:
         store.close()
+
+
+def test_a_pipeline_registered_at_run_time_is_chosen_by_name_from_the_config(tmp_path, monkeypatch):
+    from gem_agents import registry
+    from gem_agents.stages.pipelines import Pipeline
+
+    names("pipeline")  # the built-ins are loaded first; the new one is removed again at teardown
+    monkeypatch.setitem(registry._REGISTRY["pipeline"], "no_refine", Pipeline(
+        name="no_refine", slots={"filter": "filter", "extract": "extract", "tasks": "tasks", "simulate": "simulate"}))
+    cfg = tmp_path / "c.yaml"
+    text = OFFLINE.read_text(encoding="utf-8")
+    assert "pipeline: full\n" in text
+    cfg.write_text(text.replace("pipeline: full\n", "pipeline: no_refine\n"), encoding="utf-8")
+    res = runner.invoke(app, ["run", str(cfg), "--input", str(SAMPLES), "--out", str(tmp_path / "r"), "-q",
+                              "--no-report", "--json"])
+    assert res.exit_code == 0, res.output
+    totals = json.loads(res.stdout.strip().splitlines()[-1])["totals"]["trajectories"]
+    assert totals["original"]["verified"] > 0 and "refined" not in totals
