@@ -15,9 +15,8 @@ from gem_agents.cli.cmd_filter import (
     reason_key,
     run_documents,
 )
-from gem_agents.cli.common import load_run_config
+from gem_agents.cli.common import load_run_config, stage_for
 from gem_agents.models.client import ModelCallError
-from gem_agents.registry import get
 from gem_agents.stages import ExtractionResult
 from gem_agents.stages.base import StageEnv
 from tools_runtime.records import Document, Relevance
@@ -78,7 +77,7 @@ def extract_cmd(
     cfg = load_run_config(config)
     docs, problems = load_input(input, cfg, quiet=quiet)
     # The same stage objects as `gem run`'s filter and extract nodes.
-    filter_stage, extract_stage = get("stage", "filter"), get("stage", "extract")
+    filter_stage, extract_stage = stage_for("filter", cfg), stage_for("extract", cfg)
     hub = model_hub(cfg, out, cache, offline, (*filter_stage.roles, *extract_stage.roles), str(config))
     env = StageEnv(config=cfg, hub=hub)
 

@@ -18,14 +18,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gem_agents.cli.common import console, load_run_config, open_hub, print_json, read_corpus
+from gem_agents.cli.common import console, load_run_config, open_hub, print_json, read_corpus, stage_for
 from gem_agents.cli.progress import make_progress
 from gem_agents.config import RunConfig
 from gem_agents.ingest import IngestProblem
 from gem_agents.io import atomic_writer, redact
 from gem_agents.models.client import ModelCallError
 from gem_agents.models.hub import ModelHub
-from gem_agents.registry import get
 from gem_agents.stages.base import StageEnv
 from tools_runtime.records import Document, Relevance
 
@@ -145,7 +144,7 @@ def filter_cmd(
     """Stage 1: decide for each document whether it holds a multi-step procedure (see FILTER_HELP)."""
     cfg = load_run_config(config)
     docs, problems = load_input(input, cfg, quiet=quiet)
-    stage = get("stage", "filter")  # the same stage object as `gem run`'s filter node
+    stage = stage_for("filter", cfg)  # the same stage object as `gem run`'s filter node
     hub = model_hub(cfg, out, cache, offline, stage.roles, str(config))
     env = StageEnv(config=cfg, hub=hub)
 

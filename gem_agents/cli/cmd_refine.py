@@ -16,11 +16,11 @@ from gem_agents.cli.common import (
     load_run_config,
     open_hub,
     print_json,
+    stage_for,
 )
 from gem_agents.cli.progress import make_progress
 from gem_agents.config import RunConfig
 from gem_agents.io import check_output, iter_json_lines, write_jsonl, write_text
-from gem_agents.registry import get
 from gem_agents.roles_factory import make_roles
 from gem_agents.stages.base import Stage, StageEnv
 from gem_agents.stages.refine import RefineJob, RefineOutcome, RefineResult
@@ -106,10 +106,8 @@ def refine_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Refine trajectories into harder, verified ones (see REFINE_HELP)."""
-    stage = get("stage", "refine")  # the same stage object as `gem run`'s refine node
     cfg = _refine_config(load_run_config(config), rounds, _ops(ops), seed)
-    if problems := stage.preflight(cfg):
-        fail("\n".join(problems), 2)
+    stage = stage_for("refine", cfg)  # the same stage object as `gem run`'s refine node; exit 2 on its preflight
     wf_by_id = _load_workflows(workflows)
     rows = read_trajectories(trajectories)
     if not any(traj is not None for _, traj, _ in rows):  # nothing to refine is a usage error, as in gem run
