@@ -124,7 +124,9 @@ class Concurrency(_Strict):
 class RunConfig(_Strict):
     """A whole run."""
 
-    pipeline: Literal["full", "synthesizer"] = "full"
+    # A registered pipeline (`gem_agents/stages/pipelines.py`, or a plugin's); `gem run` checks the name
+    # against the registry before any document is read.
+    pipeline: str = Field(default="full", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     seed: int = 0
     rollouts: int = Field(default=2, ge=1)
     tasks_per_env: int = Field(default=3, ge=1, description="tasks the `task` role writes per environment; "

@@ -27,6 +27,9 @@ ENTRY_POINT_GROUP = "gem_agents.plugins"
 # Modules whose import registers the built-ins of a kind. Kept as data (not discovery by file
 # name) so that the set of built-ins is written in one place and reviewed like code.
 BUILTIN_MODULES: dict[str, tuple[str, ...]] = {kind: () for kind in KINDS}
+BUILTIN_MODULES["stage"] = ("gem_agents.stages.relevance", "gem_agents.stages.extract", "gem_agents.stages.tasks",
+                            "gem_agents.stages.simulate", "gem_agents.stages.refine", "gem_agents.synthesizer.stage")
+BUILTIN_MODULES["pipeline"] = ("gem_agents.stages.pipelines",)
 
 T = TypeVar("T")
 

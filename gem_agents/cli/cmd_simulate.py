@@ -145,7 +145,7 @@ def verify_cmd(
     wf = _load_workflow(workflow)
     rows = _read_trajectories(trajectories)
     if not rows:
-        fail(f"{trajectories}: no trajectories to verify", 1)
+        fail(f"{trajectories}: no trajectories to verify", 2)  # an input with nothing usable: a usage error
     table = Table("line", "id", "verdict", "failures")
     passed = 0
     for n, data in rows:
