@@ -7,6 +7,11 @@ offline stand-in, listed here so the CLI and the docs say the same thing.
 from __future__ import annotations
 
 from gem_agents.config import ROLE_NAMES, RunConfig
+from gem_agents.registry import Provider, register
+
+# No factory: a scripted role has no client, and each stage runs its offline stand-in.
+register("provider", "scripted", Provider(name="scripted", factory=None,
+                                          description="the deterministic offline stand-ins (no model)"))
 
 STANDINS: dict[str, str] = {
     "filter": "the deterministic pre-filter and rule-based labels (stages/prefilter.py, stages/relevance.py)",

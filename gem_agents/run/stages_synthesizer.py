@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gem_agents.export.records import atomic_write_text
+from gem_agents.io import write_text as atomic_write_text
 from gem_agents.stages.relevance import judge_relevance
 from gem_agents.synthesizer.oneshot import OneShotOutcome, synthesize, verify_text
 from graphs.pipeline import PipelineStages
