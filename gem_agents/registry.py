@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from types import FunctionType
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -68,7 +69,7 @@ def register(kind: str, name: str, obj: T | None = None, *, replace: bool = Fals
     caller = sys._getframe(1).f_globals.get("__name__", "")
 
     def _do(target: T) -> T:
-        origin = getattr(target, "__module__", "") if callable(target) and not isinstance(target, Provider) else ""
+        origin = getattr(target, "__module__", "") if isinstance(target, (type, FunctionType)) else ""
         origin = origin or caller
         held = _REGISTRY[kind].get(name)
         if held is not None and held is not target and not replace:
@@ -168,6 +169,22 @@ class Provider:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class RefineOperator:
+    """A refinement operator: what `refine_ops:` in a config and `gem refine --ops` name.
+
+    `target` says what it rewrites: a `scenario` operator is `apply(scenario, rng, **params) ->
+    Scenario` (tools_runtime/refine_ops.py); a `task` operator is `apply(ctx, task, rng) -> Task`
+    (tools_runtime/refine_tasks.py), for trajectories of grounded tasks. Either raises
+    tools_runtime's RefineOpError when it does not apply. Operators compose in registration order.
+    """
+
+    name: str
+    target: str  # "scenario" | "task"
+    apply: Callable[..., Any]
+    description: str = ""
+
+
 def provider(name: str) -> Provider:
     """The registered Provider called `name` (RegistryError listing the known ones otherwise)."""
     spec = get("provider", name)
@@ -182,5 +199,5 @@ def plugin_setup(fn: Callable[[], None]) -> Callable[[], None]:
     return fn
 
 
-__all__ = ["BUILTIN_MODULES", "ENTRY_POINT_GROUP", "KINDS", "Provider", "RegistryError", "get", "load_plugins",
+__all__ = ["BUILTIN_MODULES", "ENTRY_POINT_GROUP", "KINDS", "Provider", "RefineOperator", "RegistryError", "get", "load_plugins",
            "names", "origin", "plugin_setup", "provider", "register", "unregister"]

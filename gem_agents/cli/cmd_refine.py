@@ -23,9 +23,8 @@ from gem_agents.io import check_output, iter_json_lines, write_jsonl, write_text
 from gem_agents.models.client import ModelCallError
 from gem_agents.roles_factory import make_roles
 from gem_agents.stages.refine import RefineResult, as_refine_result, refine, refine_to_tasks
+from gem_agents.stages.refine_operators import known_operators, scenario_operators, task_operators
 from tools_runtime.records import Scenario, Stats, Trajectory, Workflow
-from tools_runtime.refine_ops import OPS
-from tools_runtime.refine_tasks import TASK_OPS
 from tools_runtime.scenario import ScenarioError, build_scenario
 from tools_runtime.stats import STAT_FIELDS, mean_stats
 from tools_runtime.workflow_io import WorkflowError, load_workflows
@@ -33,8 +32,8 @@ from tools_runtime.workflow_io import WorkflowError, load_workflows
 REFINE_HELP = "\n\n".join([
     "Stage 4: refine verified trajectories into harder scenarios, simulate them again and keep only "
     "the refined dialogues that verify.",
-    f"Operators (--ops, comma-separated or repeated): {', '.join(OPS)}; for trajectories of grounded tasks "
-    f"{', '.join(TASK_OPS)}. Offline operators are used "
+    f"Operators (--ops, comma-separated or repeated): {', '.join(scenario_operators())}; for trajectories of "
+    f"grounded tasks {', '.join(task_operators())}. Offline operators are used "
     "unless --config names a model for roles.refine; the user and assistant roles come from --config too "
     "(scripted by default).",
     "Writes DIR/refined.jsonl (verified refined trajectories), DIR/rejected.jsonl (one line per "
@@ -79,9 +78,10 @@ def _ops(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     out = [o.strip() for v in values for o in v.split(",") if o.strip()]
-    unknown = [o for o in out if o not in OPS and o not in TASK_OPS]
+    known = known_operators()  # registered: built-ins and plugins
+    unknown = [o for o in out if o not in known]
     if unknown:
-        fail(f"unknown operator(s) in --ops: {', '.join(unknown)}; known: {', '.join([*OPS, *TASK_OPS])}", 2)
+        fail(f"unknown operator(s) in --ops: {', '.join(unknown)}; known: {', '.join(known)}", 2)
     return out
 
 
@@ -154,7 +154,7 @@ def refine_cmd(
                         # A grounded task refines into new tasks (issue 17); the best verified one is kept.
                         res = as_refine_result(await refine_to_tasks(
                             sc.workflow, traj.model_copy(update={"scenario": sc}), roles, siblings=siblings,
-                            ops=[o for o in wanted or [] if o in TASK_OPS] or None, seed=seed, client=client))
+                            ops=[o for o in wanted or [] if o in task_operators()] or None, seed=seed, client=client))
                         return n, traj, res
                     res = await refine(sc, roles, rounds=rounds, ops=wanted, seed=seed, client=client,
                                        trajectory=traj)

@@ -120,7 +120,7 @@ def make_stages(ctx: RunContext) -> PipelineStages:
     async def refine_stage(workflow: Workflow, originals: list[Trajectory],
                            doc: Document) -> tuple[list[Trajectory], list[str]]:
         from gem_agents.stages.refine import refine, refine_to_tasks  # lazy: stage 4 lives in its own module
-        from tools_runtime.refine_tasks import TASK_OPS
+        from gem_agents.stages.refine_operators import task_operators
 
         # Grounded tasks refine into new tasks (issue 17); the other tasks of the environment are the
         # capabilities a multi-goal refinement may add.
@@ -128,7 +128,7 @@ def make_stages(ctx: RunContext) -> PipelineStages:
         # The text a model refiner or judge reads comes from the checkpointed state, never from memory of an
         # earlier stage: a document resumed at refinement in a new process must refine exactly as it would have.
         text = doc.text if refine_client is not None or judge_client is not None else ""
-        task_ops = [o for o in cfg.refine_ops if o in TASK_OPS] or None
+        task_ops = [o for o in cfg.refine_ops if o in task_operators()] or None
 
         async def one(i: int, traj: Trajectory) -> tuple[list[Trajectory], list[str]]:
             if traj.scenario is None:

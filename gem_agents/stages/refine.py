@@ -17,12 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gem_agents.models.client import ModelClient
 from gem_agents.prompting import fill, json_object_in, load_prompt, prompts_hash
+from gem_agents.stages.refine_operators import scenario_operators, task_operators
 from gem_agents.stages.relevance import wants_json_schema
 from graphs.roles import Roles
 from graphs.rollouts import run_dialogue
 from tools_runtime.environment import ValueSource
 from tools_runtime.records import Scenario, Trajectory, Workflow
-from tools_runtime.refine_ops import DEFAULT_OPS, OPS, RefineOpError, apply_ops, check_scenario
+from tools_runtime.refine_ops import DEFAULT_OPS, RefineOpError, apply_ops, check_scenario
 from tools_runtime.refine_tasks import (
     BRANCH_OPS,
     JUDGE_OPS,
@@ -196,7 +197,8 @@ async def _one_round(current: Scenario, roles: Roles, ops: list[str], seed: int,
             wanted = [o for o in proposed if o in ops]
             reasons += [f"round {rnd}: not applied: {o} (not among the allowed operators)"
                         for o in proposed if o not in ops]
-            refined, applied, skipped = apply_ops(current, wanted, seed=seed + rnd, params=params)
+            refined, applied, skipped = apply_ops(current, wanted, seed=seed + rnd, params=params,
+                                                  operators=scenario_operators())
         except RefineOpError as exc:
             return None, None, [], [f"round {rnd}: {exc}"]
         reasons += [f"round {rnd}: not applied: {s}" for s in skipped]
@@ -211,7 +213,7 @@ async def _one_round(current: Scenario, roles: Roles, ops: list[str], seed: int,
     # Offline: all operators; when the result does not verify, drop the last applied one and retry.
     wanted = list(ops)
     while wanted:
-        refined, applied, skipped = apply_ops(current, wanted, seed=seed + rnd)
+        refined, applied, skipped = apply_ops(current, wanted, seed=seed + rnd, operators=scenario_operators())
         if not applied:
             return None, None, [], reasons + [f"round {rnd}: no operator applies ({'; '.join(skipped)})"]
         traj, why = await verify_refinement(refined, roles, rollout=rnd)
@@ -231,9 +233,10 @@ async def refine(scenario: Scenario, roles: Roles, *, rounds: int = 1, ops: list
     refinement (None when no round verified) and every reason a round or an attempt was dropped.
     """
     wanted = list(ops) if ops is not None else list(DEFAULT_OPS)
-    unknown = [o for o in wanted if o not in OPS]
+    known = scenario_operators()  # the registered ones: built-ins and plugins
+    unknown = [o for o in wanted if o not in known]
     if unknown:
-        return RefineResult(rejected=[f"unknown operator(s): {', '.join(unknown)}; known: {', '.join(OPS)}"])
+        return RefineResult(rejected=[f"unknown operator(s): {', '.join(unknown)}; known: {', '.join(known)}"])
     if scenario.workflow.backend.kind != "sim":
         return RefineResult(rejected=[f"refinement needs the simulated backend, not {scenario.workflow.backend.kind!r}"])
     current, best = scenario, None
@@ -512,7 +515,7 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
     try:
         if client is None:
             cands, drops = refine_candidates(ctx, parent, ops, seed=seed, singles=singles, compose=compose,
-                                             judge=judge is not None)
+                                             judge=judge is not None, operators=task_operators())
         else:
             cands, drops = await propose_tasks(client, ctx, parent, original, k=k)
     except RefineOpError as exc:
@@ -524,7 +527,8 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
     if client is None and compose and not singles and not out.trajectories:
         # The composed task did not verify: fall back to one refined task per operator.
         try:
-            more, _ = refine_candidates(ctx, parent, ops, seed=seed, singles=True, compose=False)
+            more, _ = refine_candidates(ctx, parent, ops, seed=seed, singles=True, compose=False,
+                                        operators=task_operators())
         except RefineOpError:
             more = []
         await _simulate_refined(out, workflow, original, parent, more, roles, seed=seed, client=None,
