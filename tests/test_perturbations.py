@@ -8,9 +8,15 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import EXAMPLES, example_names, scripted
-from tools_runtime.perturbations import BENIGN, HARMFUL, NotApplicable, Perturbation, failed_components
 from tools_runtime.records import Scenario
-from tools_runtime.verify import verify, verify_legacy
+from tools_runtime.verification.perturbations import (
+    BENIGN,
+    HARMFUL,
+    NotApplicable,
+    Perturbation,
+    failed_components,
+)
+from tools_runtime.verification.verify import verify, verify_legacy
 
 
 def _check(p: Perturbation, sc: Scenario, messages: list[dict]) -> tuple[bool, str] | None:

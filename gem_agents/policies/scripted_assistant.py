@@ -21,8 +21,8 @@ from tools_runtime.binding import bind_tools
 from tools_runtime.exec_graph import parse_graph, stages
 from tools_runtime.executor import parse_tool_content
 from tools_runtime.records import PlannedCall, Scenario
-from tools_runtime.replay import call_name_args, tool_calls_of
 from tools_runtime.state import get_path
+from tools_runtime.verification.replay import call_name_args, tool_calls_of
 
 MAX_SAME_FAILURES = 3
 
