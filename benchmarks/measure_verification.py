@@ -32,7 +32,7 @@ BFCL = REPO.parent / "shared" / "data" / "bench" / "bfcl" / "data"
 
 def _gold_roles():
     from gem_agents.eval.gold_player import gold_player
-    from gem_agents.policies.scripted_user import scripted_user
+    from gem_agents.user.scripted import scripted_user
     from graphs.roles import Roles
 
     return Roles(user=scripted_user, assistant=gold_player)

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gem_agents.policies.dialogue_text import coerce, find_fact, humanize
-from gem_agents.policies.scripted_user import goals_stated
+from gem_agents.user.dialogue_text import coerce, find_fact, humanize
+from gem_agents.user.scripted import goals_stated
 from graphs.roles import RoleView
 from tools_runtime.binding import bind_tools
 from tools_runtime.exec_graph import parse_graph, stages
