@@ -68,6 +68,9 @@ def register(kind: str, name: str, obj: T | None = None, *, replace: bool = Fals
     # Who registers: the module defining a function or class, else the module calling register().
     caller = sys._getframe(1).f_globals.get("__name__", "")
 
+    # The built-ins first, so a name taken by one of them is refused here, not later at their import.
+    _ensure_builtins(kind)
+
     def _do(target: T) -> T:
         origin = getattr(target, "__module__", "") if isinstance(target, (type, FunctionType)) else ""
         origin = origin or caller
@@ -84,11 +87,16 @@ def register(kind: str, name: str, obj: T | None = None, *, replace: bool = Fals
     return _do
 
 
-def _ensure_loaded(kind: str) -> None:
+def _ensure_builtins(kind: str) -> None:
+    # Marked first: the built-in modules call register() while they are being imported.
     if kind not in _loaded_builtins:
         _loaded_builtins.add(kind)
         for module in BUILTIN_MODULES.get(kind, ()):
             importlib.import_module(module)
+
+
+def _ensure_loaded(kind: str) -> None:
+    _ensure_builtins(kind)
     load_plugins()
 
 
