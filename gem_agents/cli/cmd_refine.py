@@ -24,9 +24,9 @@ from gem_agents.io import check_output, iter_json_lines, write_jsonl, write_text
 from gem_agents.roles_factory import make_roles
 from gem_agents.stages.base import Stage, StageEnv
 from gem_agents.stages.refine import RefineJob, RefineOutcome, RefineResult
+from gem_agents.stages.refine_operators import scenario_operators, task_operators
 from tools_runtime.records import Scenario, Stats, Trajectory, Workflow
-from tools_runtime.refine_ops import DEFAULT_OPS, OPS
-from tools_runtime.refine_tasks import TASK_OPS
+from tools_runtime.refine_ops import DEFAULT_OPS
 from tools_runtime.scenario import ScenarioError, build_scenario
 from tools_runtime.stats import STAT_FIELDS, mean_stats
 from tools_runtime.workflow_io import WorkflowError, load_workflows
@@ -34,8 +34,8 @@ from tools_runtime.workflow_io import WorkflowError, load_workflows
 REFINE_HELP = "\n\n".join([
     "Stage 4: refine verified trajectories into harder scenarios, simulate them again and keep only "
     "the refined dialogues that verify.",
-    f"Operators (--ops, comma-separated or repeated): {', '.join(OPS)}; for trajectories of grounded tasks "
-    f"{', '.join(TASK_OPS)}. Offline operators are used "
+    f"Operators (--ops, comma-separated or repeated): {', '.join(scenario_operators())}; for trajectories of "
+    f"grounded tasks {', '.join(task_operators())}. Offline operators are used "
     "unless --config names a model for roles.refine; the user and assistant roles come from --config too "
     "(scripted by default).",
     "Writes DIR/refined.jsonl (verified refined trajectories), DIR/rejected.jsonl (one line per "

@@ -30,7 +30,7 @@ from tools_runtime.python_backend import trust_classes
 from tools_runtime.records import Scenario, Trajectory, Workflow
 from tools_runtime.scenario import ScenarioError, build_scenario
 from tools_runtime.stats import compute_stats, mean_stats
-from tools_runtime.verify import proposals_from_steps, verify
+from tools_runtime.verification.verify import proposals_from_steps, verify
 from tools_runtime.workflow_io import WorkflowError, load_workflow
 
 

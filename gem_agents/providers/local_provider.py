@@ -28,12 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from gem_agents.config import RoleConfig
 from gem_agents.models import activity
 from gem_agents.models.client import CallSpec, Completer
 from gem_agents.providers.grammar_schema import grammar_schema
 from gem_agents.providers.tool_text import call_from_json, for_template, parse_tool_text
 from gem_agents.providers.weights import cache_dir, resolve_model_file
+from gem_agents.registry import Provider, register
 
 _ENGINES: dict[tuple[Any, ...], LocalEngine] = {}
 _ENGINES_LOCK = threading.Lock()
@@ -377,3 +380,35 @@ def local_completer(cfg: RoleConfig, *, role: str = "", backend_factory: Backend
         return await asyncio.to_thread(state["engine"].complete, messages, spec, cfg, role)
 
     return complete
+
+
+# ---------------------------------------------------------------------------------------------------------
+# registration
+
+
+class LocalSettings(BaseModel):
+    """Keys of a `local` role beyond the common ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: str | None = None
+    model_package: str | None = None
+    n_ctx: int = Field(default=4096, gt=0)
+    n_threads: int | None = None
+    chat_format: str | None = None
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments for llama_cpp.Llama")
+
+
+def _validate(cfg: RoleConfig) -> None:
+    if cfg.base_url:
+        raise ValueError("base_url is for provider 'openai'; provider 'local' runs in-process "
+                         "(a llama.cpp server is provider 'openai' with base_url)")
+    if not (cfg.setting("model_path") or cfg.setting("model_package")):
+        raise ValueError("provider 'local' needs 'model_path' (a GGUF file) or 'model_package'")
+
+
+register("provider", "local", Provider(
+    name="local", factory=lambda cfg, role="": local_completer(cfg, role=role), settings=LocalSettings,
+    capabilities=frozenset({"grammar"}), validate=_validate,
+    endpoint=lambda cfg: cfg.setting("model_path") or cfg.setting("model_package") or "",
+    description="an embedded llama.cpp model on the CPU (the `local` extra)"))

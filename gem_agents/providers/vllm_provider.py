@@ -18,9 +18,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from gem_agents.config import RoleConfig
 from gem_agents.models.client import CallSpec, Completer
 from gem_agents.providers.tool_text import call_from_json, for_template, parse_tool_text, tool_choice_schema
+from gem_agents.registry import Provider, register
 
 _ENGINES: dict[tuple[Any, ...], Any] = {}
 _ENGINES_LOCK = threading.Lock()
@@ -140,3 +143,32 @@ def vllm_completer(cfg: RoleConfig, *, engine: Any = None,
 
     complete.batcher = batcher  # type: ignore[attr-defined] — benchmarks and tests read batch sizes
     return complete
+
+
+# ---------------------------------------------------------------------------------------------------------
+# registration
+
+
+class VLLMSettings(BaseModel):
+    """Keys of a `vllm` role beyond the common ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_ctx: int = Field(default=4096, gt=0)
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments for vllm.LLM")
+    batch_window_ms: float = Field(default=5, ge=0, description="how long a request waits for others to share "
+                                                                 "its batch")
+
+
+def _validate(cfg: RoleConfig) -> None:
+    if cfg.base_url:
+        raise ValueError("base_url is for provider 'openai'; provider 'vllm' runs in-process "
+                         "(a `vllm serve` server is provider 'openai' with base_url)")
+    if not cfg.model:
+        raise ValueError("provider 'vllm' needs a 'model'")
+
+
+register("provider", "vllm", Provider(
+    name="vllm", factory=lambda cfg, role="": vllm_completer(cfg), settings=VLLMSettings,
+    capabilities=frozenset({"tools", "json_schema", "batching"}), validate=_validate,
+    endpoint=lambda cfg: cfg.model, description="in-process vLLM on a CUDA GPU (the `vllm` extra)"))

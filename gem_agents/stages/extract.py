@@ -14,7 +14,6 @@ from typing import Any
 
 from gem_agents.models.client import ModelCallError, ModelClient
 from gem_agents.policies.scripted_assistant import scripted_assistant
-from gem_agents.policies.scripted_user import scripted_user
 from gem_agents.prompting import fill, load_prompt
 from gem_agents.registry import register
 from gem_agents.stages import ExtractionResult
@@ -22,6 +21,7 @@ from gem_agents.stages.base import GraphStep, Stage, StageEnv
 from gem_agents.stages.offline_extractor import extract_offline
 from gem_agents.stages.relevance import PROMPTS, wants_json_schema
 from gem_agents.stages.tagged import ParseError, parse_extraction
+from gem_agents.user.scripted import scripted_user
 from graphs.roles import Roles
 from graphs.rollouts import run_dialogue
 from tools_runtime.env_validate import errors as env_errors

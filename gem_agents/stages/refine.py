@@ -23,16 +23,16 @@ from gem_agents.models.client import ModelCallError, ModelClient
 from gem_agents.prompting import fill, json_object_in, load_prompt, prompts_hash
 from gem_agents.registry import register
 from gem_agents.stages.base import GraphStep, Stage, StageEnv
+from gem_agents.stages.refine_operators import known_operators, scenario_operators, task_operators
 from gem_agents.stages.relevance import wants_json_schema
 from graphs.roles import Roles
 from graphs.rollouts import run_dialogue
 from tools_runtime.environment import ValueSource
 from tools_runtime.records import Document, Scenario, Trajectory, Workflow
-from tools_runtime.refine_ops import DEFAULT_OPS, OPS, RefineOpError, apply_ops, check_scenario
+from tools_runtime.refine_ops import DEFAULT_OPS, RefineOpError, apply_ops, check_scenario
 from tools_runtime.refine_tasks import (
     BRANCH_OPS,
     JUDGE_OPS,
-    TASK_OPS,
     Drop,
     RefineContext,
     extend,
@@ -203,7 +203,8 @@ async def _one_round(current: Scenario, roles: Roles, ops: list[str], seed: int,
             wanted = [o for o in proposed if o in ops]
             reasons += [f"round {rnd}: not applied: {o} (not among the allowed operators)"
                         for o in proposed if o not in ops]
-            refined, applied, skipped = apply_ops(current, wanted, seed=seed + rnd, params=params)
+            refined, applied, skipped = apply_ops(current, wanted, seed=seed + rnd, params=params,
+                                                  operators=scenario_operators())
         except RefineOpError as exc:
             return None, None, [], [f"round {rnd}: {exc}"]
         reasons += [f"round {rnd}: not applied: {s}" for s in skipped]
@@ -218,7 +219,7 @@ async def _one_round(current: Scenario, roles: Roles, ops: list[str], seed: int,
     # Offline: all operators; when the result does not verify, drop the last applied one and retry.
     wanted = list(ops)
     while wanted:
-        refined, applied, skipped = apply_ops(current, wanted, seed=seed + rnd)
+        refined, applied, skipped = apply_ops(current, wanted, seed=seed + rnd, operators=scenario_operators())
         if not applied:
             return None, None, [], reasons + [f"round {rnd}: no operator applies ({'; '.join(skipped)})"]
         traj, why = await verify_refinement(refined, roles, rollout=rnd)
@@ -238,9 +239,10 @@ async def refine(scenario: Scenario, roles: Roles, *, rounds: int = 1, ops: list
     refinement (None when no round verified) and every reason a round or an attempt was dropped.
     """
     wanted = list(ops) if ops is not None else list(DEFAULT_OPS)
-    unknown = [o for o in wanted if o not in OPS]
+    known = scenario_operators()  # the registered ones: built-ins and plugins
+    unknown = [o for o in wanted if o not in known]
     if unknown:
-        return RefineResult(rejected=[f"unknown operator(s): {', '.join(unknown)}; known: {', '.join(OPS)}"])
+        return RefineResult(rejected=[f"unknown operator(s): {', '.join(unknown)}; known: {', '.join(known)}"])
     if scenario.workflow.backend.kind != "sim":
         return RefineResult(rejected=[f"refinement needs the simulated backend, not {scenario.workflow.backend.kind!r}"])
     current, best = scenario, None
@@ -519,7 +521,7 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
     try:
         if client is None:
             cands, drops = refine_candidates(ctx, parent, ops, seed=seed, singles=singles, compose=compose,
-                                             judge=judge is not None)
+                                             judge=judge is not None, operators=task_operators())
         else:
             cands, drops = await propose_tasks(client, ctx, parent, original, k=k)
     except RefineOpError as exc:
@@ -531,7 +533,8 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
     if client is None and compose and not singles and not out.trajectories:
         # The composed task did not verify: fall back to one refined task per operator.
         try:
-            more, _ = refine_candidates(ctx, parent, ops, seed=seed, singles=True, compose=False)
+            more, _ = refine_candidates(ctx, parent, ops, seed=seed, singles=True, compose=False,
+                                        operators=task_operators())
         except RefineOpError:
             more = []
         await _simulate_refined(out, workflow, original, parent, more, roles, seed=seed, client=None,
@@ -599,10 +602,11 @@ def out_text(workflow: Workflow) -> str:
 
 def ops_problem(ops: list[str]) -> str | None:
     """Why a list of refinement operators cannot be used (None when every name is known)."""
-    unknown = [o for o in ops if o not in OPS and o not in TASK_OPS]
+    known = known_operators()  # registered: built-ins and plugins
+    unknown = [o for o in ops if o not in known]
     if not unknown:
         return None
-    return f"unknown refine operator(s): {', '.join(unknown)}; known: {', '.join([*OPS, *TASK_OPS])}"
+    return f"unknown refine operator(s): {', '.join(unknown)}; known: {', '.join(known)}"
 
 
 def refine_preflight(cfg: RunConfig) -> list[str]:
@@ -656,7 +660,7 @@ async def refine_one(env: StageEnv, job: RefineJob) -> RefineResult | TaskRefine
     client = env.client("refine")
     try:
         if traj.scenario.task is not None and job.workflow.effects:
-            task_ops = [o for o in cfg.refine_ops if o in TASK_OPS] or None
+            task_ops = [o for o in cfg.refine_ops if o in task_operators()] or None
             return await refine_to_tasks(job.workflow, traj, env.dialogue_roles, text=job.text, siblings=job.siblings,
                                          ops=task_ops, seed=job.seed, client=client, judge=env.client("judge"))
         return await refine(traj.scenario, env.dialogue_roles, rounds=cfg.refine_rounds, ops=list(cfg.refine_ops),

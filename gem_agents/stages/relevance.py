@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from gem_agents import registry
 from gem_agents.config import RoleConfig
 from gem_agents.models.client import ModelClient
 from gem_agents.prompting import fill, load_prompt
@@ -42,7 +43,7 @@ def wants_json_schema(cfg: RoleConfig) -> bool:
         return True
     if cfg.structured_output == "tagged":
         return False
-    return cfg.provider in ("openai", "vllm")
+    return "json_schema" in registry.provider(cfg.provider).capabilities
 
 
 # ---------------------------------------------------------------------------------------------------------

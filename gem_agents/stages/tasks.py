@@ -23,12 +23,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from gem_agents.models.client import ModelCallError, ModelClient
-from gem_agents.policies.dialogue_text import be
 from gem_agents.prompting import fill, load_prompt
 from gem_agents.registry import register
 from gem_agents.stages.base import Stage, StageEnv
 from gem_agents.stages.offline_env import find_span, source_for
 from gem_agents.stages.relevance import PROMPTS, wants_json_schema
+from gem_agents.user.dialogue_text import be
 from tools_runtime.env_validate import ground_task
 from tools_runtime.environment import ValueSource
 from tools_runtime.records import Document, Workflow
