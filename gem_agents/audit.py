@@ -234,7 +234,8 @@ def grounding(data: RunData) -> dict[str, Any]:
 
 
 def _grounding(data: RunData, tasks: Iterable[Task]) -> dict[str, Any]:
-    parts = {name: {"grounded": 0, "total": 0} for name in ("initial_state", "gold_arguments", "known_info")}
+    parts: dict[str, dict[str, Any]] = {name: {"grounded": 0, "total": 0}
+                                        for name in ("initial_state", "gold_arguments", "known_info")}
     state_keys: dict[str, set[str]] = {}
     for wf in data.workflows.values():
         text = _text_of(data, wf)
@@ -246,8 +247,7 @@ def _grounding(data: RunData, tasks: Iterable[Task]) -> dict[str, Any]:
                 if source_in_text(rec.sources.get(name), value, text):
                     parts["initial_state"]["grounded"] += n
     for task in tasks:
-        wf = data.workflows.get(task.env_id)
-        text = _text_of(data, wf, task.env_id)
+        text = _text_of(data, data.workflows.get(task.env_id), task.env_id)
         env_keys = state_keys.get(task.env_id, set())
         known_keys: set[str] = set()
         for info in task.known_info:

@@ -310,5 +310,8 @@ def read_documents(path: str | Path, cfg: InputConfig | None = None, *,
     docs: list[Document] = []
     problems: list[IngestProblem] = []
     for item in iter_documents(path, cfg, max_segments=max_segments):
-        (problems if isinstance(item, IngestProblem) else docs).append(item)
+        if isinstance(item, IngestProblem):
+            problems.append(item)
+        else:
+            docs.append(item)
     return docs, problems

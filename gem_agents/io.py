@@ -413,7 +413,8 @@ def atomic_writer(path: str | Path, *, binary: bool = False) -> Iterator[IO[Any]
     except OSError as exc:
         raise OutputError(f"{p}: cannot write ({exc.strerror or exc})") from None
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
+        fh: IO[Any] = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
+        with fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

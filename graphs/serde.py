@@ -43,7 +43,8 @@ def _our_model(module: str, name: str) -> bool:
 
 
 def _strict_hook(refused: list[UnsafeCheckpoint]) -> Any:
-    allowed: set[tuple[str, str]] = set()
+    # (module, name) pairs; langgraph types the set with variable-length tuples.
+    allowed: set[tuple[str, ...]] = set()
     inner = _create_msgpack_ext_hook(allowed)  # strict: SAFE_MSGPACK_TYPES plus `allowed`, nothing else
 
     def hook(code: int, data: bytes) -> Any:

@@ -157,7 +157,7 @@ def bind_tool(spec: ToolSpec, *, requires_session: bool = False) -> Binding:
     """Bind one tool to its operation and entity."""
     tokens = split_name(spec.name)
     verb, used = _verb_of(tokens)
-    op: Op = VERBS.get(verb, "action")  # type: ignore[assignment]
+    op: Op = VERBS.get(verb, "action")
     rest = tokens[used:]
     entity = entity_of(rest)
     if not entity:

@@ -478,7 +478,7 @@ def task_issues(workflow: Workflow, task: Task, text: str | None = None) -> list
             used.update(hits)
             if hits or isinstance(value, bool) or value is None:
                 continue
-            schema = props.get(param) if isinstance(props.get(param), dict) else {}
+            schema = found if isinstance(found := props.get(param), dict) else {}
             fixed = "const" in schema or ("enum" in schema and len(schema["enum"]) == 1) or \
                 ("default" in schema and same(schema["default"], value))
             if fixed or _mentioned(value, [instruction, *earlier, *shown]):

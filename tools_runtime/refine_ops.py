@@ -451,7 +451,7 @@ def error_candidates(scenario: Scenario) -> dict[str, list[PlannedError]]:
         for param, src in call.sources.items():
             if src.kind != "user" or not src.key or _first_use(plan, src.key) != i:
                 continue
-            schema = props.get(param) if isinstance(props.get(param), dict) else {}
+            schema = found if isinstance(found := props.get(param), dict) else {}
             if isinstance(schema.get("enum"), list) and all(isinstance(v, str) for v in schema["enum"]):
                 wrong = next(w for w in ("not_sure", "other_value", "unknown_option") if w not in schema["enum"])
                 out["invalid_value"].append(PlannedError(kind="invalid_value", tool=call.tool, key=src.key,

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tools_runtime.backend import same
 from tools_runtime.effects import is_signout
-from tools_runtime.environment import ToolEffect, ValueSource
+from tools_runtime.environment import Precondition, ToolEffect, ValueSource
 from tools_runtime.executor import ToolEnvironment, initial_state
 from tools_runtime.records import Goal, PlannedError, Scenario, Trajectory, Workflow
 from tools_runtime.refine_ops import RefineOpError, spoken_plural
@@ -315,8 +315,8 @@ def extend(ctx: RefineContext, task: Task, start: Start | None, op: str, instruc
             info = info.model_copy(update={"key": new_key})
         merged.append(info)
         have[info.key] = info.value
-    start = len(task.gold_actions)
-    req = {"instruction": instruction, "start": start, "end": start + len(actions), "operator": op}
+    first = len(task.gold_actions)
+    req: dict[str, Any] = {"instruction": instruction, "start": first, "end": first + len(actions), "operator": op}
     if volunteer is not None:
         req["volunteer"] = [renamed.get(k, k) for k in volunteer]
     meta = dict(task.meta)
@@ -402,7 +402,7 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
         if order_conflicts(wf, [*task.gold_actions, Action(tool=tool, arguments=args)]):
             reasons.append(f"{tool} comes earlier in the execution graph than the task's writes")
             continue
-        communicate: list[str] = []
+        communicate = []
         ask = tool_phrase(wf, tool)
         rows = result.get("results") if isinstance(result, dict) else None
         kf = entity_key(wf, effect.entity) if effect.entity else None
@@ -447,7 +447,7 @@ _FIELD_REF = re.compile(r"record\[['\"](\w+)['\"]\]")
 
 
 def _rule_cases(ctx: RefineContext, task: Task, state: dict[str, Any], rng: random.Random
-                ) -> list[tuple[str, Any, dict[str, Any], dict[str, Any] | None, str]]:
+                ) -> list[tuple[str, Precondition, dict[str, Any], dict[str, Any], dict[str, Any] | None]]:
     """(tool, precondition, record id, args, error or None) for keyed writes with record preconditions."""
     wf = ctx.workflow
     seen = touched(wf, task)
@@ -906,7 +906,7 @@ def _calls_by_request(traj: Trajectory) -> list[tuple[int, str, tuple[str, ...]]
     import json
 
     goals = [g.description for g in traj.scenario.goals] if traj.scenario is not None else []
-    out = []
+    out: list[tuple[int, str, tuple[str, ...]]] = []
     req = 0
     for m in traj.messages:
         if m.get("role") == "user":

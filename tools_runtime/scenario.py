@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from tools_runtime.backend import SimBackend, credential_args, same
@@ -53,6 +54,19 @@ def goal_text(workflow: Workflow) -> str:
     if not title:
         title = workflow.id.replace("_", " ")
     return f"I need to {title[0].lower()}{title[1:]}."
+
+
+# Returned by the planner's argument choosers for an argument the call leaves out.
+_OMIT: Any = object()
+
+
+@dataclass
+class _CallPlan:
+    """What choosing one call's arguments shares: the tool's binding and the record it is about."""
+
+    binding: Binding
+    required: set[str]
+    focus: tuple[str, dict[str, Any]] | None
 
 
 class _Planner:
@@ -165,78 +179,86 @@ class _Planner:
 
     # -- one call --------------------------------------------------------------------------
     def choose(self, b: Binding) -> tuple[dict[str, Any], dict[str, ArgSource]]:
+        """Arguments for the next call of `b`'s tool and where each comes from (some optionals left out)."""
         spec = self.tools[b.tool]
-        props = spec.properties
-        required = set(spec.required)
+        focus = self.focus_record(b.entity) if b.op in ("read", "update", "delete") else None
+        call = _CallPlan(binding=b, required=set(spec.required), focus=focus)
         args: dict[str, Any] = {}
         sources: dict[str, ArgSource] = {}
-        focus = self.focus_record(b.entity) if b.op in ("read", "update", "delete") else None
-        login_user, login_secret = credential_args(list(props)) if b.op == "session" else (None, None)
-        creds = self.backend.state["session"].get("credentials") or {}
-        for param, schema in props.items():
-            schema = schema if isinstance(schema, dict) else {}
-            value: Any = None
-            source: ArgSource | None = None
-            optional = param not in required
-            if b.op == "session":
-                if b.mode == "logout" and optional:
-                    continue
-                if creds and param in (login_user, login_secret):
-                    user = sorted(creds)[0]
-                    value = user if param == login_user else creds[user]
-                else:
-                    value = fake_value(param, schema, self.rng)
-            elif param.endswith("_id") and param[:-3] != b.entity and self.backend.collection(param[:-3]) \
-                    and param != b.id_field:
-                other = self.focus_record(param[:-3])
-                assert other is not None
-                value = _typed_id(other[0], schema)
-                source = self.from_produced_or_user(param, value, param[:-3])
-            elif b.op in ("read", "update", "delete") and (param in b.selectors or param in b.filters):
-                if param in PAGING_ARGS:
-                    if optional:
-                        continue
-                    value = fake_value(param, schema, self.rng)
-                elif focus is None:
-                    if optional:
-                        continue
-                    value = fake_value(param, schema, self.rng)
-                elif param in QUERY_ARGS:
-                    value = _query_for(focus[1])
-                    if value is None:
-                        if optional:
-                            continue
-                        value = str(focus[0])
-                else:
-                    value = self.record_value(focus[0], focus[1], b, param)
-                    if value is None and not optional:
-                        # The focused record (say, one just created) lacks this field: talk
-                        # about a record that has it instead.
-                        other = self.record_with(b.entity, param)
-                        if other is not None:
-                            self.focus[b.entity] = other[0]
-                            focus = other
-                            value = self.record_value(other[0], other[1], b, param)
-                    if value is None:
-                        if optional:
-                            continue
-                        value = fake_value(param, schema, self.rng)
-                    elif b.op == "read" and optional and param in b.filters:
-                        continue
-                if source is None:
-                    source = self.from_produced_or_user(param, value, b.entity)
-            else:
-                if optional and self.rng.random() < 0.5:
-                    continue
-                current = focus[1].get(param) if focus else None
-                value = fake_value(param, schema, self.rng)
-                for _ in range(3):
-                    if current is None or not same(value, current):
-                        break
-                    value = fake_value(param, schema, self.rng)
+        for param, schema in spec.properties.items():
+            value, source = self.choose_argument(call, param, schema if isinstance(schema, dict) else {})
+            if value is _OMIT:
+                continue
             args[param] = value
             sources[param] = source or ArgSource(kind="user", key=self.user_key(param, value, b.entity))
         return args, sources
+
+    def choose_argument(self, call: _CallPlan, param: str, schema: dict[str, Any]) -> tuple[Any, ArgSource | None]:
+        """(value or _OMIT, its source; None: the user states it) for one parameter of the call."""
+        b = call.binding
+        optional = param not in call.required
+        if b.op == "session":
+            if b.mode == "logout" and optional:
+                return _OMIT, None
+            return self.session_value(b, param, schema), None
+        if param.endswith("_id") and param[:-3] != b.entity and self.backend.collection(param[:-3]) \
+                and param != b.id_field:
+            other = self.focus_record(param[:-3])
+            assert other is not None
+            value = _typed_id(other[0], schema)
+            return value, self.from_produced_or_user(param, value, param[:-3])
+        if b.op in ("read", "update", "delete") and (param in b.selectors or param in b.filters):
+            value = self.selector_value(call, param, schema, optional)
+            if value is _OMIT:
+                return _OMIT, None
+            return value, self.from_produced_or_user(param, value, b.entity)
+        if optional and self.rng.random() < 0.5:
+            return _OMIT, None
+        return self.new_value(param, schema, call.focus), None
+
+    def session_value(self, b: Binding, param: str, schema: dict[str, Any]) -> Any:
+        """A login argument: a seeded user's name or secret, or a fake value for the other arguments."""
+        login_user, login_secret = credential_args(list(self.tools[b.tool].properties))
+        creds = self.backend.state["session"].get("credentials") or {}
+        if creds and param in (login_user, login_secret):
+            user = sorted(creds)[0]
+            return user if param == login_user else creds[user]
+        return fake_value(param, schema, self.rng)
+
+    def selector_value(self, call: _CallPlan, param: str, schema: dict[str, Any], optional: bool) -> Any:
+        """The value that picks the focused record (its id, a query, a field); _OMIT leaves it out."""
+        b, focus = call.binding, call.focus
+        if param in PAGING_ARGS or focus is None:
+            return _OMIT if optional else fake_value(param, schema, self.rng)
+        if param in QUERY_ARGS:
+            query = _query_for(focus[1])
+            if query is None:
+                return _OMIT if optional else str(focus[0])
+            return query
+        value = self.record_value(focus[0], focus[1], b, param)
+        if value is None and not optional:
+            # The focused record (say, one just created) lacks this field: talk about a record
+            # that has it instead, for this argument and the ones after it.
+            other = self.record_with(b.entity, param)
+            if other is not None:
+                self.focus[b.entity] = other[0]
+                call.focus = other
+                value = self.record_value(other[0], other[1], b, param)
+        if value is None:
+            return _OMIT if optional else fake_value(param, schema, self.rng)
+        if b.op == "read" and optional and param in b.filters:
+            return _OMIT
+        return value
+
+    def new_value(self, param: str, schema: dict[str, Any], focus: tuple[str, dict[str, Any]] | None) -> Any:
+        """A fake value for a field the call sets, unlike the focused record's current one when it can."""
+        current = focus[1].get(param) if focus else None
+        value = fake_value(param, schema, self.rng)
+        for _ in range(3):
+            if current is None or not same(value, current):
+                break
+            value = fake_value(param, schema, self.rng)
+        return value
 
     def add(self, tool: str, fixed: dict[str, tuple[Any, ArgSource]] | None = None) -> PlannedCall:
         """Plan the next call of `tool` (`fixed` pins some arguments and their sources)."""

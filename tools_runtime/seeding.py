@@ -58,7 +58,7 @@ def fake_value(name: str, schema: dict[str, Any] | None, rng: random.Random, dep
         n = max(int(schema.get("minItems", 1)), 1)
         return [fake_value(singular(name), items, rng, depth + 1) for _ in range(min(n, 3))]
     if typ == "object":
-        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        props = found if isinstance(found := schema.get("properties"), dict) else {}
         if depth > 4:
             return {}
         req = schema.get("required") or list(props)

@@ -50,7 +50,7 @@ def _bound(node: Any, name: str = "") -> Any:
         return [_bound(v, name) for v in node]
     if not isinstance(node, dict):
         return node
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in node.items():
         if k == "properties" and isinstance(v, dict):
             out[k] = {p: _bound(s, p) for p, s in v.items()}

@@ -26,6 +26,8 @@ from jsonschema.exceptions import SchemaError, UnknownType, ValidationError, bes
 from pydantic import BaseModel
 
 if TYPE_CHECKING:  # toolspec imports this module, so the import only serves the annotations
+    from jsonschema.protocols import Validator
+
     from tools_runtime.toolspec import ToolSpec
 
 MAX_SCHEMA_BYTES = 64 * 1024
@@ -52,10 +54,12 @@ class ArgError(BaseModel):
 
 def _refuse_retrieval(uri: str) -> referencing.Resource:
     """Refuse every retrieval: remote, file and relative `$ref`s must never be fetched."""
-    raise referencing.exceptions.NoSuchResource(ref=uri)
+    # referencing declares its attrs classes with a private decorator mypy cannot read: no `ref` field seen.
+    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]
 
 
-REGISTRY: referencing.Registry = referencing.Registry(retrieve=_refuse_retrieval)
+# Same stubs gap as above: mypy sees no `retrieve` field on referencing's attrs class.
+REGISTRY: referencing.Registry = referencing.Registry(retrieve=_refuse_retrieval)  # type: ignore[call-arg]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -248,7 +252,7 @@ _SAFE_KEYWORDS = {
 SafeDraft202012Validator = validators.extend(
     Draft202012Validator, {**_SAFE_KEYWORDS, "unevaluatedProperties": _kw_unevaluated_properties}
 )
-_SAFE_CLASSES = [
+_SAFE_CLASSES: list[tuple[type[Validator], type[Validator]]] = [
     (Draft202012Validator, SafeDraft202012Validator),
     (Draft7Validator, validators.extend(Draft7Validator, _SAFE_KEYWORDS)),
     (Draft6Validator, validators.extend(Draft6Validator, _SAFE_KEYWORDS)),
@@ -264,7 +268,7 @@ def _dialect_key(uri: str) -> str:
 _BY_DIALECT = {_dialect_key(stock.ID_OF(stock.META_SCHEMA)): (stock, safe) for stock, safe in _SAFE_CLASSES}
 
 
-def dialect_classes(schema: Any) -> tuple[type, type] | None:
+def dialect_classes(schema: Any) -> tuple[type[Validator], type[Validator]] | None:
     """(stock, hardened) validator classes for `schema`'s `$schema` (2020-12 when absent); None if unsupported."""
     dialect = schema.get("$schema") if isinstance(schema, dict) else None
     if dialect is None:
@@ -641,20 +645,33 @@ def _format(err: ValidationError, subject: str | None = None) -> list[ArgError]:
     path = list(err.absolute_path)
     top = path[0] if path and isinstance(path[0], str) else None
     if subject is None and "propertyNames" in err.absolute_schema_path:
-        # The failing value is a key of the object at `path`, not one of its values: name it as a key.
-        owner = "argument name" if not path else f"field name in '{_loc(path)}':"
-        return [
-            e.model_copy(update={"param": top or e.param or str(err.instance)})
-            for e in _format(err, f"{owner} {_show(err.instance)}")
-        ]
+        return _format_key(err, path, top)
     subject = subject or (f"'{_loc(path)}'" if path else "arguments")
-    kw, val, inst = err.validator, err.validator_value, err.instance
-
-    def one(message: str, param: str | None = top, at: list[Key] = path) -> list[ArgError]:
-        return [ArgError(path=json_path(tuple(at)), message=message, param=param)]
-
     if isinstance(err.cause, TimeoutError | regex.error):
-        return one(f"{subject}: {err.message}")
+        return _one(path, top, f"{subject}: {err.message}")
+    for special in (_missing_errors, _shape_errors):
+        found = special(err, path, top, subject)
+        if found is not None:
+            return found
+    return _one(path, top, _value_message(err, subject) or f"{subject}: {err.message}")
+
+
+def _one(path: list[Key], param: str | None, message: str) -> list[ArgError]:
+    return [ArgError(path=json_path(tuple(path)), message=message, param=param)]
+
+
+def _format_key(err: ValidationError, path: list[Key], top: str | None) -> list[ArgError]:
+    """A `propertyNames` failure: the failing value is a key of the object at `path`, so name it as a key."""
+    owner = "argument name" if not path else f"field name in '{_loc(path)}':"
+    return [
+        e.model_copy(update={"param": top or e.param or str(err.instance)})
+        for e in _format(err, f"{owner} {_show(err.instance)}")
+    ]
+
+
+def _missing_errors(err: ValidationError, path: list[Key], top: str | None, subject: str) -> list[ArgError] | None:
+    """One message per missing field (`required`, `dependentRequired`); None for other errors."""
+    kw, val, inst = err.validator, err.validator_value, err.instance
     if kw == "required":
         missing = [p for p in val if isinstance(inst, dict) and p not in inst]
         if not path:
@@ -686,15 +703,21 @@ def _format(err: ValidationError, subject: str | None = None) -> list[ArgError]:
                 )
                 for d, p in pairs
             ]
+    return None
+
+
+def _shape_errors(err: ValidationError, path: list[Key], top: str | None, subject: str) -> list[ArgError] | None:
+    """Unexpected fields, refused values and failed alternatives (anyOf/oneOf); None for other errors."""
+    kw = err.validator
     if kw in ("additionalProperties", "unevaluatedProperties") and err.message.startswith(
         "unexpected property"
     ):
         if len(path) == 1:
-            return one(f"unexpected argument '{path[0]}'")
-        return one(f"unexpected field '{path[-1]}' in '{_loc(path[:-1])}'")
+            return _one(path, top, f"unexpected argument '{path[0]}'")
+        return _one(path, top, f"unexpected field '{path[-1]}' in '{_loc(path[:-1])}'")
     if kw is None and err.schema is False:
-        return one(
-            f"argument '{path[0]}' is not accepted" if len(path) == 1 else f"{subject} is not accepted"
+        return _one(
+            path, top, f"argument '{path[0]}' is not accepted" if len(path) == 1 else f"{subject} is not accepted"
         )
     if kw in ("anyOf", "oneOf") and err.context:
         if all(e.validator == "type" and list(e.absolute_path) == path for e in err.context):
@@ -702,8 +725,14 @@ def _format(err: ValidationError, subject: str | None = None) -> list[ArgError]:
             for e in err.context:
                 listed = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
                 alternatives += [t for t in listed if t not in alternatives]
-            return one(f"{subject} must be {_types(alternatives)} (got {_show(inst)})")
+            return _one(path, top, f"{subject} must be {_types(alternatives)} (got {_show(err.instance)})")
         return _format(best_match(err.context))
+    return None
+
+
+def _value_message(err: ValidationError, subject: str) -> str | None:
+    """The message for a value that breaks one keyword (type, enum, bounds...); None for other keywords."""
+    kw, val, inst = err.validator, err.validator_value, err.instance
     messages = {
         "type": lambda: f"{subject} must be {_types(val)} (got {_show(inst)})",
         "enum": lambda: f"{subject} must be one of {val!r} (got {_show(inst)})",
@@ -730,8 +759,8 @@ def _format(err: ValidationError, subject: str | None = None) -> list[ArgError]:
     }
     # Draft-4's boolean exclusiveMinimum/Maximum has no number to quote: keep jsonschema's wording.
     if kw in messages and not (kw.startswith("exclusive") and isinstance(val, bool)):
-        return one(messages[kw]())
-    return one(f"{subject}: {err.message}")
+        return messages[kw]()
+    return None
 
 
 def validate_arguments(spec: ToolSpec, arguments: Any) -> list[ArgError]:

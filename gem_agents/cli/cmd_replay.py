@@ -56,7 +56,7 @@ def scenario_for(data: dict[str, Any], wf: Workflow, seed: int | None, where: st
             return embedded_scenario(data["scenario"], where)
         except InputError as exc:
             fail(f"{exc} (pass --seed to build one from the workflow instead)", 2)
-    prov = data.get("provenance") if isinstance(data.get("provenance"), dict) else {}
+    prov = found if isinstance(found := data.get("provenance"), dict) else {}
     use = seed if seed is not None else prov.get("seed", 0)
     if isinstance(use, bool) or not isinstance(use, int) or not 0 <= use < 2**63:
         fail(f"{where}: provenance.seed is not an integer from 0 to 2**63-1: {short(repr(use), 60)} (pass --seed)", 2)

@@ -91,7 +91,7 @@ async def _run_local(cfg: RunConfig, docs: list[Document], out: Path, cache: Pat
 def _run_ray(cfg: RunConfig, docs: list[Document], out: Path, cache: Path | None, monitor: RunMonitor,
              address: str | None, problems: list[IngestProblem] | None = None) -> RunSummary:
     try:
-        from gem_agents.run import ray_engine  # type: ignore[attr-defined]
+        from gem_agents.run import ray_engine
     except ImportError as exc:
         fail(f"--engine ray is not available: {exc} (install the 'ray' extra: pip install 'gem-agents[ray]')", 2)
     return ray_engine.run(cfg, docs, out, address=address, cache_path=cache, on_event=monitor, problems=problems)

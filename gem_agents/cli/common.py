@@ -169,7 +169,10 @@ def read_corpus(path: Path, cfg: RunConfig, show: Callable[[list[IngestProblem]]
     problems: list[IngestProblem] = []
     try:
         for item in iter_documents(path, cfg.input, max_segments=cfg.limits.max_segments):
-            (problems if isinstance(item, IngestProblem) else docs).append(item)
+            if isinstance(item, IngestProblem):
+                problems.append(item)
+            else:
+                docs.append(item)
     except (IngestError, InputError) as exc:
         fail(str(exc), 2)
     show(problems)

@@ -101,8 +101,8 @@ def _from_run(run_dir: Path) -> list[EvalItem]:
                 workflows[wf.id] = workflows[doc["doc_id"]] = wf
         items = []
         for task in store.tasks():
-            wf = workflows.get(task.env_id)
-            items.append(_scenario_item(wf, task, "run") if wf is not None else
+            workflow = workflows.get(task.env_id)
+            items.append(_scenario_item(workflow, task, "run") if workflow is not None else
                          EvalItem(task.id, None, "run", skip=f"no environment {task.env_id!r} in the run"))
         return items
     finally:
@@ -166,7 +166,7 @@ def _from_bfcl(folder: Path) -> list[EvalItem]:
 def result_row(item: EvalItem, trial: int, traj: Trajectory) -> dict[str, Any]:
     """One line of results.jsonl."""
     v = traj.verdict
-    blame = v.blame if v else None
+    blame: str | None = v.blame if v else None
     if v is not None and not v.passed and blame is None:
         # A rollout that crashed (a model endpoint gone) was never verified: blame the failing role.
         from tools_runtime.verification.blame import blame_for_rollout_error

@@ -60,7 +60,8 @@ def fact_list(scenario: Scenario) -> str:
     Chained goals can know two values shown as "order id"; a model user can only keep them apart
     when it is told which request each one is for.
     """
-    shared, per_goal = [], {}
+    shared: list[str] = []
+    per_goal: dict[int, list[str]] = {}
     for key, value in scenario.known_info.items():
         line = f"- {humanize(key)}: {render_value(value)}"
         goal = fact_goal(key)

@@ -97,6 +97,7 @@ def patch_elf(data: bytes, *, name: str = "library") -> tuple[bytes, list[str]]:
     """
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
 
     try:
         elf = ELFFile(io.BytesIO(data))
@@ -106,7 +107,7 @@ def patch_elf(data: bytes, *, name: str = "library") -> tuple[bytes, list[str]]:
         versym, verneed = elf.get_section_by_name(".gnu.version"), elf.get_section_by_name(".gnu.version_r")
     except ELFError as exc:
         raise GlibcCompatError(f"{name}: not a readable ELF file ({exc})") from exc
-    if dynsym is None or dynstr is None or verneed is None or versym is None:
+    if not isinstance(dynsym, SymbolTableSection) or dynstr is None or verneed is None or versym is None:
         return data, []  # nothing versioned is imported: nothing to move
     out = bytearray(data)
     str_off = dynstr["sh_offset"]
@@ -170,11 +171,12 @@ def patch_elf(data: bytes, *, name: str = "library") -> tuple[bytes, list[str]]:
 def needed_glibc(data: bytes) -> tuple[int, ...]:
     """The highest GLIBC_x.y version a library imports (for checks after patching)."""
     from elftools.elf.elffile import ELFFile
+    from elftools.elf.gnuversions import GNUVerNeedSection
 
     elf = ELFFile(io.BytesIO(data))
     section = elf.get_section_by_name(".gnu.version_r")
     best: tuple[int, ...] = ()
-    if section is None:
+    if not isinstance(section, GNUVerNeedSection):
         return best
     for _verneed, auxes in section.iter_versions():
         for aux in auxes:

@@ -182,7 +182,9 @@ class CompiledBackend:
 
     def __init__(self, path: Path, cfg: RoleConfig, llama_cls: Any = None):
         if llama_cls is None:
-            from llama_cpp import Llama as llama_cls
+            from llama_cpp import Llama
+
+            llama_cls = Llama
         gen, batch = _threads(cfg)
         extra = {k: v for k, v in cfg.engine_kwargs.items() if k != "n_threads_batch"}
         self.llm = llama_cls(model_path=str(path), n_ctx=cfg.n_ctx, n_threads=gen, n_threads_batch=batch,

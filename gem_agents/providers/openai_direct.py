@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -27,6 +28,7 @@ from gem_agents.config import RoleConfig
 from gem_agents.models.client import CallSpec, Completer
 from gem_agents.providers.openai_provider import api_key_for, rate_limiter
 
+_loads: Callable[[str | bytes], Any]
 try:  # a transitive dependency of langchain-core (langsmith); the stdlib encoder is the fallback
     import orjson
 

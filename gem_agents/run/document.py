@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gem_agents.run.context import RunContext
-from gem_agents.run.store import DocOutcome, Kind
+from gem_agents.run.store import DocOutcome, Kind, Status
 from graphs.pipeline import PipelineContext, initial_pipeline_state
 from tools_runtime.records import Document, Relevance, Trajectory, Workflow
 from tools_runtime.tasks import Task, TaskRejection
@@ -40,7 +40,7 @@ def outcome_from_state(doc: Document, state: dict[str, Any], seconds: float = 0.
     rows: list[tuple[Kind, Trajectory]] = [("original", Trajectory.model_validate(t))
                                            for t in state.get("trajectories", [])]
     rows += [("refined", Trajectory.model_validate(t)) for t in state.get("refined", [])]
-    status = state.get("status") or "failed"
+    status: Status = state.get("status") or "failed"  # checked just below
     error = state.get("error")
     if status not in ("kept", "rejected", "failed"):
         status, error = "failed", error or "the pipeline ended without a decision"

@@ -109,7 +109,7 @@ def judge_prompt(traj: Trajectory, workflow: Workflow | None = None, text: str =
     wf = workflow or (scenario.workflow if scenario is not None else None)
     task = task_of(scenario) if scenario is not None else None
     task_body = "(unknown)"
-    if task is not None:
+    if task is not None and scenario is not None:
         task_body = json.dumps({"instruction": task.instruction or " ".join(g.description for g in scenario.goals),
                                 "known_info": {i.key: i.value for i in task.known_info} or scenario.known_info,
                                 "gold_actions": [a.model_dump() for a in task.gold_actions],

@@ -354,7 +354,7 @@ def _context_label(context: str) -> list[str]:
     clause = context.split(",")[-1].strip()
     toks = tokens(clause)
     words = [t for t in toks[1:] if t.lower() not in DETERMINERS]
-    label = []
+    label: list[str] = []
     for t in words:
         if t.lower() in UI_NOUNS:
             break
@@ -656,6 +656,33 @@ def _value_params(p: _Parse, params: dict[str, dict[str, Any]]) -> None:
         params[_param_key(p.words or ["item"])] = _string(f"Which {' '.join(p.words) or 'item'}.")
 
 
+_SWITCH_VERBS = ("switch", "turn", "toggle", "enable", "disable", "check", "uncheck", "tick", "set", "select")
+
+
+def _is_switch_step(p: _Parse) -> bool:
+    """A step that flips a switch or a checkbox: a switch noun, "turn X on", "check the Y box"."""
+    return p.verb in _SWITCH_VERBS and (
+        any(w in SWITCH_NOUNS for w in p.lowered)
+        or (p.verb in ("switch", "turn", "toggle") and bool(_switch_state(p.sentence)))
+        or (p.verb in ("check", "uncheck", "tick") and bool(p.label)))
+
+
+def _search_text_param(p: _Parse, params: dict[str, dict[str, Any]]) -> None:
+    """"Open Settings by typing Settings": what to type to find what the step opens."""
+    typed = re.search(r"\btyp(?:e|ing)\s+(?:in\s+)?([A-Z][\w&]*(?:\s+(?:&\s+)?[A-Z][\w&]*)*)", p.sentence)
+    if typed:
+        params["search_text"] = _string("What to type to find it.", [_clean_value(typed.group(1))])
+
+
+def _name_the_setting(p: _Parse) -> None:
+    """"Set how often it runs in Frequency": a set step without a plain object is about the label it names."""
+    if p.mapped in ("set", "change", "adjust") and (not p.words or p.lowered[0] in WH_WORDS
+                                                     or p.lowered[0] == "often"):
+        inside = _labels_in(p.sentence)
+        if inside:
+            p.words = inside[-1]
+
+
 def draft_tool(sentence: str, subs: list[str] | None = None, *, lenient: bool = False,
                quotes: bool = True) -> ToolDraft | None:
     """The tool one step sentence describes, or None when it names no action.
@@ -668,10 +695,7 @@ def draft_tool(sentence: str, subs: list[str] | None = None, *, lenient: bool = 
         return None
     if p.verb == "make sure":
         return _make_sure(p.rest, p.ctx, p.description, sentence)
-    if p.verb in ("switch", "turn", "toggle", "enable", "disable", "check", "uncheck", "tick", "set", "select") and (
-            any(w in SWITCH_NOUNS for w in p.lowered)
-            or (p.verb in ("switch", "turn", "toggle") and _switch_state(sentence))
-            or (p.verb in ("check", "uncheck", "tick") and bool(p.label))):
+    if _is_switch_step(p):
         return _switch(p.verb, p.rest, p.words, p.label, p.ctx, p.description, sentence)
     if p.verb == "start" and p.rest.lower().startswith("typing"):
         return _draft_search(p)
@@ -681,16 +705,10 @@ def draft_tool(sentence: str, subs: list[str] | None = None, *, lenient: bool = 
     if "password" in sentence.lower() and p.verb in ("press", "click") and "unlock" in p.lowered:
         return ToolDraft("unlock_settings", p.description, {"password": _string("Your password.")}, sentence)
     if p.mapped == "open" and not params:
-        typed = re.search(r"\btyp(?:e|ing)\s+(?:in\s+)?([A-Z][\w&]*(?:\s+(?:&\s+)?[A-Z][\w&]*)*)", sentence)
-        if typed:
-            params["search_text"] = _string("What to type to find it.", [_clean_value(typed.group(1))])
+        _search_text_param(p, params)
     if p.mapped == "select" and p.ctx and p.label:
         return _select_in_context(p)
-    if p.mapped in ("set", "change", "adjust") and (not p.words or p.lowered[0] in WH_WORDS
-                                                     or p.lowered[0] == "often"):
-        inside = _labels_in(sentence)
-        if inside:
-            p.words = inside[-1]
+    _name_the_setting(p)
     _value_params(p, params)
     words = p.words or p.ctx
     if not words and p.mapped in ("click", "press", "select", "use"):

@@ -275,7 +275,7 @@ def _value_for(workflow: Workflow, text: str, tool: str, param: str, schema: dic
     from gem_agents.stages.offline_env import INVENTED_NAMES
 
     noun = param.removesuffix("_name")
-    value = INVENTED_VALUES.get(param) or (INVENTED_NAMES.get(noun) or [None])[0] or next(
+    value = INVENTED_VALUES.get(param) or next(iter(INVENTED_NAMES.get(noun) or []), None) or next(
         (v for k, v in INVENTED_VALUES.items() if k in param), f"My {param.replace('_', ' ')}")
     return value, source_for(text, value) if find_span(text, value) else ValueSource(kind="invented")
 
@@ -349,7 +349,7 @@ def _offline_task(workflow: Workflow, text: str, tool: str, n: int, seed: int) -
                                  if str(i.value).lower() not in ask.lower())
         detail = detail[:1] + detail[1:2].upper() + detail[2:] + "."
     instruction = f"{opener} I want to {purpose}. {ask}{detail}" if purpose else f"{opener} {ask}{detail}"
-    communicate = []
+    communicate: list[str] = []
     if effect.kind == "create" and effect.returns:
         unknown.append(f"the {effect.entity.replace('_', ' ')} the assistant creates")
     if any(i.withhold for i in known):

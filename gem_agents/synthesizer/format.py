@@ -269,8 +269,8 @@ def _split_sections(lines: list[str]) -> dict[str, tuple[int, list[tuple[int, st
         if not sections:
             raise FormatError("no '## tools' line: this is not a synthesizer block", 1)
         last = max(n for n, _ in sections.values())
-        missing = [s for s in SECTIONS if s not in sections and s not in OPTIONAL_SECTIONS]
-        raise FormatError(f"the block was cut off: no {', '.join('## ' + s for s in missing)} "
+        absent = [s for s in SECTIONS if s not in sections and s not in OPTIONAL_SECTIONS]
+        raise FormatError(f"the block was cut off: no {', '.join('## ' + s for s in absent)} "
                           f"(last section starts at line {last})", len(lines))
     return sections
 

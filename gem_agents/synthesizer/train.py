@@ -227,7 +227,9 @@ def train_synthesizer(recipe: SFTRecipe, *, on_log: Callable[[dict[str, float]],
         peft_config = PeftLora(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
                                target_modules=recipe.lora.target_modules, task_type="CAUSAL_LM")
     fields = getattr(SFTConfig, "__dataclass_fields__", {})
+    # transformers renamed the switch (the old name warns from 5.x on and goes in v6).
     ckpt_key = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    checkpointing: dict[str, Any] = {ckpt_key: recipe.gradient_checkpointing}
     args = SFTConfig(
         output_dir=recipe.output_dir, max_length=recipe.max_length, num_train_epochs=recipe.num_train_epochs,
         max_steps=recipe.max_steps, learning_rate=recipe.learning_rate, lr_scheduler_type=recipe.lr_scheduler_type,
@@ -241,14 +243,13 @@ def train_synthesizer(recipe: SFTRecipe, *, on_log: Callable[[dict[str, float]],
         save_strategy="steps", save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
         report_to=recipe.report_to, seed=recipe.seed, completion_only_loss=True, packing=False,
         dataloader_num_workers=0, disable_tqdm=True,
-        # transformers renamed the switch (the old name warns from 5.x on and goes in v6).
-        **{ckpt_key: recipe.gradient_checkpointing},
+        **checkpointing,
     )
     losses: list[float] = []
 
     class _Losses(TrainerCallback):
-        def on_log(self, _args: Any, _state: Any, _control: Any, logs: dict[str, float] | None = None,
-                   **_: Any) -> None:
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None,
+                   **kwargs: Any) -> None:
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
             if logs and on_log is not None:

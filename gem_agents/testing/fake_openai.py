@@ -426,7 +426,8 @@ class Faults:
             raise ValueError(f"rate must be within [0, 1], got {rate}")
         # Independent draws: P(any) = 1 - (1 - p)^k, solved for the per-kind p.
         per_kind = 1.0 - (1.0 - rate) ** (1.0 / len(kinds)) if kinds else 0.0
-        return cls(**{k: per_kind for k in kinds}, **kwargs)
+        probabilities: dict[str, Any] = {k: per_kind for k in kinds}
+        return cls(**probabilities, **kwargs)
 
 
 @dataclass

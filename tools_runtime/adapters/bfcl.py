@@ -59,7 +59,10 @@ def _literal(node: ast.AST) -> Any:
     if isinstance(node, ast.List | ast.Tuple):
         return [_literal(e) for e in node.elts]
     if isinstance(node, ast.Dict):
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}
+        keys = [k for k in node.keys if k is not None]
+        if len(keys) < len(node.keys):  # a None key stands for `{**other}`, which is not a literal
+            raise ValueError("not a literal: dict unpacking")
+        return {_literal(k): _literal(v) for k, v in zip(keys, node.values, strict=True)}
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         value = _literal(node.operand)
         if isinstance(value, int | float):

@@ -151,7 +151,7 @@ def convert(raw: dict[str, Any], domain: str, db: dict[str, Any], policy: str = 
                 persona=str(scenario_txt.get("persona") or ""), gold_actions=gold,
                 communicate_info=[str(c) for c in crit.get("communicate_info") or []],
                 nl_assertions=[str(n) for n in crit.get("nl_assertions") or []],
-                reward_basis=[BASIS[b] for b in basis_raw if b in BASIS],  # type: ignore[misc]
+                reward_basis=[BASIS[b] for b in basis_raw if b in BASIS],
                 meta={"source": "tau2", "domain": domain, "unsupported": sorted(set(unsupported)),
                       "require_all_actions": True, "compare_args": compare})
     names = [t.name for t in tools]

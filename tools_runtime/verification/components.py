@@ -312,7 +312,7 @@ def check_actions(replay: Replay, scenario: Scenario, task: Task, gold: GoldRun)
     every = bool(task.meta.get("require_all_actions"))
     indices = range(len(task.gold_actions)) if every else gold_write_indices(scenario, task, gold)
     # `compare_args` (τ²): per gold action, the only arguments that are compared.
-    compare = task.meta.get("compare_args") if isinstance(task.meta.get("compare_args"), dict) else {}
+    compare = found if isinstance(found := task.meta.get("compare_args"), dict) else {}
     wanted = []
     for i in indices:
         g = task.gold_actions[i]

@@ -247,7 +247,7 @@ def _free_text_arg(sc: Scenario, name: str, args: dict[str, Any]) -> str | None:
     spec = sc.workflow.tool(name)
     props = spec.properties if spec else {}
     for k, v in args.items():
-        p = props.get(k) if isinstance(props.get(k), dict) else {}
+        p = found if isinstance(found := props.get(k), dict) else {}
         if isinstance(v, str) and any(c.isalpha() for c in v) and not ({"enum", "pattern", "format", "const"} & set(p)):
             return k
     return None
@@ -357,7 +357,7 @@ def refused_request(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]:
 
 def _records(sc: Scenario) -> dict[str, dict[str, Any]]:
     state = sc.initial_state if isinstance(sc.initial_state, dict) else {}
-    cols = state.get("collections") if isinstance(state.get("collections"), dict) else {}
+    cols = found if isinstance(found := state.get("collections"), dict) else {}
     return {e: r for e, r in cols.items() if isinstance(r, dict)}
 
 
@@ -406,7 +406,7 @@ def wrong_value(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]:
         spec = sc.workflow.tool(name)
         props = spec.properties if spec else {}
         for key, value in args.items():
-            p = props.get(key) if isinstance(props.get(key), dict) else {}
+            p = found if isinstance(found := props.get(key), dict) else {}
             new: Any = None
             if isinstance(p.get("enum"), list) and len(p["enum"]) > 1:
                 new = next(e for e in p["enum"] if e != value)

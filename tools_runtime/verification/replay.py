@@ -51,7 +51,7 @@ def call_name_args(call: Any) -> tuple[str, Any, str]:
     """(name, raw arguments, id) of one OpenAI tool call, tolerating half-formed ones."""
     if not isinstance(call, dict):
         return "", None, ""
-    fn = call.get("function") if isinstance(call.get("function"), dict) else call
+    fn = found if isinstance(found := call.get("function"), dict) else call
     return str(fn.get("name") or ""), fn.get("arguments"), str(call.get("id") or "")
 
 

@@ -22,6 +22,7 @@ Each failure carries a machine-readable `code`, a human `reason` and the message
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from tools_runtime.backend import same
@@ -67,13 +68,11 @@ FAILURE_CODES.update({code: comp for code, comp in COMPONENT_CODES.items() if co
 
 def check_dialogue(messages: list[Any]) -> list[Failure]:
     """Role sequence and tool-call bookkeeping of an OpenAI-format transcript."""
-    failures: list[Failure] = []
     if not messages:
         return [Failure(code="empty_dialogue", reason="the transcript has no messages")]
-    pending: dict[str, int] = {}
-    answered: set[str] = set()
-    prev_role = None
-    first_turn = True
+    failures: list[Failure] = []
+    ledger = _ToolCallLedger(failures)
+    prev_role: str | None = None  # "assistant_text" for an assistant reply without tool calls
     for i, msg in enumerate(messages):
         role = msg.get("role") if isinstance(msg, dict) else None
         if role not in ROLES:
@@ -81,53 +80,82 @@ def check_dialogue(messages: list[Any]) -> list[Failure]:
             continue
         if role in ("system", "developer"):
             continue
-        if role != "tool" and pending:
-            for call_id, at in pending.items():
-                failures.append(Failure(code="unanswered_tool_call", index=at,
-                                        reason=f"tool call {call_id!r} of message {at} has no tool result"))
-            pending.clear()
-        if first_turn and role != "user":
-            failures.append(Failure(code="bad_role_sequence", index=i,
-                                    reason=f"the dialogue starts with {role!r}, not with the user"))
-        first_turn = False
+        if role != "tool":
+            ledger.close()
+        failures += _turn_order_failures(i, role, prev_role)
         if role == "tool":
-            call_id = str(msg.get("tool_call_id") or "")
-            if call_id in pending:
-                del pending[call_id]
-                answered.add(call_id)
-            elif call_id in answered:
-                failures.append(Failure(code="duplicate_tool_result", index=i,
-                                        reason=f"tool call {call_id!r} is answered more than once"))
-            else:
-                failures.append(Failure(code="orphan_tool_result", index=i,
-                                        reason=f"tool result {i} answers no open tool call ({call_id!r})"))
+            ledger.answer(i, msg)
         elif role == "assistant":
-            calls = tool_calls_of(msg)
-            if prev_role == "assistant_text":
-                failures.append(Failure(code="bad_role_sequence", index=i,
-                                        reason=f"assistant message {i} follows an assistant reply without a user turn"))
-            for call in calls:
-                name, args, call_id = call_name_args(call)
-                if not name or not call_id or args is None:
-                    failures.append(Failure(code="malformed_tool_call", index=i,
-                                            reason=f"a tool call in message {i} lacks an id, a name or arguments"))
-                if call_id:
-                    pending[call_id] = i
-            if not calls and not str(msg.get("content") or "").strip():
+            ledger.open(i, msg)
+            if not tool_calls_of(msg) and not str(msg.get("content") or "").strip():
                 failures.append(Failure(code="bad_role_sequence", index=i,
                                         reason=f"assistant message {i} has neither text nor tool calls"))
-        elif role == "user" and prev_role == "user":
-            failures.append(Failure(code="bad_role_sequence", index=i,
-                                    reason=f"user message {i} follows another user message"))
         prev_role = "assistant_text" if role == "assistant" and not tool_calls_of(msg) else role
-    for call_id, at in pending.items():
-        failures.append(Failure(code="unanswered_tool_call", index=at,
-                                reason=f"tool call {call_id!r} of message {at} has no tool result"))
+    ledger.close()
+    return failures + _final_reply_failures(messages)
+
+
+@dataclass
+class _ToolCallLedger:
+    """The open tool calls of a transcript (id → message index); bookkeeping failures go to `failures`."""
+
+    failures: list[Failure]
+    pending: dict[str, int] = field(default_factory=dict)
+    answered: set[str] = field(default_factory=set)
+
+    def open(self, i: int, msg: dict[str, Any]) -> None:
+        """Open the calls of assistant message `i`; one without an id, a name or arguments is malformed."""
+        for call in tool_calls_of(msg):
+            name, args, call_id = call_name_args(call)
+            if not name or not call_id or args is None:
+                self.failures.append(Failure(code="malformed_tool_call", index=i,
+                                             reason=f"a tool call in message {i} lacks an id, a name or arguments"))
+            if call_id:
+                self.pending[call_id] = i
+
+    def answer(self, i: int, msg: dict[str, Any]) -> None:
+        """Close the call tool message `i` answers; answering twice or answering nothing is a failure."""
+        call_id = str(msg.get("tool_call_id") or "")
+        if call_id in self.pending:
+            del self.pending[call_id]
+            self.answered.add(call_id)
+        elif call_id in self.answered:
+            self.failures.append(Failure(code="duplicate_tool_result", index=i,
+                                         reason=f"tool call {call_id!r} is answered more than once"))
+        else:
+            self.failures.append(Failure(code="orphan_tool_result", index=i,
+                                         reason=f"tool result {i} answers no open tool call ({call_id!r})"))
+
+    def close(self) -> None:
+        """Results must follow their calls directly: every call still open now stays unanswered."""
+        for call_id, at in self.pending.items():
+            self.failures.append(Failure(code="unanswered_tool_call", index=at,
+                                         reason=f"tool call {call_id!r} of message {at} has no tool result"))
+        self.pending.clear()
+
+
+def _turn_order_failures(i: int, role: str, prev_role: str | None) -> list[Failure]:
+    """The user speaks first; no two user turns, and no two assistant replies, in a row."""
+    out = []
+    if prev_role is None and role != "user":
+        out.append(Failure(code="bad_role_sequence", index=i,
+                           reason=f"the dialogue starts with {role!r}, not with the user"))
+    if role == "assistant" and prev_role == "assistant_text":
+        out.append(Failure(code="bad_role_sequence", index=i,
+                           reason=f"assistant message {i} follows an assistant reply without a user turn"))
+    if role == "user" and prev_role == "user":
+        out.append(Failure(code="bad_role_sequence", index=i,
+                           reason=f"user message {i} follows another user message"))
+    return out
+
+
+def _final_reply_failures(messages: list[Any]) -> list[Failure]:
+    """The dialogue must end with an assistant text reply (system messages after it do not count)."""
     last = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") not in ("system",)), None)
     if not last or last.get("role") != "assistant" or tool_calls_of(last) or not str(last.get("content") or "").strip():
-        failures.append(Failure(code="no_final_assistant_message", index=len(messages) - 1,
-                                reason="the dialogue does not end with an assistant text reply"))
-    return failures
+        return [Failure(code="no_final_assistant_message", index=len(messages) - 1,
+                        reason="the dialogue does not end with an assistant text reply")]
+    return []
 
 
 def planned_for(rec: ExecRecord, planned: list[PlannedError]) -> PlannedError | None:
