@@ -83,8 +83,8 @@ def _threads(cfg: RoleConfig, load: float | None = None) -> tuple[int, int]:
     0.5B under load). Prompt processing is one large batch and takes every core (up to 4) either way.
     """
     cores = os.cpu_count() or 1
-    if cfg.n_threads:
-        gen = cfg.n_threads
+    if cfg.setting("n_threads"):
+        gen = cfg.setting("n_threads")
     else:
         if load is None:
             try:
@@ -92,7 +92,7 @@ def _threads(cfg: RoleConfig, load: float | None = None) -> tuple[int, int]:
             except OSError:
                 load = 0.0
         gen = 1 if load > cores / 2 else max(1, min(cores, 4))
-    batch = int(cfg.engine_kwargs.get("n_threads_batch") or max(gen, min(cores, 4)))
+    batch = int(cfg.setting("engine_kwargs").get("n_threads_batch") or max(gen, min(cores, 4)))
     return gen, batch
 
 
@@ -112,8 +112,8 @@ class PrebuiltBackend:
         llama_cls = load_prebuilt(cache_dir() / "runtime")
         _silence_llama_log()
         gen, batch = _threads(cfg)
-        extra = {k: v for k, v in cfg.engine_kwargs.items() if k != "n_threads_batch"}
-        self.llm = llama_cls(str(path), n_ctx=cfg.n_ctx, n_threads=gen, n_threads_batch=batch, verbose=False,
+        extra = {k: v for k, v in cfg.setting("engine_kwargs").items() if k != "n_threads_batch"}
+        self.llm = llama_cls(str(path), n_ctx=cfg.setting("n_ctx"), n_threads=gen, n_threads_batch=batch, verbose=False,
                              **extra)
         self._template = ""
         raw = self.llm._lib.llama_model_chat_template(self.llm._model, self.llm._ffi.NULL)
@@ -186,8 +186,8 @@ class CompiledBackend:
 
             llama_cls = Llama
         gen, batch = _threads(cfg)
-        extra = {k: v for k, v in cfg.engine_kwargs.items() if k != "n_threads_batch"}
-        self.llm = llama_cls(model_path=str(path), n_ctx=cfg.n_ctx, n_threads=gen, n_threads_batch=batch,
+        extra = {k: v for k, v in cfg.setting("engine_kwargs").items() if k != "n_threads_batch"}
+        self.llm = llama_cls(model_path=str(path), n_ctx=cfg.setting("n_ctx"), n_threads=gen, n_threads_batch=batch,
                              verbose=False, **extra)
 
     def chat_template(self) -> str:
@@ -354,8 +354,9 @@ BackendFactory = Any  # (path, cfg) -> Backend
 
 def load_engine(cfg: RoleConfig, *, backend_factory: BackendFactory = None, path: Path | None = None) -> LocalEngine:
     """The shared engine for a role config's model file (loaded on first use)."""
-    path = path or resolve_model_file(cfg.model_path, cfg.model_package)
-    key = (str(path), cfg.n_ctx, cfg.n_threads, cfg.chat_format, json.dumps(cfg.engine_kwargs, sort_keys=True))
+    path = path or resolve_model_file(cfg.setting("model_path"), cfg.setting("model_package"))
+    key = (str(path), cfg.setting("n_ctx"), cfg.setting("n_threads"), cfg.setting("chat_format"),
+           json.dumps(cfg.setting("engine_kwargs", {}), sort_keys=True))
     with _ENGINES_LOCK:
         if key not in _ENGINES:
             backend = (backend_factory or open_backend)(path, cfg)
@@ -373,7 +374,7 @@ def local_completer(cfg: RoleConfig, *, role: str = "", backend_factory: Backend
     """
     if backend_factory is None:
         check_runtime()
-    path = resolve_model_file(cfg.model_path, cfg.model_package)
+    path = resolve_model_file(cfg.setting("model_path"), cfg.setting("model_package"))
     state: dict[str, LocalEngine] = {}
 
     async def complete(messages: list[dict[str, Any]], spec: CallSpec) -> tuple[dict[str, Any], dict[str, int]]:
@@ -409,8 +410,12 @@ def _validate(cfg: RoleConfig) -> None:
         raise ValueError("provider 'local' needs 'model_path' (a GGUF file) or 'model_package'")
 
 
+def _factory(cfg: RoleConfig, role: str) -> Completer:
+    return local_completer(cfg, role=role)
+
+
 register("provider", "local", Provider(
-    name="local", factory=lambda cfg, role="": local_completer(cfg, role=role), settings=LocalSettings,
+    name="local", factory=_factory, settings=LocalSettings,
     capabilities=frozenset({"grammar"}), validate=_validate,
     endpoint=lambda cfg: cfg.setting("model_path") or cfg.setting("model_package") or "",
     description="an embedded llama.cpp model on the CPU (the `local` extra)"))

@@ -44,11 +44,11 @@ def _import_vllm() -> Any:
 
 def make_engine(cfg: RoleConfig) -> Any:
     """The shared `vllm.LLM` for a role config's model (one per model and settings)."""
-    key = (cfg.model, cfg.n_ctx, json.dumps(cfg.engine_kwargs, sort_keys=True))
+    key = (cfg.model, cfg.setting("n_ctx"), json.dumps(cfg.setting("engine_kwargs"), sort_keys=True))
     with _ENGINES_LOCK:
         if key not in _ENGINES:
             vllm = _import_vllm()
-            _ENGINES[key] = vllm.LLM(model=cfg.model, max_model_len=cfg.n_ctx, **cfg.engine_kwargs)
+            _ENGINES[key] = vllm.LLM(model=cfg.model, max_model_len=cfg.setting("n_ctx"), **cfg.setting("engine_kwargs"))
         return _ENGINES[key]
 
 
@@ -75,7 +75,7 @@ class Batcher:
         self.engine = engine
         self.cfg = cfg
         self.make_params = make_params
-        self.window_s = cfg.batch_window_ms / 1000
+        self.window_s = cfg.setting("batch_window_ms") / 1000
         self.max_batch = max(1, cfg.concurrency)
         self.batch_sizes: list[int] = []
         self._pending: list[tuple[list[dict], CallSpec, asyncio.Future]] = []
@@ -169,6 +169,6 @@ def _validate(cfg: RoleConfig) -> None:
 
 
 register("provider", "vllm", Provider(
-    name="vllm", factory=lambda cfg, role="": vllm_completer(cfg), settings=VLLMSettings,
+    name="vllm", factory=lambda cfg, role: vllm_completer(cfg), settings=VLLMSettings,
     capabilities=frozenset({"tools", "json_schema", "batching"}), validate=_validate,
     endpoint=lambda cfg: cfg.model, description="in-process vLLM on a CUDA GPU (the `vllm` extra)"))
