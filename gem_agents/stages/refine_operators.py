@@ -21,9 +21,9 @@ TARGETS = ("scenario", "task")
 for _name, _fn in OPS.items():
     register("refine_operator", _name, RefineOperator(name=_name, target="scenario", apply=_fn,
                                                       description=(_fn.__doc__ or "").strip().split("\n")[0]))
-for _name, _fn in TASK_OPS.items():
-    register("refine_operator", _name, RefineOperator(name=_name, target="task", apply=_fn,
-                                                      description=(_fn.__doc__ or "").strip().split("\n")[0]))
+for _name, _task_fn in TASK_OPS.items():
+    register("refine_operator", _name, RefineOperator(name=_name, target="task", apply=_task_fn,
+                                                      description=(_task_fn.__doc__ or "").strip().split("\n")[0]))
 
 
 def operators(target: str) -> dict[str, Callable[..., Any]]:
