@@ -210,5 +210,5 @@ def plugin_setup(fn: Callable[[], None]) -> Callable[[], None]:
     return fn
 
 
-__all__ = ["BUILTIN_MODULES", "ENTRY_POINT_GROUP", "KINDS", "Provider", "RefineOperator", "RegistryError", "get", "load_plugins",
-           "names", "origin", "plugin_setup", "provider", "register", "unregister"]
+__all__ = ["BUILTIN_MODULES", "ENTRY_POINT_GROUP", "KINDS", "Provider", "RefineOperator", "RegistryError", "get",
+           "load_plugins", "names", "origin", "plugin_setup", "provider", "register", "unregister"]

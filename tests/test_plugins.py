@@ -145,3 +145,17 @@ def test_registering_a_provider_adds_its_settings_to_the_config() -> None:
             parse_config({"roles": {"user": {"provider": "inline_demo", "depth": "deep"}}})
     finally:
         registry.unregister("provider", "inline_demo")
+
+
+def test_registering_the_providers_imports_no_sdk() -> None:
+    # Config validation looks every provider up; that must not cost an SDK import (seconds each).
+    code = ("import sys; from gem_agents import registry; from gem_agents.config import parse_config; "
+            "parse_config({'roles': {'user': {'provider': 'openai', 'model': 'm', 'http_client': 'direct'}}}); "
+            "print(registry.names('provider')); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'langchain_openai', 'openai', 'aiohttp', "
+            "'vllm', 'llama_cpp', 'llama_cpp_py_sync', 'torch'}))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    names, heavy = proc.stdout.strip().splitlines()
+    assert "openai" in names and heavy == "[]", proc.stdout
