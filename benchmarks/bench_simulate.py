@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from gem_agents.policies.scripted_assistant import scripted_assistant  # noqa: E402
-from gem_agents.policies.scripted_user import scripted_user  # noqa: E402
+from gem_agents.user.scripted import scripted_user  # noqa: E402
 from graphs.dialogue import (  # noqa: E402
     SimContext,
     assistant_node,

@@ -56,7 +56,7 @@ from tools_runtime.refine_tasks import (  # noqa: E402
 from tools_runtime.scenario import ScenarioError, build_scenario  # noqa: E402
 from tools_runtime.stats import mean_stats  # noqa: E402
 from tools_runtime.tasks import Task, TaskRejected, scenario_from_task  # noqa: E402
-from tools_runtime.verify import verify  # noqa: E402
+from tools_runtime.verification.verify import verify  # noqa: E402
 from tools_runtime.workflow_io import load_workflow, load_workflows  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "texts" / "corpus_dev.jsonl"

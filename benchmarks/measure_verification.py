@@ -2,7 +2,7 @@
 
 Over every example workflow (scripted gold dialogues, seeds 0..S-1), the example environments' tasks
 (played by the gold player of `gem eval`), and BFCL multi-turn base ground truth (first N tasks), every
-variant of tools_runtime/perturbations.py is applied where it fits. Prints, per variant and in total:
+variant of tools_runtime/verification/perturbations.py is applied where it fits. Prints, per variant and in total:
 the share of benign variants that verify (after = `verify`, before = `verify_legacy`, the imitation
 verdict of git revision 7f9bd46 kept beside it) and the share of harmful ones that fail in the
 component the variant names.
@@ -23,16 +23,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.helpers import example_names, rollout, scripted  # noqa: E402
-from tools_runtime.perturbations import ALL, NotApplicable, failed_components  # noqa: E402
 from tools_runtime.records import Scenario  # noqa: E402
-from tools_runtime.verify import verify, verify_legacy  # noqa: E402
+from tools_runtime.verification.perturbations import ALL, NotApplicable, failed_components  # noqa: E402
+from tools_runtime.verification.verify import verify, verify_legacy  # noqa: E402
 
 BFCL = REPO.parent / "shared" / "data" / "bench" / "bfcl" / "data"
 
 
 def _gold_roles():
     from gem_agents.eval.gold_player import gold_player
-    from gem_agents.policies.scripted_user import scripted_user
+    from gem_agents.user.scripted import scripted_user
     from graphs.roles import Roles
 
     return Roles(user=scripted_user, assistant=gold_player)

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
+from gem_agents import registry
 from gem_agents.io import (
     MAX_CONFIG_BYTES,
     InputError,
@@ -30,10 +32,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RoleConfig(_Strict):
-    """Which provider and model plays one role, and how to talk to it."""
+# The error type of a provider's own key; parse_config reports it at the key's path like any other.
+PROVIDER_SETTING = "provider_setting"
 
-    provider: Literal["scripted", "openai", "vllm", "local"] = "scripted"
+
+class RoleConfig(BaseModel):
+    """Which provider and model plays one role, and how to talk to it.
+
+    The fields here are those every provider shares. A provider adds its own keys (e.g. `model_path`
+    for `local`, `http_client` for `openai`) through the `settings` model it registers
+    (gem_agents/registry.py, `Provider`): they are validated by that model, unknown keys rejected,
+    and become attributes of this object (`cfg.model_path`).
+    """
+
+    # Keys not declared here are allowed only as the provider's own settings (checked below).
+    model_config = ConfigDict(extra="allow")
+
+    provider: str = "scripted"
     model: str = ""
     base_url: str | None = None
     api_key_env: str | None = Field(default=None, description="name of the environment variable with the key")
@@ -45,19 +60,36 @@ class RoleConfig(_Strict):
     rate_limit_rps: float | None = Field(default=None, gt=0)
     structured_output: Literal["auto", "json_schema", "tagged"] = "auto"
     extra_body: dict[str, Any] = Field(default_factory=dict)
-    http_client: Literal["langchain", "direct"] = Field(
-        default="langchain", description="openai: 'direct' posts to /chat/completions over one pooled client per "
-                                         "endpoint (no SDK transform, no LangChain round trip: less CPU per call)")
-    # local (llama.cpp) and vllm (in-process) providers
-    model_path: str | None = None
-    model_package: str | None = None
-    n_ctx: int = Field(default=4096, gt=0)
-    n_threads: int | None = None
-    chat_format: str | None = None
-    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments for "
-                                          "llama_cpp.Llama (local) or vllm.LLM (vllm)")
-    batch_window_ms: float = Field(default=5, ge=0, description="vllm: how long a request waits for others "
-                                                                 "to share its batch")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_settings(cls, data: Any) -> Any:
+        """Validate the provider's own keys with its registered settings model and fill their defaults."""
+        if not isinstance(data, dict):
+            return data
+        name = data.get("provider", "scripted")
+        if not isinstance(name, str):
+            raise PydanticCustomError("provider", "provider must be a name")
+        try:
+            spec = registry.provider(name)
+        except registry.RegistryError as exc:
+            raise PydanticCustomError("provider", str(exc)) from None
+        own = {k: v for k, v in data.items() if k not in cls.model_fields}
+        allowed = spec.settings.model_fields if spec.settings is not None else {}
+        unknown = sorted(k for k in own if k not in allowed)
+        if unknown:
+            keys = ", ".join(allowed) or "none besides the common ones"
+            raise PydanticCustomError(PROVIDER_SETTING, "{key}: {msg}", {
+                "key": unknown[0], "msg": f"unknown key for provider '{name}' (its own keys: {keys})"})
+        if spec.settings is None:
+            return data
+        try:
+            settings = spec.settings.model_validate(own)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise PydanticCustomError(PROVIDER_SETTING, "{key}: {msg}",
+                                      {"key": _loc(err["loc"]), "msg": err["msg"]}) from None
+        return {**{k: v for k, v in data.items() if k in cls.model_fields}, **settings.model_dump()}
 
     @model_validator(mode="after")
     def _needs_endpoint(self) -> RoleConfig:
@@ -66,14 +98,14 @@ class RoleConfig(_Strict):
             # Never echo the value: a key pasted here by mistake must not reach logs.
             raise ValueError("api_key_env must be the NAME of an environment variable (letters, digits, _), "
                              "never the key itself; this value looks like a key or token (not shown)")
-        if self.provider in ("local", "vllm") and self.base_url:
-            raise ValueError(f"base_url is for provider 'openai'; provider '{self.provider}' runs in-process "
-                             "(a `vllm serve` or llama.cpp server is provider 'openai' with base_url)")
-        if self.provider in ("openai", "vllm") and not self.model:
-            raise ValueError(f"provider '{self.provider}' needs a 'model'")
-        if self.provider == "local" and not (self.model_path or self.model_package):
-            raise ValueError("provider 'local' needs 'model_path' (a GGUF file) or 'model_package'")
+        spec = registry.provider(self.provider)
+        if spec.validate is not None:
+            spec.validate(self)
         return self
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A provider's own setting, or `default` when this role's provider has no such key."""
+        return (self.model_extra or {}).get(key, default)
 
 
 class RolesConfig(_Strict):
@@ -124,7 +156,9 @@ class Concurrency(_Strict):
 class RunConfig(_Strict):
     """A whole run."""
 
-    pipeline: Literal["full", "synthesizer"] = "full"
+    # A registered pipeline (`gem_agents/stages/pipelines.py`, or a plugin's); `gem run` checks the name
+    # against the registry before any document is read.
+    pipeline: str = Field(default="full", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     seed: int = 0
     rollouts: int = Field(default=2, ge=1)
     tasks_per_env: int = Field(default=3, ge=1, description="tasks the `task` role writes per environment; "
@@ -160,7 +194,10 @@ def parse_config(data: Any, source: str = "config") -> RunConfig:
         lines = []
         for err in exc.errors():
             what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"{source}: {_loc(err['loc'])}: {what}")
+            loc = err["loc"]
+            if err["type"] == PROVIDER_SETTING:
+                loc, what = (*loc, err["ctx"]["key"]), err["ctx"]["msg"]
+            lines.append(f"{source}: {_loc(loc)}: {what}")
         raise ConfigError("\n".join(lines)) from None
     except (RecursionError, ValueError, OverflowError) as exc:
         raise ConfigError(f"{source}: unusable value ({type(exc).__name__})") from None

@@ -17,9 +17,14 @@ directory, a config or a model answer, so no data file can make this import code
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from types import FunctionType
 from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 KINDS = ("provider", "stage", "pipeline", "refine_operator", "export_format", "role")
 ENTRY_POINT_GROUP = "gem_agents.plugins"
@@ -27,6 +32,18 @@ ENTRY_POINT_GROUP = "gem_agents.plugins"
 # Modules whose import registers the built-ins of a kind. Kept as data (not discovery by file
 # name) so that the set of built-ins is written in one place and reviewed like code.
 BUILTIN_MODULES: dict[str, tuple[str, ...]] = {kind: () for kind in KINDS}
+BUILTIN_MODULES.update({
+    # Each provider module registers a light `Provider`; its heavy imports wait for its factory.
+    "provider": ("gem_agents.providers.scripted_provider", "gem_agents.providers.openai_endpoint",
+                 "gem_agents.providers.vllm_provider", "gem_agents.providers.local_provider"),
+    "export_format": ("gem_agents.export.fmt_openai", "gem_agents.export.fmt_sharegpt", "gem_agents.export.fmt_hf",
+                      "gem_agents.export.fmt_synthesizer"),
+    "refine_operator": ("gem_agents.stages.refine_operators",),
+    "role": ("gem_agents.roles_factory",),
+})
+BUILTIN_MODULES["stage"] = ("gem_agents.stages.relevance", "gem_agents.stages.extract", "gem_agents.stages.tasks",
+                            "gem_agents.stages.simulate", "gem_agents.stages.refine", "gem_agents.synthesizer.stage")
+BUILTIN_MODULES["pipeline"] = ("gem_agents.stages.pipelines",)
 
 T = TypeVar("T")
 
@@ -51,12 +68,19 @@ def register(kind: str, name: str, obj: T | None = None, *, replace: bool = Fals
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise RegistryError(f"bad {kind} name {name!r}: use letters, digits, '_' or '-'")
 
+    # Who registers: the module defining a function or class, else the module calling register().
+    caller = sys._getframe(1).f_globals.get("__name__", "")
+
+    # The built-ins first, so a name taken by one of them is refused here, not later at their import.
+    _ensure_builtins(kind)
+
     def _do(target: T) -> T:
-        origin = getattr(target, "__module__", "") or ""
+        origin = getattr(target, "__module__", "") if isinstance(target, (type, FunctionType)) else ""
+        origin = origin or caller
         held = _REGISTRY[kind].get(name)
         if held is not None and held is not target and not replace:
-            raise RegistryError(f"{kind} {name!r} is registered twice: by {_ORIGIN.get((kind, name), '?')} "
-                                f"and by {origin or '?'}")
+            raise RegistryError(f"{kind.replace('_', ' ')} {name!r} is registered twice: by "
+                                f"{_ORIGIN.get((kind, name), '?')} and by {origin or '?'}; rename one of them")
         _REGISTRY[kind][name] = target
         _ORIGIN[(kind, name)] = origin
         return target
@@ -66,11 +90,16 @@ def register(kind: str, name: str, obj: T | None = None, *, replace: bool = Fals
     return _do
 
 
-def _ensure_loaded(kind: str) -> None:
+def _ensure_builtins(kind: str) -> None:
+    # Marked first: the built-in modules call register() while they are being imported.
     if kind not in _loaded_builtins:
         _loaded_builtins.add(kind)
         for module in BUILTIN_MODULES.get(kind, ()):
             importlib.import_module(module)
+
+
+def _ensure_loaded(kind: str) -> None:
+    _ensure_builtins(kind)
     load_plugins()
 
 
@@ -112,11 +141,74 @@ def names(kind: str) -> list[str]:
     return sorted(_REGISTRY[kind])
 
 
+def unregister(kind: str, name: str) -> None:
+    """Forget one registration (tests that register throw-away extensions clean up with it)."""
+    _check_kind(kind)
+    _REGISTRY[kind].pop(name, None)
+    _ORIGIN.pop((kind, name), None)
+
+
+def origin(kind: str, name: str) -> str:
+    """The module that registered `name` of `kind` (for error messages and `gem --version`-style listings)."""
+    get(kind, name)
+    return _ORIGIN.get((kind, name), "")
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A model provider: what `roles.<role>.provider: <name>` selects.
+
+    `factory(cfg, role)` returns the completer `(messages, CallSpec) -> (message, usage)` and is the
+    only place a provider imports its heavy dependencies (an SDK, llama.cpp, vLLM), so registering
+    one costs nothing. `settings` is the pydantic model of the keys this provider adds to a role's
+    block (validated with extra keys forbidden; their values become attributes of the RoleConfig);
+    `validate(cfg)` raises ValueError for combinations a schema cannot say; `preflight(cfg)` returns
+    problems to report before a run starts (an unreachable endpoint, a key variable not set);
+    `capabilities` says what it does natively (`tools`, `json_schema`, `grammar`); `endpoint(cfg)` names
+    the server or model file whose concurrency limit roles share; `close()` frees pooled resources.
+    `factory` None means the role runs its offline stand-in and has no client.
+    """
+
+    name: str
+    factory: Callable[[Any, str], Any] | None
+    settings: type[BaseModel] | None = None
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+    validate: Callable[[Any], None] | None = None
+    preflight: Callable[[Any], list[str]] | None = None
+    endpoint: Callable[[Any], str] | None = None
+    close: Callable[[], None] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RefineOperator:
+    """A refinement operator: what `refine_ops:` in a config and `gem refine --ops` name.
+
+    `target` says what it rewrites: a `scenario` operator is `apply(scenario, rng, **params) ->
+    Scenario` (tools_runtime/refine_ops.py); a `task` operator is `apply(ctx, task, rng) -> Task`
+    (tools_runtime/refine_tasks.py), for trajectories of grounded tasks. Either raises
+    tools_runtime's RefineOpError when it does not apply. Operators compose in registration order.
+    """
+
+    name: str
+    target: str  # "scenario" | "task"
+    apply: Callable[..., Any]
+    description: str = ""
+
+
+def provider(name: str) -> Provider:
+    """The registered Provider called `name` (RegistryError listing the known ones otherwise)."""
+    spec = get("provider", name)
+    if not isinstance(spec, Provider):
+        raise RegistryError(f"provider {name!r} is registered as a {type(spec).__name__}, not a Provider")
+    return spec
+
+
 def plugin_setup(fn: Callable[[], None]) -> Callable[[], None]:
     """Mark a no-argument function as an entry point's set-up hook (called once at plugin load)."""
     fn.__gem_plugin_setup__ = True  # type: ignore[attr-defined]
     return fn
 
 
-__all__ = ["BUILTIN_MODULES", "ENTRY_POINT_GROUP", "KINDS", "RegistryError", "get", "load_plugins", "names",
-           "plugin_setup", "register"]
+__all__ = ["BUILTIN_MODULES", "ENTRY_POINT_GROUP", "KINDS", "Provider", "RefineOperator", "RegistryError", "get",
+           "load_plugins", "names", "origin", "plugin_setup", "provider", "register", "unregister"]

@@ -103,7 +103,7 @@ class EnvSession:
 
     def verify(self, final_message: str = "") -> dict[str, Any]:
         """The outcome verdict of the session so far."""
-        from tools_runtime.verify import verify
+        from tools_runtime.verification.verify import verify
 
         if self.scenario is None:
             self.reset()

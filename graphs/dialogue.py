@@ -24,9 +24,9 @@ from graphs.roles import Roles, RoleView, assistant_view, is_stop, strip_stop, u
 from tools_runtime.binding import bind_tools
 from tools_runtime.executor import ToolEnvironment, tool_message_content
 from tools_runtime.records import ExecRecord, Scenario
-from tools_runtime.replay import call_name_args, tool_calls_of
 from tools_runtime.stats import compute_stats
-from tools_runtime.verify import proposals_from_steps, verify
+from tools_runtime.verification.replay import call_name_args, tool_calls_of
+from tools_runtime.verification.verify import proposals_from_steps, verify
 
 
 class DialogueState(TypedDict, total=False):

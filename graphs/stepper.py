@@ -25,9 +25,9 @@ from graphs.rollouts import recursion_limit, trajectory_from_state
 from graphs.serde import memory_checkpointer, sqlite_checkpointer
 from tools_runtime.executor import ToolEnvironment, make_backend
 from tools_runtime.records import ExecRecord, Scenario, Trajectory
-from tools_runtime.replay import call_name_args, tool_calls_of
 from tools_runtime.state import get_path
 from tools_runtime.validation import parse_arguments, validate_arguments
+from tools_runtime.verification.replay import call_name_args, tool_calls_of
 
 NODES = ("user", "assistant", "tools", "verify")
 DEFAULT_BREAKS = ("user", "assistant", "tools")

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from gem_agents.policies.scripted_assistant import scripted_assistant
-from gem_agents.policies.scripted_user import scripted_user
+from gem_agents.user.scripted import scripted_user
 from graphs.roles import Roles
 from graphs.rollouts import run_dialogue
 from tools_runtime.records import Scenario, Trajectory, Workflow

@@ -228,7 +228,7 @@ CASES: list[Case] = [
          ["verify", "t.jsonl", "--workflow", WORKFLOW], 1, ["t.jsonl:1", "scenario"]),
     Case("verify-seed-not-a-number", {"t.jsonl": json.dumps({"messages": [], "provenance": {"seed": "x"}}) + "\n"},
          ["verify", "t.jsonl", "--workflow", WORKFLOW], 1, ["t.jsonl:1", "provenance.seed is not an integer"]),
-    Case("verify-nothing-usable", {"t.jsonl": "nope\n"}, ["verify", "t.jsonl", "--workflow", WORKFLOW], 1,
+    Case("verify-nothing-usable", {"t.jsonl": "nope\n"}, ["verify", "t.jsonl", "--workflow", WORKFLOW], 2,
          ["t.jsonl:1", "no trajectories to verify"]),
     Case("replay-unknown-role", {"t.json": _trajectory(_unknown_role)},
          ["replay", "t.json", "--workflow", WORKFLOW, "--json"], 1, ["wizard"]),

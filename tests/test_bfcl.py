@@ -18,7 +18,7 @@ from tools_runtime.adapters.bfcl import (  # noqa: E402
     transcript_from_plan,
 )
 from tools_runtime.executor import ToolEnvironment  # noqa: E402
-from tools_runtime.verify import verify  # noqa: E402
+from tools_runtime.verification.verify import verify  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from gem_agents.policies.chat import fact_goal, user_prompt
-from gem_agents.policies.dialogue_text import render_value
+from gem_agents.user.dialogue_text import render_value
 from tests.helpers import example
 from tools_runtime.refine_ops import chain_goals
 from tools_runtime.scenario import build_scenario

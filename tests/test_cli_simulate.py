@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from gem_agents.cli import app
-from tools_runtime import mutations
+from tools_runtime.verification import mutations
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / "examples" / "workflows" / "shop_return.json"

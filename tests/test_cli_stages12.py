@@ -106,7 +106,7 @@ def test_a_crash_never_leaves_a_torn_file(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("crash in the middle")
 
-    monkeypatch.setattr("gem_agents.cli.cmd_extract.extract_offline", boom)
+    monkeypatch.setattr("gem_agents.stages.extract.extract_offline", boom)  # the stage the command calls
     res = runner.invoke(app, ["extract", str(src), "--out", str(out), "--offline", "-q"])
     # The CLI's one error handler: exit 1 with the error named, never a traceback.
     assert res.exit_code == 1 and "crash in the middle" in res.output and "Traceback" not in res.output

@@ -22,7 +22,7 @@ from graphs.stepper import DialogueStepper, StepperError
 from tests.helpers import EXAMPLES, SCRIPTED, example
 from tools_runtime.records import Trajectory
 from tools_runtime.scenario import build_scenario
-from tools_runtime.verify import verify
+from tools_runtime.verification.verify import verify
 
 WORKFLOW = str(EXAMPLES / "shop_return.json")
 GEM = [sys.executable, "-c", "from gem_agents.cli import main; main()"]

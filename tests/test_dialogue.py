@@ -3,10 +3,10 @@ import json
 import pytest
 
 from tests.helpers import example, example_names, rollout, scripted
-from tools_runtime import mutations
 from tools_runtime.records import PlannedError
 from tools_runtime.scenario import build_scenario
-from tools_runtime.verify import FAILURE_CODES, check_dialogue, verify
+from tools_runtime.verification import mutations
+from tools_runtime.verification.verify import FAILURE_CODES, check_dialogue, verify
 
 
 @pytest.mark.parametrize("name", example_names())

@@ -13,7 +13,7 @@ from gem_agents.cli import app
 from gem_agents.eval.runner import EvalInputError, load_items, pass_hat_k
 from tools_runtime.adapters.bfcl import transcript_from_plan
 from tools_runtime.records import PlannedCall
-from tools_runtime.verify import verify
+from tools_runtime.verification.verify import verify
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]

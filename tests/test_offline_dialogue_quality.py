@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from gem_agents.cli import app
-from gem_agents.policies.dialogue_text import coerce, find_fact, say_facts
 from gem_agents.stages.offline_env import rule_strength
 from gem_agents.stages.offline_extractor import draft_tool
 from gem_agents.stages.tasks import _goal, as_user_words
+from gem_agents.user.dialogue_text import coerce, find_fact, say_facts
 
 REPO = Path(__file__).resolve().parent.parent
 GREETING = r"(?:hi there|hi|hello|hey there|hey|good (?:morning|afternoon|evening))"

@@ -8,9 +8,15 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import EXAMPLES, example_names, scripted
-from tools_runtime.perturbations import BENIGN, HARMFUL, NotApplicable, Perturbation, failed_components
 from tools_runtime.records import Scenario
-from tools_runtime.verify import verify, verify_legacy
+from tools_runtime.verification.perturbations import (
+    BENIGN,
+    HARMFUL,
+    NotApplicable,
+    Perturbation,
+    failed_components,
+)
+from tools_runtime.verification.verify import verify, verify_legacy
 
 
 def _check(p: Perturbation, sc: Scenario, messages: list[dict]) -> tuple[bool, str] | None:
@@ -73,7 +79,7 @@ def test_benign_variants_that_failed_before_now_pass(gold_examples):
 def test_example_environment_task_variants():
     """The example environments' tasks (declared effects, policies), played by the gold player."""
     from gem_agents.eval.gold_player import gold_player
-    from gem_agents.policies.scripted_user import scripted_user
+    from gem_agents.user.scripted import scripted_user
     from graphs.roles import Roles
     from tests.helpers import rollout
     from tools_runtime.tasks import Task, scenario_from_task

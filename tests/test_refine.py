@@ -15,7 +15,7 @@ from gem_agents.testing.fake_openai import FakeOpenAIServer, ScriptedResponder, 
 from tests.helpers import SCRIPTED, example, rollout
 from tools_runtime.records import PlannedError
 from tools_runtime.scenario import build_scenario
-from tools_runtime.verify import verify
+from tools_runtime.verification.verify import verify
 
 
 def run(coro):

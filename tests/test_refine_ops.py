@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gem_agents.policies.dialogue_text import humanize
+from gem_agents.user.dialogue_text import humanize
 from tests.helpers import example, rollout
 from tools_runtime.records import Goal, PlannedError
 from tools_runtime.refine_ops import (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from gem_agents.policies.scripted_user import answer_keys
 from gem_agents.roles_factory import make_roles
+from gem_agents.user.scripted import answer_keys
 from graphs.rollouts import run_dialogue
 from tools_runtime.records import ArgSource, Goal, Scenario
 from tools_runtime.scenario import build_scenario

@@ -1,4 +1,4 @@
-"""`gem replay` and tools_runtime/divergence.py: a mutated trajectory stops at its first divergence."""
+"""`gem replay` and tools_runtime/verification/divergence.py: a mutated trajectory stops at its first divergence."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from gem_agents.cli import app
 from tests.helpers import EXAMPLES, scripted
-from tools_runtime import mutations
-from tools_runtime.divergence import step_replay
+from tools_runtime.verification import mutations
+from tools_runtime.verification.divergence import step_replay
 
 runner = CliRunner()
 
@@ -118,7 +118,7 @@ def renumber_ids_per_turn(messages: list[dict]) -> list[dict]:
 
 
 def test_tool_call_ids_reused_across_turns_still_verify():
-    from tools_runtime.verify import verify
+    from tools_runtime.verification.verify import verify
 
     sc, traj = scripted("shop_return", 0)
     messages = renumber_ids_per_turn(traj.messages)

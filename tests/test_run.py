@@ -162,9 +162,10 @@ def test_one_writer_per_run_directory(tmp_path):
 
 
 def test_unknown_pipeline_module_is_a_clear_error(tmp_path, monkeypatch):
-    from gem_agents.run import context
+    from gem_agents import registry
 
-    monkeypatch.setitem(context.PIPELINES, "synthesizer", "gem_agents.run.no_such_pipeline_module")
+    registry.names("pipeline")  # the built-ins are registered; then this installation loses one
+    monkeypatch.delitem(registry._REGISTRY["pipeline"], "synthesizer")
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text("pipeline: synthesizer\n")
     res = runner.invoke(app, ["run", str(cfg_path), "--input", str(SAMPLES), "--out", str(tmp_path / "r"), "-q"])

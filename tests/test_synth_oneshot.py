@@ -13,7 +13,7 @@ from gem_agents.testing.fake_openai import FakeOpenAIServer, ScriptedResponder, 
 from tests.helpers import example, rollout
 from tools_runtime.records import Document, PlannedError
 from tools_runtime.scenario import build_scenario
-from tools_runtime.verify import FAILURE_CODES
+from tools_runtime.verification.verify import FAILURE_CODES
 
 DOC = Document(id="shop-guide", text="How to return an item: sign in, find the order, open a return, choose a refund.",
                meta={"title": "Return an item"})

@@ -21,10 +21,12 @@ from gem_agents.config import load_config
 from gem_agents.export.fmt_synthesizer import export_pairs, group_of, split_groups
 from gem_agents.ingest import read_documents
 from gem_agents.models.hub import ModelHub
+from gem_agents.registry import get
 from gem_agents.run.context import open_run
 from gem_agents.run.engine import run_documents
-from gem_agents.run.stages_synthesizer import answer_path, make_stages
 from gem_agents.run.store import RunStore
+from gem_agents.stages.base import StageEnv
+from gem_agents.synthesizer.stage import answer_path
 from gem_agents.testing.fake_openai import FakeOpenAIServer, Reply, text
 from tools_runtime.records import Relevance
 
@@ -167,6 +169,11 @@ def test_synthesizer_pipeline_needs_a_model(tmp_path):
     res = runner.invoke(app, ["run", str(config), "--input", str(SAMPLES), "--out", str(tmp_path / "r"), "-q"])
     assert res.exit_code == 2
     assert "roles.synthesizer" in " ".join(res.output.split())
+
+
+def make_stages(ctx):
+    """The synthesizer pipeline's stage functions for a context (a fresh env: nothing in memory)."""
+    return get("pipeline", "synthesizer").bind(StageEnv(config=ctx.config, hub=ctx.hub, run_dir=ctx.run_dir))
 
 
 def test_verify_stage_resumes_from_the_kept_answer(full_run, tmp_path):

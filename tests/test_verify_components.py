@@ -1,4 +1,4 @@
-"""Verdict components, normalisation, criteria and blame rules (tools_runtime/components.py, blame.py)."""
+"""Verdict components, normalisation, criteria and blame rules (tools_runtime/verification/components.py, blame.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ import copy
 import json
 
 from tests.helpers import scripted
-from tools_runtime.components import args_match, effective_diff, norm_value, project_state
-from tools_runtime.perturbations import invented_tool_result, reground, task_from_plan, wrong_value
 from tools_runtime.tasks import Action, Task
-from tools_runtime.verify import verify
+from tools_runtime.verification.components import args_match, effective_diff, norm_value, project_state
+from tools_runtime.verification.perturbations import (
+    invented_tool_result,
+    reground,
+    task_from_plan,
+    wrong_value,
+)
+from tools_runtime.verification.verify import verify
 
 STRUCTURE = {"task", "dialogue", "schema", "execution"}
 OUTCOME = {"state", "actions", "communicate", "claims", "policy", "nl_assertions"}
@@ -152,7 +157,7 @@ def test_the_judge_decides_what_no_rule_does():
 
 
 def test_a_crashed_rollout_blames_the_role_whose_call_failed():
-    from tools_runtime.blame import blame_for_rollout_error
+    from tools_runtime.verification.blame import blame_for_rollout_error
 
     assert blame_for_rollout_error("ModelCallError: user (openai:fake-model): 500") == "user"
     assert blame_for_rollout_error("ModelCallError: assistant (openai:m): timeout") == "assistant"

@@ -670,21 +670,26 @@ def op_rng(scenario: Scenario, op: str, seed: int) -> random.Random:
 
 
 def apply_ops(scenario: Scenario, ops: list[str] | None = None, seed: int = 0,
-              params: dict[str, dict[str, Any]] | None = None) -> tuple[Scenario, list[str], list[str]]:
-    """Apply operators in DEFAULT_OPS order: (refined scenario, ops applied, reasons ops were skipped)."""
+              params: dict[str, dict[str, Any]] | None = None,
+              operators: dict[str, Operator] | None = None) -> tuple[Scenario, list[str], list[str]]:
+    """Apply operators in DEFAULT_OPS order: (refined scenario, ops applied, reasons ops were skipped).
+
+    `operators` (name → function, in composition order) replaces OPS: gem_agents passes the registered ones.
+    """
+    table = OPS if operators is None else operators
     wanted = list(ops) if ops is not None else DEFAULT_OPS
-    unknown = [o for o in wanted if o not in OPS]
+    unknown = [o for o in wanted if o not in table]
     if unknown:
-        raise RefineOpError(f"unknown operator(s): {', '.join(unknown)}; known: {', '.join(OPS)}")
+        raise RefineOpError(f"unknown operator(s): {', '.join(unknown)}; known: {', '.join(table)}")
     if scenario.workflow.backend.kind != "sim":
         raise RefineOpError("refinement re-plans on the simulated backend; this workflow runs on "
                             f"a {scenario.workflow.backend.kind} backend")
     applied: list[str] = []
     skipped: list[str] = []
     out = scenario
-    for name in sorted(dict.fromkeys(wanted), key=DEFAULT_OPS.index):
+    for name in sorted(dict.fromkeys(wanted), key=list(table).index):
         try:
-            out = OPS[name](out, op_rng(out, name, seed), **(params or {}).get(name, {}))
+            out = table[name](out, op_rng(out, name, seed), **(params or {}).get(name, {}))
             applied.append(name)
         except RefineOpError as exc:
             skipped.append(f"{name}: {exc}")

@@ -786,20 +786,23 @@ def op_rng(task: Task, op: str, seed: int) -> random.Random:
 
 
 def refine_candidates(ctx: RefineContext, parent: Task, ops: list[str] | None = None, *, seed: int = 0,
-                      singles: bool = True, compose: bool = True, judge: bool = False) -> tuple[list[Task], list[Drop]]:
+                      singles: bool = True, compose: bool = True, judge: bool = False,
+                      operators: dict[str, TaskOp] | None = None) -> tuple[list[Task], list[Drop]]:
     """Refined tasks for `parent`: one per applicable operator (`singles`) and one composing them all
-    (`compose`), each validated by its gold run; every operator that did not apply is a Drop."""
+    (`compose`), each validated by its gold run; every operator that did not apply is a Drop.
+    `operators` (name → function, in composition order) replaces TASK_OPS: gem_agents passes the registered ones."""
+    table = TASK_OPS if operators is None else operators
     wanted = list(ops) if ops is not None else DEFAULT_TASK_OPS
-    unknown = [o for o in wanted if o not in TASK_OPS]
+    unknown = [o for o in wanted if o not in table]
     if unknown:
-        raise RefineOpError(f"unknown task operator(s): {', '.join(unknown)}; known: {', '.join(TASK_OPS)}")
-    order = sorted(dict.fromkeys(wanted), key=DEFAULT_TASK_OPS.index)
+        raise RefineOpError(f"unknown task operator(s): {', '.join(unknown)}; known: {', '.join(table)}")
+    order = sorted(dict.fromkeys(wanted), key=list(table).index)
     out: list[Task] = []
     drops: list[Drop] = []
     if singles:
         for op in order:
             try:
-                cand = TASK_OPS[op](ctx, parent, op_rng(parent, op, seed))
+                cand = table[op](ctx, parent, op_rng(parent, op, seed))
             except RefineOpError as exc:
                 drops.append(Drop(operator=op, parent=parent.id, code="not_applicable", reason=str(exc)))
                 continue
@@ -813,7 +816,7 @@ def refine_candidates(ctx: RefineContext, parent: Task, ops: list[str] | None = 
             # An operator that adds a capability or an error path may apply again while it finds new ones.
             for _ in range(COMPOSE_REPEAT.get(op, 1)):
                 try:
-                    cand = TASK_OPS[op](ctx, current, op_rng(current, op, seed))
+                    cand = table[op](ctx, current, op_rng(current, op, seed))
                 except RefineOpError:
                     break
                 got = validate(ctx.workflow, cand, op)

@@ -36,7 +36,7 @@ def describe_mode(cfg: RunConfig) -> str:
         return "offline (every role scripted, no model)"
     by_model: dict[str, list[str]] = {}
     for name, r in played.items():
-        label = f"{r.provider}:{r.model or r.model_package or r.model_path}"
+        label = f"{r.provider}:{r.model or r.setting('model_package') or r.setting('model_path')}"
         by_model.setdefault(label, []).append(name)
     return "; ".join(f"{label} plays {', '.join(names)}" for label, names in by_model.items()) + \
         " (the other roles scripted)"

@@ -40,7 +40,7 @@ def eval_cmd(
     except EvalInputError as exc:
         fail(str(exc), 2)
     if not any(i.scenario is not None and not i.skip for i in items):
-        fail(f"{tasks}: no task can be evaluated ({len(items)} read, all skipped)", 1)
+        fail(f"{tasks}: no task can be evaluated ({len(items)} read, all skipped)", 2)
     out.mkdir(parents=True, exist_ok=True)
     models = [r for r in DIALOGUE_ROLES if getattr(cfg.roles, r).provider != "scripted"]
     hub = open_hub(cfg, str(config), models, out / "model_cache.sqlite") if models else None

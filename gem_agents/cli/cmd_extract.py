@@ -15,12 +15,10 @@ from gem_agents.cli.cmd_filter import (
     reason_key,
     run_documents,
 )
-from gem_agents.cli.common import load_run_config
+from gem_agents.cli.common import load_run_config, stage_for
 from gem_agents.models.client import ModelCallError
 from gem_agents.stages import ExtractionResult
-from gem_agents.stages.extract import check_simulatable, extract_workflow
-from gem_agents.stages.offline_extractor import extract_offline
-from gem_agents.stages.relevance import judge_relevance
+from gem_agents.stages.base import StageEnv
 from tools_runtime.records import Document, Relevance
 
 
@@ -50,7 +48,8 @@ EXTRACT_HELP = "\n\n".join([
     "Each kept document goes to the extract model (roles.extract, repaired at most limits.repair_rounds "
     "times) or, with --offline or no extract model configured, to the rule-based extractor. A workflow is "
     "kept only when it validates and a scenario can be built from it (and, with --verify, its scripted "
-    "reference rollout verifies).",
+    "reference rollout verifies; a grounded environment from the rule-based extractor is checked through "
+    "its tasks instead, as in `gem run`).",
     "Writes one JSON line per document (segments of long documents count as documents): "
     "{\"id\", \"workflow\": {\"steps\", \"execution_graph\", \"tools\", ...}} or "
     "{\"id\", \"rejected\": \\[reasons]}. Exit 0 when the input was usable, 2 when it is missing or "
@@ -77,34 +76,23 @@ def extract_cmd(
     """Stage 2: extract steps, an execution graph and tools from each document (see EXTRACT_HELP)."""
     cfg = load_run_config(config)
     docs, problems = load_input(input, cfg, quiet=quiet)
-    hub = model_hub(cfg, out, cache, offline, ("filter", "extract"), str(config))
-    filter_client = hub.client("filter") if hub is not None else None
-    extract_client = hub.client("extract") if hub is not None else None
+    # The same stage objects as `gem run`'s filter and extract nodes.
+    filter_stage, extract_stage = stage_for("filter", cfg), stage_for("extract", cfg)
+    hub = model_hub(cfg, out, cache, offline, (*filter_stage.roles, *extract_stage.roles), str(config))
+    env = StageEnv(config=cfg, hub=hub)
 
     async def worker(doc: Document) -> dict[str, Any]:
-        try:
-            rel = _given_relevance(doc)
-            if rel is None and run_filter:
-                rel = await judge_relevance(doc, filter_client, use_prefilter=cfg.prefilter or filter_client is None,
-                                            reask_rounds=cfg.limits.reask_rounds)
-            if rel is not None and not rel.multi_step:
-                why = f"not multi-step (decided by {rel.decided_by})"
-                return workflow_record(doc.id, ExtractionResult(rejected=[why], decided_by="filter"))
-            if extract_client is None:
-                domain, platform = (rel.domain, rel.platform) if rel is not None else ("", "")
-                result = extract_offline(doc, max_tools=min(12, cfg.limits.max_tools), domain=domain,
-                                         platform=platform)
-                if result.workflow is not None and verify:
-                    errors = await check_simulatable(result.workflow, rollout=True)
-                    if errors:
-                        result = ExtractionResult(rejected=errors, decided_by="offline")
-            else:
-                result = await extract_workflow(doc, extract_client, relevance=rel,
-                                                repair_rounds=cfg.limits.repair_rounds,
-                                                max_tools=cfg.limits.max_tools, rollout=verify)
-        except ModelCallError as exc:
-            result = ExtractionResult(rejected=[f"model call failed: {exc}"], decided_by="error")
-        return workflow_record(doc.id, result)
+        rel = _given_relevance(doc)
+        if rel is None and run_filter:
+            try:
+                rel = await filter_stage.run(env, doc)
+            except ModelCallError as exc:
+                return workflow_record(doc.id, ExtractionResult(rejected=[f"model call failed: {exc}"],
+                                                                decided_by="error"))
+        if rel is not None and not rel.multi_step:
+            why = f"not multi-step (decided by {rel.decided_by})"
+            return workflow_record(doc.id, ExtractionResult(rejected=[why], decided_by="filter"))
+        return workflow_record(doc.id, await extract_stage.run(env, doc, rel, verify=verify))
 
     try:
         records = run_documents(docs, worker, out, concurrency=cfg.concurrency.documents, label="extract",

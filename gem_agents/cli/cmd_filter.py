@@ -18,14 +18,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gem_agents.cli.common import console, load_run_config, open_hub, print_json, read_corpus
+from gem_agents.cli.common import console, load_run_config, open_hub, print_json, read_corpus, stage_for
 from gem_agents.cli.progress import make_progress
 from gem_agents.config import RunConfig
 from gem_agents.ingest import IngestProblem
 from gem_agents.io import atomic_writer, redact
 from gem_agents.models.client import ModelCallError
 from gem_agents.models.hub import ModelHub
-from gem_agents.stages.relevance import judge_relevance
+from gem_agents.stages.base import StageEnv
 from tools_runtime.records import Document, Relevance
 
 MAX_PROBLEMS_SHOWN = 20
@@ -144,13 +144,13 @@ def filter_cmd(
     """Stage 1: decide for each document whether it holds a multi-step procedure (see FILTER_HELP)."""
     cfg = load_run_config(config)
     docs, problems = load_input(input, cfg, quiet=quiet)
-    hub = model_hub(cfg, out, cache, offline, ("filter",), str(config))
-    client = hub.client("filter") if hub is not None else None
+    stage = stage_for("filter", cfg)  # the same stage object as `gem run`'s filter node
+    hub = model_hub(cfg, out, cache, offline, stage.roles, str(config))
+    env = StageEnv(config=cfg, hub=hub)
 
     async def worker(doc: Document) -> dict[str, Any]:
         try:
-            rel = await judge_relevance(doc, client, use_prefilter=cfg.prefilter or client is None,
-                                        reask_rounds=cfg.limits.reask_rounds)
+            rel = await stage.run(env, doc)
         except ModelCallError as exc:
             return {**relevance_record(doc.id, Relevance(multi_step=False, decided_by="error")), "error": str(exc)}
         return relevance_record(doc.id, rel)

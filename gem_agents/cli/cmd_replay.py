@@ -15,11 +15,11 @@ from gem_agents.cli.cmd_simulate import _load_workflow
 from gem_agents.cli.common import embedded_scenario, fail, make_console, print_json
 from gem_agents.cli.render_dialogue import message_panel, short, verdict_panel
 from gem_agents.io import InputError, iter_json_lines, load_json_file, trajectory_problem
-from tools_runtime.divergence import CallStep, Divergence, step_replay
 from tools_runtime.executor import tool_message_content
 from tools_runtime.records import Scenario, Workflow
 from tools_runtime.scenario import ScenarioError, build_scenario
-from tools_runtime.verify import proposals_from_steps, verify
+from tools_runtime.verification.divergence import CallStep, Divergence, step_replay
+from tools_runtime.verification.verify import proposals_from_steps, verify
 
 AGAINST = {"dialogue": "the dialogue graph", "schema": "the tool schemas", "order": "the execution graph",
            "execution": "the backend state", "state": "the backend state"}

@@ -13,7 +13,7 @@ from gem_agents.cli.run_events import RunMonitor
 from gem_agents.config import RunConfig
 from gem_agents.ingest import IngestProblem
 from gem_agents.io import check_output
-from gem_agents.run.context import PipelineUnavailable, open_run
+from gem_agents.run.context import PipelineUnavailable, open_run, pipeline_problems
 from gem_agents.run.engine import RunSummary, run_documents
 from gem_agents.run.lock import RunDirBusy, run_dir_lock
 from gem_agents.run.store import RunStore
@@ -124,7 +124,9 @@ def run_cmd(
     cfg = load_run_config(config)
     from gem_agents.run.preflight import endpoint_problems
 
-    if unusable := endpoint_problems(cfg, str(config)):
+    # The same checks, worded the same, as each stage's own command makes (e.g. refine_ops vs `gem refine --ops`).
+    unusable = endpoint_problems(cfg, str(config)) + [f"{config}: {p}" for p in pipeline_problems(cfg)]
+    if unusable:
         fail("\n".join(unusable), 2)
     docs, problems = read_input(input, cfg, quiet or as_json)
     if out.exists() and not out.is_dir():

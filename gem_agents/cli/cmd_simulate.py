@@ -30,7 +30,7 @@ from tools_runtime.python_backend import trust_classes
 from tools_runtime.records import Scenario, Trajectory, Workflow
 from tools_runtime.scenario import ScenarioError, build_scenario
 from tools_runtime.stats import compute_stats, mean_stats
-from tools_runtime.verify import proposals_from_steps, verify
+from tools_runtime.verification.verify import proposals_from_steps, verify
 from tools_runtime.workflow_io import WorkflowError, load_workflow
 
 
@@ -145,7 +145,7 @@ def verify_cmd(
     wf = _load_workflow(workflow)
     rows = _read_trajectories(trajectories)
     if not rows:
-        fail(f"{trajectories}: no trajectories to verify", 1)
+        fail(f"{trajectories}: no trajectories to verify", 2)  # an input with nothing usable: a usage error
     table = Table("line", "id", "verdict", "failures")
     passed = 0
     for n, data in rows:

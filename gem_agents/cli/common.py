@@ -25,6 +25,7 @@ from tools_runtime.records import Document, Scenario
 
 if TYPE_CHECKING:
     from gem_agents.ingest import IngestProblem
+    from gem_agents.stages.base import Stage
 
 class _RedactingStream:
     """stdout or stderr as it is at each write (test runners swap them), with configured keys redacted."""
@@ -183,6 +184,16 @@ def read_corpus(path: Path, cfg: RunConfig, show: Callable[[list[IngestProblem]]
 
 
 DIALOGUE_ROLES = ("user", "assistant", "tool_env")
+
+
+def stage_for(name: str, cfg: RunConfig) -> Stage:
+    """The registered stage `name` (the object `gem run` uses too); exit 2 with its preflight's problems."""
+    from gem_agents.registry import get
+
+    stage = get("stage", name)
+    if problems := stage.preflight(cfg):
+        fail("\n".join(problems), 2)
+    return stage
 
 
 def open_hub(cfg: RunConfig, source: str, roles: Iterable[str], cache_path: Path | None = None,

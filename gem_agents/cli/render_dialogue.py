@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tools_runtime.records import ExecRecord, Verdict
-from tools_runtime.replay import call_name_args, tool_calls_of
+from tools_runtime.verification.replay import call_name_args, tool_calls_of
 
 ROLE_STYLE = {"user": "cyan", "assistant": "green", "tool": "magenta", "system": "yellow"}
 

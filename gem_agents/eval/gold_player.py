@@ -13,7 +13,7 @@ from typing import Any
 
 from graphs.roles import RoleView
 from tools_runtime.executor import parse_tool_content
-from tools_runtime.replay import tool_calls_of
+from tools_runtime.verification.replay import tool_calls_of
 
 RETRYABLE = {"service_unavailable", "permission_denied"}
 

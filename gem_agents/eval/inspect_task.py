@@ -94,7 +94,7 @@ def gem_task(tasks: str | Path, *, env: str | Path | None = None, epochs: int = 
     @scorer(metrics=[accuracy_metric()])
     def outcome() -> Any:
         async def score(state: TaskState, target: Target) -> Score:
-            from tools_runtime.verify import verify
+            from tools_runtime.verification.verify import verify
 
             item = by_id[str(state.sample_id)]
             assert item.scenario is not None

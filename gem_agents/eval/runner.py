@@ -169,7 +169,7 @@ def result_row(item: EvalItem, trial: int, traj: Trajectory) -> dict[str, Any]:
     blame: str | None = v.blame if v else None
     if v is not None and not v.passed and blame is None:
         # A rollout that crashed (a model endpoint gone) was never verified: blame the failing role.
-        from tools_runtime.blame import blame_for_rollout_error
+        from tools_runtime.verification.blame import blame_for_rollout_error
 
         blame = blame_for_rollout_error(v.failures[0].reason if v.failures else "")
     return {

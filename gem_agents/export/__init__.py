@@ -1,27 +1,29 @@
-"""Exports of verified trajectories, one module per format: `fmt_<name>.py` exposing `export(run_dir, out)`.
+"""Exports of verified trajectories, one module per format, each registering its `export(run_dir, out)`.
 
-Formats are discovered from the module names, so adding a format is adding one file.
+A format is an `export_format` in the registry (gem_agents/registry.py): a built-in one is a
+`fmt_<name>.py` beside this file, named in `BUILTIN_MODULES["export_format"]`; a plugin's comes
+through the `gem_agents.plugins` entry points. See README.md here.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+from gem_agents import registry
+
+Exporter = Callable[..., dict[str, Any]]  # (run_dir: Path, out: Path, *, include_offline: bool) -> summary
 
 
 def available_formats() -> list[str]:
-    """Names of the export formats installed (the `fmt_*` modules beside this file)."""
-    return sorted(m.name[4:] for m in pkgutil.iter_modules(__path__) if m.name.startswith("fmt_"))
+    """Names of the registered export formats (built-in and from plugins)."""
+    return registry.names("export_format")
 
 
-def format_module(name: str) -> ModuleType:
-    """The module of one format; ValueError naming the known formats when it does not exist."""
-    if name not in available_formats():
-        raise ValueError(f"unknown export format {name!r}; available: {', '.join(available_formats())}")
-    return importlib.import_module(f"{__name__}.fmt_{name}")
+def exporter(name: str) -> Exporter:
+    """The export function of one format; ValueError naming the known formats when it does not exist."""
+    return registry.get("export_format", name)
 
 
 def export_run(run_dir: str | Path, fmt: str, out: str | Path, *, include_offline: bool = False,
@@ -31,12 +33,12 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path, *, include_offlin
     Trajectories written by the offline stand-ins are left out (and counted as `offline_left_out`)
     unless `include_offline`; with `min_judge`, so are those the judge scored below it or did not score.
     """
-    module = format_module(fmt)
+    export = exporter(fmt)
     from gem_agents.export.records import MIN_JUDGE, judge_passes, verified_trajectories
 
     token = MIN_JUDGE.set(min_judge)
     try:
-        summary = module.export(Path(run_dir), Path(out), include_offline=include_offline)
+        summary = export(Path(run_dir), Path(out), include_offline=include_offline)
     finally:
         MIN_JUDGE.reset(token)
     if min_judge is not None:  # `--min-judge`: what the gate kept out (unscored counts as below)
@@ -49,4 +51,4 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path, *, include_offlin
     return summary
 
 
-__all__ = ["available_formats", "export_run", "format_module"]
+__all__ = ["Exporter", "available_formats", "export_run", "exporter"]

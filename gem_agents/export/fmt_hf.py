@@ -13,8 +13,10 @@ from typing import Any
 
 from gem_agents.export.records import openai_record, verified_trajectories
 from gem_agents.io import check_output
+from gem_agents.registry import register
 
 
+@register("export_format", "hf")
 def export(run_dir: Path, out: Path, *, include_offline: bool = False) -> dict[str, Any]:
     """Save the verified trajectories of `run_dir` as a dataset folder `out` (replaced when it exists)."""
     try:

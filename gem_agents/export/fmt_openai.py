@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from gem_agents.export.records import atomic_write_text, openai_record, verified_trajectories
+from gem_agents.registry import register
 
 
+@register("export_format", "openai")
 def export(run_dir: Path, out: Path, *, include_offline: bool = False) -> dict[str, Any]:
     """Write every verified trajectory of `run_dir` to the JSONL file `out`."""
     lines = []

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gem_agents.export.records import atomic_write_text, openai_record, verified_trajectories
+from gem_agents.registry import register
 
 PROMPT_SIDE = ("human", "observation")
 
@@ -115,6 +116,7 @@ def from_sharegpt(rec: dict[str, Any]) -> dict[str, Any]:
     return {"messages": messages, "tools": tools}
 
 
+@register("export_format", "sharegpt")
 def export(run_dir: Path, out: Path, *, include_offline: bool = False) -> dict[str, Any]:
     """Write the verified trajectories of `run_dir` as one ShareGPT JSON array to `out`."""
     records = []

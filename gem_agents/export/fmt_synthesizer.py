@@ -24,6 +24,7 @@ from typing import Any
 
 from gem_agents.export.records import atomic_write_text
 from gem_agents.io import check_output
+from gem_agents.registry import register
 from gem_agents.run.store import STORE_NAME, RunStore
 from gem_agents.synthesizer.format import FormatError, from_trajectory, parse, render
 from gem_agents.synthesizer.oneshot import oneshot_prompt, verify_text
@@ -145,6 +146,7 @@ def export_pairs(run_dir: Path, out: Path, texts: Mapping[str, str] | None = Non
             "by_kind": kinds, "dropped": dropped}
 
 
+@register("export_format", "synthesizer")
 def export(run_dir: Path, out: Path, *, include_offline: bool = False) -> dict[str, Any]:
     """Training pairs of a run's verified trajectories, split train/validation by document."""
     return export_pairs(run_dir, out, include_offline=include_offline)

@@ -96,7 +96,7 @@ class ModelClient:
     @property
     def model(self) -> str:
         """The model name (or GGUF path) this client talks to."""
-        return self.cfg.model or self.cfg.model_path or self.cfg.model_package or self.cfg.provider
+        return self.cfg.model or self.cfg.setting("model_path") or self.cfg.setting("model_package") or self.cfg.provider
 
     async def chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
                    tool_choice: str | None = None, json_schema: dict[str, Any] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from gem_agents import registry
 from gem_agents.config import ROLE_NAMES, RoleConfig, RunConfig
 from gem_agents.models.cache import CallCache
 from gem_agents.models.client import Completer, ModelClient
@@ -12,27 +13,18 @@ from gem_agents.models.usage import UsageMeter
 
 
 def make_completer(cfg: RoleConfig, role: str = "") -> Completer:
-    """The provider behind a role config (imported lazily: `local` and `vllm` are extras)."""
-    if cfg.provider == "openai" and cfg.http_client == "direct":
-        from gem_agents.providers.openai_direct import direct_completer
+    """The completer of the provider registered under `cfg.provider` (its factory imports its own extras)."""
+    spec = registry.provider(cfg.provider)
+    if spec.factory is None:
+        raise ValueError(f"provider {cfg.provider!r} has no completer: a {cfg.provider} role runs its offline "
+                         "stand-in (see gem_agents/providers/scripted_provider.py)")
+    return spec.factory(cfg, role)
 
-        return direct_completer(cfg)
-    if cfg.provider == "openai":
-        from gem_agents.providers.openai_provider import openai_completer
 
-        return openai_completer(cfg)
-    if cfg.provider == "local":
-        from gem_agents.providers.local_provider import local_completer
-
-        return local_completer(cfg, role=role)
-    if cfg.provider == "vllm":
-        from gem_agents.providers.vllm_provider import vllm_completer
-
-        return vllm_completer(cfg)
-    if cfg.provider == "scripted":
-        raise ValueError("provider 'scripted' has no completer: a scripted role runs its offline stand-in "
-                         "(see gem_agents/providers/scripted_provider.py)")
-    raise ValueError(f"unknown provider {cfg.provider!r}; use openai, vllm, local or scripted")
+def endpoint_of(cfg: RoleConfig) -> tuple[str, str, str]:
+    """What roles share one concurrency limit by: the provider, its server or model file, the model."""
+    spec = registry.provider(cfg.provider)
+    return cfg.provider, spec.endpoint(cfg) if spec.endpoint is not None else "", cfg.model
 
 
 class ModelHub:
@@ -56,7 +48,7 @@ class ModelHub:
 
     def is_scripted(self, name: str) -> bool:
         """True when the role runs without a model."""
-        return self.role(name).provider == "scripted" and name not in self._completers
+        return registry.provider(self.role(name).provider).factory is None and name not in self._completers
 
     def client(self, name: str) -> ModelClient | None:
         """The client for a role, or None when the role is scripted."""
@@ -64,18 +56,17 @@ class ModelHub:
             return None
         if name not in self._clients:
             cfg = self.role(name)
-            endpoint = (cfg.provider, cfg.base_url or cfg.model_path or "", cfg.model)
-            limiter = self._limits.setdefault(endpoint, asyncio.Semaphore(cfg.concurrency))
+            limiter = self._limits.setdefault(endpoint_of(cfg), asyncio.Semaphore(cfg.concurrency))
             complete = self._completers.get(name) or make_completer(cfg, name)
             self._clients[name] = ModelClient(name, cfg, complete, cache=self.cache, meter=self.meter,
                                               limiter=limiter)
         return self._clients[name]
 
     def close(self) -> None:
-        """Close the cache (and the direct clients' connection pools, when any was used)."""
+        """Close the cache, and let each provider in use free what it pools (connections, engines)."""
         if self.cache is not None:
             self.cache.close()
-        if any(c.cfg.http_client == "direct" for c in self._clients.values()):
-            from gem_agents.providers.openai_direct import close_pools
-
-            close_pools()
+        for name in sorted({c.cfg.provider for c in self._clients.values()}):
+            close = registry.provider(name).close
+            if close is not None:
+                close()

@@ -11,8 +11,8 @@ import json
 from typing import Any
 
 from gem_agents.models.client import ModelClient
-from gem_agents.policies.dialogue_text import humanize, render_value
 from gem_agents.prompting import fill, load_prompt, prompts_hash
+from gem_agents.user.dialogue_text import humanize, render_value
 from graphs.roles import STOP_TOKEN, Policy, RoleView
 from tools_runtime.records import Scenario
 

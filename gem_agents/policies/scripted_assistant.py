@@ -14,15 +14,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gem_agents.policies.dialogue_text import coerce, find_fact, humanize
-from gem_agents.policies.scripted_user import goals_stated
+from gem_agents.user.dialogue_text import coerce, find_fact, humanize
+from gem_agents.user.scripted import goals_stated
 from graphs.roles import RoleView
 from tools_runtime.binding import bind_tools
 from tools_runtime.exec_graph import parse_graph, stages
 from tools_runtime.executor import parse_tool_content
 from tools_runtime.records import PlannedCall, Scenario
-from tools_runtime.replay import call_name_args, tool_calls_of
 from tools_runtime.state import get_path
+from tools_runtime.verification.replay import call_name_args, tool_calls_of
 
 MAX_SAME_FAILURES = 3
 

@@ -28,12 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from gem_agents.config import RoleConfig
 from gem_agents.models import activity
 from gem_agents.models.client import CallSpec, Completer
 from gem_agents.providers.grammar_schema import grammar_schema
 from gem_agents.providers.tool_text import call_from_json, for_template, parse_tool_text
 from gem_agents.providers.weights import cache_dir, resolve_model_file
+from gem_agents.registry import Provider, register
 
 _ENGINES: dict[tuple[Any, ...], LocalEngine] = {}
 _ENGINES_LOCK = threading.Lock()
@@ -80,8 +83,8 @@ def _threads(cfg: RoleConfig, load: float | None = None) -> tuple[int, int]:
     0.5B under load). Prompt processing is one large batch and takes every core (up to 4) either way.
     """
     cores = os.cpu_count() or 1
-    if cfg.n_threads:
-        gen = cfg.n_threads
+    if cfg.setting("n_threads"):
+        gen = cfg.setting("n_threads")
     else:
         if load is None:
             try:
@@ -89,7 +92,7 @@ def _threads(cfg: RoleConfig, load: float | None = None) -> tuple[int, int]:
             except OSError:
                 load = 0.0
         gen = 1 if load > cores / 2 else max(1, min(cores, 4))
-    batch = int(cfg.engine_kwargs.get("n_threads_batch") or max(gen, min(cores, 4)))
+    batch = int(cfg.setting("engine_kwargs").get("n_threads_batch") or max(gen, min(cores, 4)))
     return gen, batch
 
 
@@ -109,8 +112,8 @@ class PrebuiltBackend:
         llama_cls = load_prebuilt(cache_dir() / "runtime")
         _silence_llama_log()
         gen, batch = _threads(cfg)
-        extra = {k: v for k, v in cfg.engine_kwargs.items() if k != "n_threads_batch"}
-        self.llm = llama_cls(str(path), n_ctx=cfg.n_ctx, n_threads=gen, n_threads_batch=batch, verbose=False,
+        extra = {k: v for k, v in cfg.setting("engine_kwargs").items() if k != "n_threads_batch"}
+        self.llm = llama_cls(str(path), n_ctx=cfg.setting("n_ctx"), n_threads=gen, n_threads_batch=batch, verbose=False,
                              **extra)
         self._template = ""
         raw = self.llm._lib.llama_model_chat_template(self.llm._model, self.llm._ffi.NULL)
@@ -183,8 +186,8 @@ class CompiledBackend:
 
             llama_cls = Llama
         gen, batch = _threads(cfg)
-        extra = {k: v for k, v in cfg.engine_kwargs.items() if k != "n_threads_batch"}
-        self.llm = llama_cls(model_path=str(path), n_ctx=cfg.n_ctx, n_threads=gen, n_threads_batch=batch,
+        extra = {k: v for k, v in cfg.setting("engine_kwargs").items() if k != "n_threads_batch"}
+        self.llm = llama_cls(model_path=str(path), n_ctx=cfg.setting("n_ctx"), n_threads=gen, n_threads_batch=batch,
                              verbose=False, **extra)
 
     def chat_template(self) -> str:
@@ -351,8 +354,9 @@ BackendFactory = Any  # (path, cfg) -> Backend
 
 def load_engine(cfg: RoleConfig, *, backend_factory: BackendFactory = None, path: Path | None = None) -> LocalEngine:
     """The shared engine for a role config's model file (loaded on first use)."""
-    path = path or resolve_model_file(cfg.model_path, cfg.model_package)
-    key = (str(path), cfg.n_ctx, cfg.n_threads, cfg.chat_format, json.dumps(cfg.engine_kwargs, sort_keys=True))
+    path = path or resolve_model_file(cfg.setting("model_path"), cfg.setting("model_package"))
+    key = (str(path), cfg.setting("n_ctx"), cfg.setting("n_threads"), cfg.setting("chat_format"),
+           json.dumps(cfg.setting("engine_kwargs", {}), sort_keys=True))
     with _ENGINES_LOCK:
         if key not in _ENGINES:
             backend = (backend_factory or open_backend)(path, cfg)
@@ -370,7 +374,7 @@ def local_completer(cfg: RoleConfig, *, role: str = "", backend_factory: Backend
     """
     if backend_factory is None:
         check_runtime()
-    path = resolve_model_file(cfg.model_path, cfg.model_package)
+    path = resolve_model_file(cfg.setting("model_path"), cfg.setting("model_package"))
     state: dict[str, LocalEngine] = {}
 
     async def complete(messages: list[dict[str, Any]], spec: CallSpec) -> tuple[dict[str, Any], dict[str, int]]:
@@ -379,3 +383,39 @@ def local_completer(cfg: RoleConfig, *, role: str = "", backend_factory: Backend
         return await asyncio.to_thread(state["engine"].complete, messages, spec, cfg, role)
 
     return complete
+
+
+# ---------------------------------------------------------------------------------------------------------
+# registration
+
+
+class LocalSettings(BaseModel):
+    """Keys of a `local` role beyond the common ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: str | None = None
+    model_package: str | None = None
+    n_ctx: int = Field(default=4096, gt=0)
+    n_threads: int | None = None
+    chat_format: str | None = None
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments for llama_cpp.Llama")
+
+
+def _validate(cfg: RoleConfig) -> None:
+    if cfg.base_url:
+        raise ValueError("base_url is for provider 'openai'; provider 'local' runs in-process "
+                         "(a llama.cpp server is provider 'openai' with base_url)")
+    if not (cfg.setting("model_path") or cfg.setting("model_package")):
+        raise ValueError("provider 'local' needs 'model_path' (a GGUF file) or 'model_package'")
+
+
+def _factory(cfg: RoleConfig, role: str) -> Completer:
+    return local_completer(cfg, role=role)
+
+
+register("provider", "local", Provider(
+    name="local", factory=_factory, settings=LocalSettings,
+    capabilities=frozenset({"grammar"}), validate=_validate,
+    endpoint=lambda cfg: cfg.setting("model_path") or cfg.setting("model_package") or "",
+    description="an embedded llama.cpp model on the CPU (the `local` extra)"))

@@ -7,12 +7,17 @@ offline stand-in, listed here so the CLI and the docs say the same thing.
 from __future__ import annotations
 
 from gem_agents.config import ROLE_NAMES, RunConfig
+from gem_agents.registry import Provider, register
+
+# No factory: a scripted role has no client, and each stage runs its offline stand-in.
+register("provider", "scripted", Provider(name="scripted", factory=None,
+                                          description="the deterministic offline stand-ins (no model)"))
 
 STANDINS: dict[str, str] = {
     "filter": "the deterministic pre-filter and rule-based labels (stages/prefilter.py, stages/relevance.py)",
     "extract": "the rule-based extractor (stages/offline_extractor.py)",
     "task": "the offline task writer: tasks from the environment's text-grounded state (stages/tasks.py)",
-    "user": "the scripted user: states the goals, answers from the scenario (policies/scripted_user.py)",
+    "user": "the scripted user: states the goals, answers from the scenario (user/scripted.py)",
     "assistant": "the scripted assistant: plans calls from the execution graph (policies/scripted_assistant.py)",
     "tool_env": "the stateful backend alone; no model proposes results (tools_runtime/executor.py)",
     "refine": "the deterministic refinement operators (tools_runtime/refine_ops.py)",

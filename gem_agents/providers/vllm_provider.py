@@ -18,9 +18,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from gem_agents.config import RoleConfig
 from gem_agents.models.client import CallSpec, Completer
 from gem_agents.providers.tool_text import call_from_json, for_template, parse_tool_text, tool_choice_schema
+from gem_agents.registry import Provider, register
 
 _ENGINES: dict[tuple[Any, ...], Any] = {}
 _ENGINES_LOCK = threading.Lock()
@@ -41,11 +44,11 @@ def _import_vllm() -> Any:
 
 def make_engine(cfg: RoleConfig) -> Any:
     """The shared `vllm.LLM` for a role config's model (one per model and settings)."""
-    key = (cfg.model, cfg.n_ctx, json.dumps(cfg.engine_kwargs, sort_keys=True))
+    key = (cfg.model, cfg.setting("n_ctx"), json.dumps(cfg.setting("engine_kwargs"), sort_keys=True))
     with _ENGINES_LOCK:
         if key not in _ENGINES:
             vllm = _import_vllm()
-            _ENGINES[key] = vllm.LLM(model=cfg.model, max_model_len=cfg.n_ctx, **cfg.engine_kwargs)
+            _ENGINES[key] = vllm.LLM(model=cfg.model, max_model_len=cfg.setting("n_ctx"), **cfg.setting("engine_kwargs"))
         return _ENGINES[key]
 
 
@@ -72,7 +75,7 @@ class Batcher:
         self.engine = engine
         self.cfg = cfg
         self.make_params = make_params
-        self.window_s = cfg.batch_window_ms / 1000
+        self.window_s = cfg.setting("batch_window_ms") / 1000
         self.max_batch = max(1, cfg.concurrency)
         self.batch_sizes: list[int] = []
         self._pending: list[tuple[list[dict], CallSpec, asyncio.Future]] = []
@@ -140,3 +143,32 @@ def vllm_completer(cfg: RoleConfig, *, engine: Any = None,
 
     complete.batcher = batcher  # type: ignore[attr-defined]  # benchmarks and tests read batch sizes
     return complete
+
+
+# ---------------------------------------------------------------------------------------------------------
+# registration
+
+
+class VLLMSettings(BaseModel):
+    """Keys of a `vllm` role beyond the common ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_ctx: int = Field(default=4096, gt=0)
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments for vllm.LLM")
+    batch_window_ms: float = Field(default=5, ge=0, description="how long a request waits for others to share "
+                                                                 "its batch")
+
+
+def _validate(cfg: RoleConfig) -> None:
+    if cfg.base_url:
+        raise ValueError("base_url is for provider 'openai'; provider 'vllm' runs in-process "
+                         "(a `vllm serve` server is provider 'openai' with base_url)")
+    if not cfg.model:
+        raise ValueError("provider 'vllm' needs a 'model'")
+
+
+register("provider", "vllm", Provider(
+    name="vllm", factory=lambda cfg, role: vllm_completer(cfg), settings=VLLMSettings,
+    capabilities=frozenset({"tools", "json_schema", "batching"}), validate=_validate,
+    endpoint=lambda cfg: cfg.model, description="in-process vLLM on a CUDA GPU (the `vllm` extra)"))

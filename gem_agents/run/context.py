@@ -2,12 +2,12 @@
 
 `open_run` is also the entry point for other engines (a Ray worker builds its own context from the
 same config and run dir and calls `process_document`). The pipeline is picked here, by the
-config's `pipeline` key: each name maps to a module exposing `make_stages(ctx) -> PipelineStages`.
+config's `pipeline` key, from the registry (`gem_agents/stages/pipelines.py`): its stages' preflight
+runs, then its registered stages are bound to this run's hub, roles and run directory.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,24 +17,20 @@ from typing import Any
 from gem_agents.config import RunConfig
 from gem_agents.models.client import Completer
 from gem_agents.models.hub import ModelHub
+from gem_agents.registry import RegistryError, get
 from gem_agents.roles_factory import make_roles
 from gem_agents.run.checkpointer import open_checkpointer
 from gem_agents.run.store import RunStore
+from gem_agents.stages.base import StageEnv
 from graphs.pipeline import PipelineStages, build_pipeline_graph
 from graphs.roles import Roles
 
 CACHE_NAME = "model_cache.sqlite"
 CHECKPOINTS_NAME = "checkpoints.sqlite"
 
-# The one dispatch point for `pipeline:`; a module per pipeline, imported only when chosen.
-PIPELINES: dict[str, str] = {
-    "full": "gem_agents.run.stages_full",
-    "synthesizer": "gem_agents.run.stages_synthesizer",
-}
-
 
 class PipelineUnavailable(RuntimeError):
-    """The config names a pipeline whose module is not installed."""
+    """The config names a pipeline that is not registered, or one whose stages refuse the config."""
 
 
 @dataclass
@@ -52,20 +48,21 @@ class RunContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def pipeline_stages(ctx: RunContext) -> PipelineStages:
-    """The stage functions for `ctx.config.pipeline`."""
-    name = ctx.config.pipeline
-    module_name = PIPELINES.get(name)
-    if module_name is None:
-        raise PipelineUnavailable(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+def pipeline_problems(cfg: RunConfig) -> list[str]:
+    """Why the config's pipeline cannot run: not registered, or its stages' preflight ([] when it can)."""
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise PipelineUnavailable(f"pipeline {name!r} is not available in this installation "
-                                  f"(module {module_name} is missing)") from exc
-    return module.make_stages(ctx)
+        pipeline = get("pipeline", cfg.pipeline)
+    except RegistryError as exc:
+        return [f"pipeline {cfg.pipeline!r} is not available in this installation ({exc})"]
+    return pipeline.preflight(cfg)
+
+
+def pipeline_stages(ctx: RunContext) -> PipelineStages:
+    """The stage functions of `ctx.config.pipeline`, bound to this run."""
+    if problems := pipeline_problems(ctx.config):
+        raise PipelineUnavailable("\n".join(problems))
+    env = StageEnv(config=ctx.config, hub=ctx.hub, roles=ctx.roles, run_dir=ctx.run_dir)
+    return get("pipeline", ctx.config.pipeline).bind(env)
 
 
 @asynccontextmanager

@@ -1,8 +1,9 @@
-"""Pipeline stages 1 (relevance filter) and 2 (workflow and tool extraction).
+"""The pipeline's stages, one registered `Stage` object each (`base.py`; how to add one: README.md).
 
-`prefilter` (cheap rules) → `relevance` (stage 1, a model or the pre-filter alone) → `extract`
-(stage 2, a model with bounded repair rounds) or `offline_extractor` (stage 2 by rules).
-`tagged` parses the tagged answers both model stages ask for.
+`relevance` (stage `filter`: `prefilter` rules, then a model) → `extract` (a model with bounded
+repair rounds, or `offline_extractor` by rules) → `tasks` → `simulate` (rollouts, `judge`) →
+`refine`; `pipelines` says which stage fills which node of the pipeline graph. `tagged` parses the
+tagged answers the model stages ask for.
 """
 
 from __future__ import annotations

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from gem_agents.models.client import ModelClient
+from gem_agents.models.client import ModelCallError, ModelClient
 from gem_agents.policies.scripted_assistant import scripted_assistant
-from gem_agents.policies.scripted_user import scripted_user
 from gem_agents.prompting import fill, load_prompt
+from gem_agents.registry import register
 from gem_agents.stages import ExtractionResult
+from gem_agents.stages.base import GraphStep, Stage, StageEnv
+from gem_agents.stages.offline_extractor import extract_offline
 from gem_agents.stages.relevance import PROMPTS, wants_json_schema
 from gem_agents.stages.tagged import ParseError, parse_extraction
+from gem_agents.user.scripted import scripted_user
 from graphs.roles import Roles
 from graphs.rollouts import run_dialogue
 from tools_runtime.env_validate import errors as env_errors
@@ -137,3 +140,50 @@ async def extract_workflow(doc: Document, client: ModelClient, *, relevance: Rel
                 return ExtractionResult(workflow=workflow, rounds=attempt + 1, decided_by="model")
         messages = [*messages, {"role": "assistant", "content": reply.text}, repair_message(errors)]
     return ExtractionResult(rejected=errors, rounds=repair_rounds + 1, decided_by="model")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The stage object: `gem run`'s extract node and `gem extract` call this.
+
+# The rule-based extractor names one tool per step; more than this is never a useful scenario.
+OFFLINE_MAX_TOOLS = 12
+
+
+async def run_extract(env: StageEnv, doc: Document, relevance: Relevance | None, *,
+                      verify: bool = True) -> ExtractionResult:
+    """Stage 2 in `env`: the extract model (repaired) or, offline, the rule-based extractor.
+
+    With `verify`, a workflow is kept only when its scripted reference rollout verifies; a grounded
+    environment (one with effects) is checked by its tasks instead. A model call that fails rejects
+    the document with the reason (it never raises ModelCallError).
+    """
+    cfg = env.config
+    client = env.client("extract")
+    try:
+        if client is not None:
+            return await extract_workflow(doc, client, relevance=relevance, repair_rounds=cfg.limits.repair_rounds,
+                                          max_tools=cfg.limits.max_tools, rollout=verify)
+        domain, platform = (relevance.domain, relevance.platform) if relevance is not None else ("", "")
+        result = extract_offline(doc, max_tools=min(OFFLINE_MAX_TOOLS, cfg.limits.max_tools), domain=domain,
+                                 platform=platform)
+    except ModelCallError as exc:
+        return ExtractionResult(rejected=[f"model call failed: {exc}"], decided_by="error")
+    if result.workflow is not None and verify and not result.workflow.effects:
+        errors = await check_simulatable(result.workflow, rollout=True)
+        if errors:
+            return ExtractionResult(rejected=errors, decided_by="offline")
+    return result
+
+
+def _extract_graph_step(stage: Stage, env: StageEnv) -> GraphStep:
+    async def step(doc: Document, relevance: Relevance) -> tuple[Workflow | None, list[str]]:
+        result = await stage.run(env, doc, relevance)
+        return result.workflow, result.rejected
+
+    return step
+
+
+EXTRACT = register("stage", "extract", Stage(
+    name="extract", run=run_extract, roles=("extract",), graph_step=_extract_graph_step,
+    reads=("limits.repair_rounds", "limits.max_tools"),
+    summary="steps, an execution graph and tools from the text (the extract model, or rules offline)"))

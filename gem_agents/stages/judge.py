@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gem_agents.models.client import ModelClient
 from gem_agents.prompting import fill, json_object_in, load_prompt, prompts_hash
 from gem_agents.stages.relevance import wants_json_schema
-from tools_runtime.components import Judge, task_of
 from tools_runtime.records import Trajectory, Workflow
-from tools_runtime.verify import verify
+from tools_runtime.verification.components import Judge, task_of
+from tools_runtime.verification.verify import verify
 
 PROMPTS = "gem_agents.stages"
 CRITERIA = ("grounded_in_text", "natural_user", "helpful_assistant", "policy_followed")

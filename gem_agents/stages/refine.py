@@ -10,19 +10,26 @@ with its reasons and never exported.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gem_agents.models.client import ModelClient
+from gem_agents.config import RunConfig
+from gem_agents.models.client import ModelCallError, ModelClient
 from gem_agents.prompting import fill, json_object_in, load_prompt, prompts_hash
+from gem_agents.registry import register
+from gem_agents.stages.base import GraphStep, Stage, StageEnv
+from gem_agents.stages.refine_operators import known_operators, scenario_operators, task_operators
 from gem_agents.stages.relevance import wants_json_schema
 from graphs.roles import Roles
 from graphs.rollouts import run_dialogue
 from tools_runtime.environment import ValueSource
-from tools_runtime.records import Scenario, Trajectory, Workflow
-from tools_runtime.refine_ops import DEFAULT_OPS, OPS, RefineOpError, apply_ops, check_scenario
+from tools_runtime.records import Document, Scenario, Trajectory, Workflow
+from tools_runtime.refine_ops import DEFAULT_OPS, RefineOpError, apply_ops, check_scenario
 from tools_runtime.refine_tasks import (
     BRANCH_OPS,
     JUDGE_OPS,
@@ -196,7 +203,8 @@ async def _one_round(current: Scenario, roles: Roles, ops: list[str], seed: int,
             wanted = [o for o in proposed if o in ops]
             reasons += [f"round {rnd}: not applied: {o} (not among the allowed operators)"
                         for o in proposed if o not in ops]
-            refined, applied, skipped = apply_ops(current, wanted, seed=seed + rnd, params=params)
+            refined, applied, skipped = apply_ops(current, wanted, seed=seed + rnd, params=params,
+                                                  operators=scenario_operators())
         except RefineOpError as exc:
             return None, None, [], [f"round {rnd}: {exc}"]
         reasons += [f"round {rnd}: not applied: {s}" for s in skipped]
@@ -211,7 +219,7 @@ async def _one_round(current: Scenario, roles: Roles, ops: list[str], seed: int,
     # Offline: all operators; when the result does not verify, drop the last applied one and retry.
     wanted = list(ops)
     while wanted:
-        refined, applied, skipped = apply_ops(current, wanted, seed=seed + rnd)
+        refined, applied, skipped = apply_ops(current, wanted, seed=seed + rnd, operators=scenario_operators())
         if not applied:
             return None, None, [], reasons + [f"round {rnd}: no operator applies ({'; '.join(skipped)})"]
         traj, why = await verify_refinement(refined, roles, rollout=rnd)
@@ -231,9 +239,10 @@ async def refine(scenario: Scenario, roles: Roles, *, rounds: int = 1, ops: list
     refinement (None when no round verified) and every reason a round or an attempt was dropped.
     """
     wanted = list(ops) if ops is not None else list(DEFAULT_OPS)
-    unknown = [o for o in wanted if o not in OPS]
+    known = scenario_operators()  # the registered ones: built-ins and plugins
+    unknown = [o for o in wanted if o not in known]
     if unknown:
-        return RefineResult(rejected=[f"unknown operator(s): {', '.join(unknown)}; known: {', '.join(OPS)}"])
+        return RefineResult(rejected=[f"unknown operator(s): {', '.join(unknown)}; known: {', '.join(known)}"])
     if scenario.workflow.backend.kind != "sim":
         return RefineResult(rejected=[f"refinement needs the simulated backend, not {scenario.workflow.backend.kind!r}"])
     current, best = scenario, None
@@ -512,7 +521,7 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
     try:
         if client is None:
             cands, drops = refine_candidates(ctx, parent, ops, seed=seed, singles=singles, compose=compose,
-                                             judge=judge is not None)
+                                             judge=judge is not None, operators=task_operators())
         else:
             cands, drops = await propose_tasks(client, ctx, parent, original, k=k)
     except RefineOpError as exc:
@@ -524,7 +533,8 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
     if client is None and compose and not singles and not out.trajectories:
         # The composed task did not verify: fall back to one refined task per operator.
         try:
-            more, _ = refine_candidates(ctx, parent, ops, seed=seed, singles=True, compose=False)
+            more, _ = refine_candidates(ctx, parent, ops, seed=seed, singles=True, compose=False,
+                                        operators=task_operators())
         except RefineOpError:
             more = []
         await _simulate_refined(out, workflow, original, parent, more, roles, seed=seed, client=None,
@@ -584,3 +594,125 @@ def as_refine_result(res: TaskRefinement) -> RefineResult:
 def out_text(workflow: Workflow) -> str:
     """The text a judge of a refined dialogue reads when the document is not at hand: the steps."""
     return "\n".join(workflow.steps)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The stage object: `gem run`'s refine node and `gem refine` both run `run_refine` over RefineJobs.
+
+
+def ops_problem(ops: list[str]) -> str | None:
+    """Why a list of refinement operators cannot be used (None when every name is known)."""
+    known = known_operators()  # registered: built-ins and plugins
+    unknown = [o for o in ops if o not in known]
+    if not unknown:
+        return None
+    return f"unknown refine operator(s): {', '.join(unknown)}; known: {', '.join(known)}"
+
+
+def refine_preflight(cfg: RunConfig) -> list[str]:
+    """The config's `refine_ops` must all be known operators (an unknown one would refine nothing)."""
+    problem = ops_problem(cfg.refine_ops)
+    return [f"refine_ops: {problem}"] if problem else []
+
+
+@dataclass
+class RefineJob:
+    """One verified trajectory to refine (it carries the scenario it ran) and what its refiner may read."""
+
+    workflow: Workflow
+    trajectory: Trajectory
+    seed: int = 0
+    siblings: list[Task] = field(default_factory=list)
+    text: str = ""
+    # `gem refine` shows a scenario refiner the dialogue it refines; `gem run` never did (same cache keys).
+    show_dialogue: bool = False
+
+
+@dataclass
+class RefineOutcome:
+    """What refining one job gave: a scenario refinement or a refinement into new tasks."""
+
+    job: RefineJob
+    result: RefineResult | TaskRefinement
+
+    def trajectories(self) -> list[Trajectory]:
+        """Every verified refined trajectory."""
+        if isinstance(self.result, TaskRefinement):
+            return list(self.result.trajectories)
+        return [self.result.trajectory] if self.result.trajectory is not None else []
+
+    def reasons(self) -> list[str]:
+        """Why refinements were dropped (operators that did not apply are not reasons)."""
+        if isinstance(self.result, TaskRefinement):
+            return [f"{d.operator}: {d.code}: {d.reason}" for d in self.result.drops if d.code != "not_applicable"]
+        return list(self.result.rejected)
+
+    def best(self) -> RefineResult:
+        """The one-result view `gem refine` reports (the composed task's trajectory first)."""
+        return as_refine_result(self.result) if isinstance(self.result, TaskRefinement) else self.result
+
+
+async def refine_one(env: StageEnv, job: RefineJob) -> RefineResult | TaskRefinement:
+    """Refine one job: a grounded task into new tasks, any other scenario by the scenario operators."""
+    cfg, traj = env.config, job.trajectory
+    if traj.scenario is None:
+        return RefineResult(rejected=[f"{traj.id}: no scenario recorded"])
+    client = env.client("refine")
+    try:
+        if traj.scenario.task is not None and job.workflow.effects:
+            task_ops = [o for o in cfg.refine_ops if o in task_operators()] or None
+            return await refine_to_tasks(job.workflow, traj, env.dialogue_roles, text=job.text, siblings=job.siblings,
+                                         ops=task_ops, seed=job.seed, client=client, judge=env.client("judge"))
+        return await refine(traj.scenario, env.dialogue_roles, rounds=cfg.refine_rounds, ops=list(cfg.refine_ops),
+                            seed=job.seed, client=client, trajectory=traj if job.show_dialogue else None)
+    except ModelCallError as exc:
+        # An endpoint that gives up costs this trajectory only; the others go on.
+        return RefineResult(rejected=[f"model call failed: {exc}"])
+
+
+async def run_refine(env: StageEnv, jobs: list[RefineJob],
+                     on_done: Callable[[RefineOutcome], None] | None = None) -> list[RefineOutcome]:
+    """Stage 4 in `env`: refine every job (at most the rollout semaphore's worth at once), in job order."""
+
+    async def one(job: RefineJob) -> RefineOutcome:
+        async with env.sem:
+            outcome = RefineOutcome(job, await refine_one(env, job))
+        if on_done is not None:
+            on_done(outcome)
+        return outcome
+
+    return list(await asyncio.gather(*(one(j) for j in jobs)))
+
+
+def _refine_graph_step(stage: Stage, env: StageEnv) -> GraphStep:
+    async def step(workflow: Workflow, originals: list[Trajectory], doc: Document) -> tuple[list[Trajectory],
+                                                                                           list[str]]:
+        # Grounded tasks refine into new tasks; the other tasks of the environment are the capabilities a
+        # multi-goal refinement may add.
+        siblings = [t.scenario.task for t in originals if t.scenario is not None and t.scenario.task is not None]
+        judge = env.client("judge")
+        # The text a model refiner or judge reads comes from the checkpointed state, never from memory of an
+        # earlier stage: a document resumed at refinement in a new process must refine exactly as it would have.
+        text = doc.text if env.client("refine") is not None or judge is not None else ""
+        verified = [t for t in originals if t.verdict and t.verdict.passed]
+        jobs = [RefineJob(workflow, t, seed=env.config.seed + i, siblings=siblings, text=text)
+                for i, t in enumerate(verified)]
+        outcomes = await stage.run(env, jobs)
+        refined = [t for o in outcomes for t in o.trajectories()]
+        reasons = sorted({r for o in outcomes for r in o.reasons()})
+        if judge is not None:  # refinements of grounded tasks were judged before they were kept
+            from gem_agents.stages.judge import judge_all
+
+            again, why = await judge_all(judge, [t for t in refined if not t.provenance.judge], workflow, text)
+            refined = [t for t in refined if t.provenance.judge] + again
+            reasons += why
+        return refined, reasons
+
+    return step
+
+
+REFINE = register("stage", "refine", Stage(
+    name="refine", run=run_refine, roles=("refine", "user", "assistant", "tool_env", "judge"),
+    preflight=refine_preflight, graph_step=_refine_graph_step,
+    reads=("refine_rounds", "refine_ops", "seed", "concurrency.rollouts"),
+    summary="harder scenarios or new tasks from verified trajectories, simulated and verified again"))

@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from gem_agents import registry
 from gem_agents.config import RoleConfig
 from gem_agents.models.client import ModelClient
 from gem_agents.prompting import fill, load_prompt
+from gem_agents.registry import register
+from gem_agents.stages.base import Stage, StageEnv
 from gem_agents.stages.prefilter import PrefilterDecision, prefilter
 from gem_agents.stages.tagged import ParseError, parse_relevance
 from tools_runtime.records import Document, Relevance
@@ -40,7 +43,7 @@ def wants_json_schema(cfg: RoleConfig) -> bool:
         return True
     if cfg.structured_output == "tagged":
         return False
-    return cfg.provider in ("openai", "vllm")
+    return "json_schema" in registry.provider(cfg.provider).capabilities
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -147,3 +150,19 @@ async def judge_relevance(doc: Document, client: ModelClient | None, *, use_pref
             continue
         return rel.model_copy(update={"decided_by": "model" if attempt == 0 else "model_reask"})
     return Relevance(multi_step=False, summary=f"unparsable answer: {error}"[:300], decided_by="unparsable")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The stage object: `gem run`'s filter node, `gem filter` and `gem extract`'s first step all call this.
+
+
+async def run_filter(env: StageEnv, doc: Document) -> Relevance:
+    """Stage 1 in `env`: the pre-filter (always when `prefilter` is on or offline), then the filter model."""
+    client = env.client("filter")
+    return await judge_relevance(doc, client, use_prefilter=env.config.prefilter or client is None,
+                                 reask_rounds=env.config.limits.reask_rounds)
+
+
+FILTER = register("stage", "filter", Stage(
+    name="filter", run=run_filter, roles=("filter",), reads=("prefilter", "limits.reask_rounds"),
+    summary="is this a multi-step procedure? (pre-filter rules, then the filter model)"))

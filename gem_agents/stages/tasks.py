@@ -22,11 +22,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gem_agents.models.client import ModelClient
-from gem_agents.policies.dialogue_text import be
+from gem_agents.models.client import ModelCallError, ModelClient
 from gem_agents.prompting import fill, load_prompt
+from gem_agents.registry import register
+from gem_agents.stages.base import Stage, StageEnv
 from gem_agents.stages.offline_env import find_span, source_for
 from gem_agents.stages.relevance import PROMPTS, wants_json_schema
+from gem_agents.user.dialogue_text import be
 from tools_runtime.env_validate import ground_task
 from tools_runtime.environment import ValueSource
 from tools_runtime.records import Document, Workflow
@@ -434,3 +436,24 @@ def write_tasks_offline(workflow: Workflow, text: str, *, k: int = 3, seed: int 
             seen.add(sig)
             unique.append(t)
     return check_tasks(workflow, unique[:k])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The stage object: `gem run`'s tasks node.
+
+
+async def run_tasks(env: StageEnv, doc: Document, workflow: Workflow) -> tuple[list[Task], list[TaskRejection]]:
+    """Stage 3a in `env`: K tasks for the environment (the task model, or rules offline), each checked."""
+    cfg = env.config
+    client = env.client("task")
+    if client is None:
+        return write_tasks_offline(workflow, doc.text, k=cfg.tasks_per_env, seed=cfg.seed)
+    try:
+        return await write_tasks(workflow, doc, client, k=cfg.tasks_per_env, repair_rounds=cfg.limits.repair_rounds)
+    except ModelCallError as exc:
+        return [], [TaskRejection(task_id=f"{workflow.id}:t", code="model_call_failed", reason=str(exc))]
+
+
+TASKS = register("stage", "tasks", Stage(
+    name="tasks", run=run_tasks, roles=("task",), reads=("tasks_per_env", "seed", "limits.repair_rounds"),
+    summary="K tasks per environment, each validated and its gold actions executed (or rejected with a code)"))

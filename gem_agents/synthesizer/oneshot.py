@@ -26,15 +26,15 @@ from gem_agents.models.client import ModelCallError, ModelClient
 from gem_agents.prompting import load_prompt, prompts_hash
 from gem_agents.synthesizer.format import FormatError, SynthTrajectory, extract_block, parse
 from tools_runtime.records import Document, Failure, Provenance, Scenario, Trajectory, Verdict, Workflow
-from tools_runtime.replay import Replay, call_name_args, replay_dialogue, tool_calls_of
 from tools_runtime.stats import compute_stats
-from tools_runtime.verify import check_claims, check_dialogue, check_execution, check_graph_order
+from tools_runtime.verification.replay import Replay, call_name_args, replay_dialogue, tool_calls_of
+from tools_runtime.verification.verify import check_claims, check_dialogue, check_execution, check_graph_order
 from tools_runtime.workflow_io import WorkflowError, workflow_from_dict
 
 PROMPT_FILE = "oneshot.txt"
 STAGE = "synthesizer"
 
-# Failure codes only this mode emits (the rest are tools_runtime.verify.FAILURE_CODES).
+# Failure codes only this mode emits (the rest are tools_runtime.verification.verify.FAILURE_CODES).
 ONESHOT_FAILURE_CODES = {
     "model_error": "model",
     "unparseable_output": "format",

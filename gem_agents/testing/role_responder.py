@@ -13,8 +13,8 @@ from typing import Any
 
 from gem_agents.policies.chat import OPENING, assistant_prompt, user_prompt
 from gem_agents.policies.scripted_assistant import scripted_assistant
-from gem_agents.policies.scripted_user import scripted_user
 from gem_agents.testing.fake_openai import Reply, ToolCall
+from gem_agents.user.scripted import scripted_user
 from graphs.roles import STOP_TOKEN, RoleView
 from tools_runtime.records import Scenario
 

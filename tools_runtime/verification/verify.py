@@ -26,8 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tools_runtime.backend import same
-from tools_runtime.blame import assign_blame
-from tools_runtime.components import (
+from tools_runtime.exec_graph import check_order, parse_graph
+from tools_runtime.executor import parse_tool_content
+from tools_runtime.records import ComponentVerdict, ExecRecord, Failure, PlannedError, Scenario, Verdict
+from tools_runtime.scenario import ScenarioError, replay_plan
+from tools_runtime.state import diff_states
+from tools_runtime.verification.blame import assign_blame
+from tools_runtime.verification.components import (
     COMPONENT_CODES,
     COMPONENTS,
     STRUCTURAL,
@@ -42,12 +47,7 @@ from tools_runtime.components import (
     task_issues,
     task_of,
 )
-from tools_runtime.exec_graph import check_order, parse_graph
-from tools_runtime.executor import parse_tool_content
-from tools_runtime.records import ComponentVerdict, ExecRecord, Failure, PlannedError, Scenario, Verdict
-from tools_runtime.replay import Replay, call_name_args, replay_dialogue, tool_calls_of
-from tools_runtime.scenario import ScenarioError, replay_plan
-from tools_runtime.state import diff_states
+from tools_runtime.verification.replay import Replay, call_name_args, replay_dialogue, tool_calls_of
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 

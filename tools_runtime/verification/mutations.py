@@ -13,7 +13,7 @@ from typing import Any
 
 from tools_runtime.exec_graph import parse_graph
 from tools_runtime.executor import parse_tool_content
-from tools_runtime.replay import call_name_args, tool_calls_of
+from tools_runtime.verification.replay import call_name_args, tool_calls_of
 
 Messages = list[dict[str, Any]]
 
@@ -63,7 +63,7 @@ def drop_call(messages: Messages, which: int = -1) -> Messages:
 
 def drop_last_write(messages: Messages, scenario: Any) -> Messages:
     """Remove the last successful call of a tool that writes (by declaration or name binding)."""
-    from tools_runtime.components import tool_kind
+    from tools_runtime.verification.components import tool_kind
 
     calls = _successful(messages)
     for n in range(len(calls) - 1, -1, -1):
@@ -104,7 +104,7 @@ def _descendants(graph: Any, node: str) -> set[str]:
 
 def swap_dependent_writes(messages: Messages, scenario: Any) -> Messages:
     """Swap two successful writes where one depends on the other in the execution graph."""
-    from tools_runtime.components import tool_kind
+    from tools_runtime.verification.components import tool_kind
 
     writes = {t.name for t in scenario.workflow.tools if tool_kind(scenario, t.name) == "write"}
     return swap_dependent_calls(messages, scenario.workflow.execution_graph, only=writes)

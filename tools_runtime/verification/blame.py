@@ -20,10 +20,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tools_runtime.components import Judge, _mentions, args_match, norm_text, norm_value
 from tools_runtime.records import Failure, Scenario
-from tools_runtime.replay import Replay, tool_calls_of
 from tools_runtime.tasks import Task
+from tools_runtime.verification.components import Judge, _mentions, args_match, norm_text, norm_value
+from tools_runtime.verification.replay import Replay, tool_calls_of
 
 _TASK_CODES = {"empty_criteria", "gold_unreachable", "inconsistent_criteria", "invalid_reference_plan"}
 _FACT_LINE = re.compile(r"^\s*[-*]?\s*([A-Za-z][A-Za-z0-9 _\-]{0,40}?)\s*:\s*(.+?)\s*$", re.M)

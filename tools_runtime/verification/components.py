@@ -36,9 +36,9 @@ from tools_runtime.environment import WRITE_EFFECTS
 from tools_runtime.exec_graph import parse_graph
 from tools_runtime.executor import ToolEnvironment
 from tools_runtime.records import ComponentVerdict, ExecRecord, Failure, Scenario
-from tools_runtime.replay import Replay, tool_calls_of
 from tools_runtime.state import canonical_json, diff_states
 from tools_runtime.tasks import DEFAULT_BASIS, Action, Task
+from tools_runtime.verification.replay import Replay, tool_calls_of
 
 # A judge answers `kind` ("nl_assertion" or "blame") about `context` with a small dict
 # ({"passed": bool, "reason": str} or {"blame": str, "reason": str}); the gem_agents layer wraps a

@@ -1,7 +1,7 @@
 """Where a recorded transcript first departs from the simulator: the state, the execution graph or the dialogue.
 
 `gem replay` steps a trajectory (ours or a third-party OpenAI-format one) against a fresh backend.
-Each tool call is re-executed (`tools_runtime/replay.py`) and checked, in message order, against:
+Each tool call is re-executed (`tools_runtime/verification/replay.py`) and checked, in message order, against:
 
 dialogue   the dialogue graph's shape (user → assistant → tools → assistant …; every call answered)
 schema     the call names a tool of the workflow with arguments its schema accepts
@@ -19,8 +19,8 @@ from typing import Any
 
 from tools_runtime.exec_graph import ExecGraph, parse_graph
 from tools_runtime.records import ExecRecord, Failure, Scenario
-from tools_runtime.replay import replay_dialogue
-from tools_runtime.verify import FAILURE_CODES, check_dialogue
+from tools_runtime.verification.replay import replay_dialogue
+from tools_runtime.verification.verify import FAILURE_CODES, check_dialogue
 
 # At the same message, report the structural problem before the call's own problems.
 _RANK = {"dialogue": 0, "schema": 1, "order": 2, "execution": 3}

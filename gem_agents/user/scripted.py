@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gem_agents.policies.dialogue_text import (
+from gem_agents.user.dialogue_text import (
     coerce,
     fact_lines,
     find_fact,

@@ -20,16 +20,16 @@ from typing import Any
 
 import networkx as nx
 
-from tools_runtime import mutations
 from tools_runtime.binding import bind_tools
-from tools_runtime.components import _CONFIRM_ASK, _YES, is_write, loose_state, tool_kind
 from tools_runtime.environment import Rule
 from tools_runtime.exec_graph import parse_graph
 from tools_runtime.executor import parse_tool_content, tool_message_content
 from tools_runtime.records import PlannedError, Scenario
-from tools_runtime.replay import call_name_args, replay_dialogue, tool_calls_of
 from tools_runtime.tasks import Action, Task
 from tools_runtime.toolspec import ToolSpec
+from tools_runtime.verification import mutations
+from tools_runtime.verification.components import _CONFIRM_ASK, _YES, is_write, loose_state, tool_kind
+from tools_runtime.verification.replay import call_name_args, replay_dialogue, tool_calls_of
 
 Messages = list[dict[str, Any]]
 Variant = Callable[[Scenario, Messages], tuple[Scenario, Messages]]
