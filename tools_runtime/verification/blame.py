@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tools_runtime.records import Failure, Scenario
+from tools_runtime.records import Blame, Failure, Scenario
 from tools_runtime.tasks import Task
 from tools_runtime.verification.components import Judge, _mentions, args_match, norm_text, norm_value
 from tools_runtime.verification.replay import Replay, tool_calls_of
@@ -138,7 +138,7 @@ def environment_fault(failures: list[Failure], replay: Replay, task: Task, tool_
 
 def assign_blame(failures: list[Failure], messages: list[dict[str, Any]], replay: Replay, scenario: Scenario,
                  task: Task, *, ended_by: str = "", tool_results_by: str = "environment",
-                 judge: Judge | None = None) -> tuple[str, str]:
+                 judge: Judge | None = None) -> tuple[Blame, str]:
     """(blame, reason) for a failed rollout: rules first, then the judge, else the assistant."""
     task_fault = next((f for f in failures if f.code in _TASK_CODES), None)
     if task_fault is not None:
@@ -156,8 +156,9 @@ def assign_blame(failures: list[Failure], messages: list[dict[str, Any]], replay
     if judge is not None:
         answer = judge("blame", {"failures": [f.model_dump() for f in failures], "messages": messages,
                                  "task": task.model_dump()})
-        if answer.get("blame") in ("assistant", "user", "environment", "task"):
-            return str(answer["blame"]), str(answer.get("reason") or "decided by the judge")
+        decided = answer.get("blame")
+        if decided in ("assistant", "user", "environment", "task"):
+            return decided, str(answer.get("reason") or "decided by the judge")
     first = failures[0] if failures else None
     return "assistant", (first.reason if first else "the rollout failed")
 

@@ -383,7 +383,7 @@ def verify(messages: list[dict[str, Any]], scenario: Scenario, *, ended_by: str 
     if not passed:
         blame, why = assign_blame(failures or [f for c in comps.values() for f in c.failures], messages, replay,
                                   scenario, task, ended_by=ended_by, tool_results_by=tool_results_by, judge=judge)
-        verdict.blame, verdict.blame_reason = blame, why  # type: ignore[assignment]
+        verdict.blame, verdict.blame_reason = blame, why
     return verdict, replay, recovered
 
 
