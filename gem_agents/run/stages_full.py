@@ -139,8 +139,7 @@ def make_stages(ctx: RunContext) -> PipelineStages:
                         got = await refine_to_tasks(workflow, traj, ctx.roles, text=text, siblings=siblings,
                                                     ops=task_ops, seed=cfg.seed + i, client=refine_client,
                                                     judge=judge_client)
-                        return got.trajectories, [f"{d.operator}: {d.code}: {d.reason}" for d in got.drops
-                                                  if d.code != "not_applicable"]
+                        return got.trajectories, got.drop_lines()
                     res = await refine(traj.scenario, ctx.roles, rounds=cfg.refine_rounds, ops=list(cfg.refine_ops),
                                        seed=cfg.seed + i, client=refine_client)
                 except ModelCallError as exc:

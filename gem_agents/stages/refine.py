@@ -346,6 +346,12 @@ class TaskRefinement(BaseModel):
     tasks: list[Task] = Field(default_factory=list)
     drops: list[Drop] = Field(default_factory=list)
 
+    def drop_lines(self) -> list[str]:
+        """One `OPERATOR: CODE: REASON [task ID]` line per drop (not-applicable ones too), as the run stores
+        them among a document's reasons; the task id keeps two equal drops of different tasks apart, and
+        `gem audit` counts them per operator."""
+        return [f"{d.operator}: {d.code}: {d.reason} [task {d.task_id or d.parent}]" for d in self.drops]
+
     def produced(self) -> dict[str, int]:
         """Refined tasks that validated, by operator (a composed task counts once under `composed`)."""
         out: dict[str, int] = {}
