@@ -22,7 +22,7 @@ from gem_agents.cli.progress import make_progress
 from gem_agents.io import check_output, iter_json_lines, write_jsonl, write_text
 from gem_agents.models.client import ModelCallError
 from gem_agents.roles_factory import make_roles
-from gem_agents.stages.refine import RefineResult, as_refine_result, refine, refine_to_tasks
+from gem_agents.stages.refine import REFINE_ROLES, RefineResult, as_refine_result, refine, refine_to_tasks
 from tools_runtime.records import Scenario, Stats, Trajectory, Workflow
 from tools_runtime.refine_ops import OPS
 from tools_runtime.refine_tasks import TASK_OPS
@@ -119,8 +119,8 @@ def refine_cmd(
         fail(f"{trajectories}: no trajectories", 1)
     check_output(out, folder=True)
     out.mkdir(parents=True, exist_ok=True)
-    hub = open_hub(cfg, str(config), (*DIALOGUE_ROLES, "refine"), out / "model_cache.sqlite") if any(
-        getattr(cfg.roles, r).provider != "scripted" for r in ("user", "assistant", "refine")) else None
+    hub = open_hub(cfg, str(config), (*DIALOGUE_ROLES, *REFINE_ROLES), out / "model_cache.sqlite") if any(
+        getattr(cfg.roles, r).provider != "scripted" for r in ("user", "assistant", *REFINE_ROLES)) else None
     roles = make_roles(hub)
     client = hub.client("refine") if hub is not None else None
 
@@ -154,7 +154,8 @@ def refine_cmd(
                         # A grounded task refines into new tasks (issue 17); the best verified one is kept.
                         res = as_refine_result(await refine_to_tasks(
                             sc.workflow, traj.model_copy(update={"scenario": sc}), roles, siblings=siblings,
-                            ops=[o for o in wanted or [] if o in TASK_OPS] or None, seed=seed, client=client))
+                            ops=[o for o in wanted or [] if o in TASK_OPS] or None, seed=seed, client=client,
+                            judge=hub.client("judge") if hub is not None else None))
                         return n, traj, res
                     res = await refine(sc, roles, rounds=rounds, ops=wanted, seed=seed, client=client,
                                        trajectory=traj)

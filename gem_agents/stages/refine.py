@@ -38,6 +38,9 @@ from tools_runtime.tasks import Action, Info, Task
 from tools_runtime.toolspec import ToolSpec, ToolSpecError, normalize_tool
 
 PROMPTS = "gem_agents.stages"
+# The model roles stage 4 uses besides the dialogue roles: the refiner, and the optional judge that scores
+# each refined dialogue and decides its nl_assertions (`gem refine` opens both when the config sets them).
+REFINE_ROLES = ("refine", "judge")
 ERROR_KINDS = ("transient", "permission", "not_found", "invalid_value")
 
 
@@ -526,7 +529,7 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
         return out
     out.drops += drops
     await _simulate_refined(out, workflow, original, parent, cands, roles, seed=seed, client=client, offline=offline,
-                            judge=judge)
+                            judge=judge, text=ctx.text)
     if client is None and compose and not singles and not out.trajectories:
         # The composed task did not verify: fall back to one refined task per operator.
         try:
@@ -534,13 +537,14 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
         except RefineOpError:
             more = []
         await _simulate_refined(out, workflow, original, parent, more, roles, seed=seed, client=None,
-                                offline=offline, first=len(out.tasks), judge=judge)
+                                offline=offline, first=len(out.tasks), judge=judge, text=ctx.text)
     return out
 
 
 async def _simulate_refined(out: TaskRefinement, workflow: Workflow, original: Trajectory, parent: Task,
                             cands: list[Task], roles: Roles, *, seed: int, client: ModelClient | None,
-                            offline: bool | None, first: int = 0, judge: ModelClient | None = None) -> None:
+                            offline: bool | None, first: int = 0, judge: ModelClient | None = None,
+                            text: str = "") -> None:
     """Simulate and verify each refined task; verified ones join `out.trajectories`, the rest `out.drops`."""
     for i, task in enumerate(cands, first):
         task = task.model_copy(update={"offline": parent.offline if client is None else False})
@@ -555,7 +559,7 @@ async def _simulate_refined(out: TaskRefinement, workflow: Workflow, original: T
             from gem_agents.stages.judge import JudgeError, apply_judge, judge_trajectory
 
             try:
-                traj = apply_judge(traj, await judge_trajectory(judge, traj, workflow, out_text(workflow)),
+                traj = apply_judge(traj, await judge_trajectory(judge, traj, workflow, text or out_text(workflow)),
                                    model=judge.model)
             except JudgeError as exc:
                 out.drops.append(Drop(operator=task.operator, parent=parent.id, task_id=task.id,
