@@ -36,6 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gem_agents.audit import refinement, run_data  # noqa: E402
 from gem_agents.config import InputConfig, RunConfig  # noqa: E402
 from gem_agents.ingest import read_documents  # noqa: E402
 from gem_agents.models.hub import ModelHub  # noqa: E402
@@ -60,6 +61,9 @@ from tools_runtime.verify import verify  # noqa: E402
 from tools_runtime.workflow_io import load_workflow, load_workflows  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "texts" / "corpus_dev.jsonl"
+# An environment needs at least the paper's 8.6 tool types (rounded up) for a refined task to reach them
+# without calling a tool it already used for an earlier request.
+ENOUGH_TOOLS = 9
 PAPER = {"before": {"messages": 30.0, "tool_types": 5.0, "tool_calls": 7.8},
          "after": {"messages": 46.0, "tool_types": 8.6, "tool_calls": 16.3}}
 COLUMNS = ("messages", "user_turns", "tool_types", "tool_calls", "errors_recovered")
@@ -145,6 +149,9 @@ async def measure(envs: list[tuple[Workflow, list[Task], str]], *, fake_server: 
     drop_codes: dict[str, Counter] = defaultdict(Counter)
     examples: dict[str, list[str]] = defaultdict(list)
     reverified = 0
+    per_env: dict[str, dict[str, Any]] = {}
+    audit_docs: list[dict[str, Any]] = []
+    audit_trajs: list[tuple[str, Trajectory]] = []
     server = hub = relay = None
     if fake_server:
         from gem_agents.testing.fake_openai import FakeOpenAIServer
@@ -186,12 +193,25 @@ async def measure(envs: list[tuple[Workflow, list[Task], str]], *, fake_server: 
                     verified[_op(t.scenario.task)] += 1
                     reverified += verify(t.messages, t.scenario)[0].passed
                 refined += res.trajectories
+                row = per_env.setdefault(wf.id, {"tools": len(wf.tools), "composed": []})
+                row["composed"] += [t.stats for t in res.trajectories if _op(t.scenario.task) == "composed"]
+                audit_docs.append({"doc_id": f"{wf.id}|{task.id}", "status": "kept",
+                                   "reasons": [f"refinement: {line}" for line in res.drop_lines()]})
+                audit_trajs += [("refined", t) for t in res.trajectories]
     finally:
         if hub is not None:
             hub.close()
         if server is not None:
             server.stop()
     composed = [t for t in refined if _op(t.scenario.task) == "composed"]
+    # The same figures as `gem audit` computes them from a run's store (drop lines + refined trajectories).
+    audited = refinement(run_data(audit_docs, audit_trajs))
+    envs = {}
+    for env_id, row in sorted(per_env.items()):
+        best = max(row["composed"], key=lambda st: (st.tool_types, st.tool_calls), default=None)
+        envs[env_id] = {"tools": row["tools"], "composed_best": best.model_dump() if best is not None else None}
+    big = [st for row in per_env.values() if row["tools"] >= ENOUGH_TOOLS for st in row["composed"]]
+    small = [st for row in per_env.values() if row["tools"] < ENOUGH_TOOLS for st in row["composed"]]
     return {
         "originals": originals_n, "refined_verified": len(refined), "refined_reverified": reverified,
         "before": mean_stats(before), "after_all": mean_stats(t.stats for t in refined),
@@ -201,6 +221,11 @@ async def measure(envs: list[tuple[Workflow, list[Task], str]], *, fake_server: 
         "operators": {op: {"produced": produced[op], "verified": verified[op], "dropped": dropped[op],
                            "drop_codes": dict(drop_codes[op]), "examples": examples[op]}
                       for op in sorted(set(produced) | set(dropped))},
+        "audit": {k: audited[k] for k in ("repetition_share", "new_capability_share", "complexity",
+                                          "complexity_composed", "tool_ceiling", "operators")},
+        "by_size": {f"composed, environments with >= {ENOUGH_TOOLS} tools": mean_stats(big),
+                    f"composed, environments with < {ENOUGH_TOOLS} tools": mean_stats(small)},
+        "environments": envs,
     }
 
 
@@ -248,6 +273,17 @@ def print_block(name: str, m: dict[str, Any]) -> None:
                                              for c in COLUMNS))
     print(f"  repetition_share {m['repetition_share']} (composed {m['repetition_share_composed']}; target ≤ 0.2), "
           f"new_capability_share {m['new_capability_share']}")
+    for label, row in m["by_size"].items():
+        print(f"  {label:<44} messages {row['messages']:.2f}, tool types {row['tool_types']:.2f}, "
+              f"tool calls {row['tool_calls']:.2f}  n={row['n']}")
+    ceilings = Counter(e["tools"] for e in m["environments"].values())
+    print("  environments by number of tools (the ceiling of tool types): "
+          + ", ".join(f"{k} tools ×{v}" for k, v in sorted(ceilings.items())))
+    a = m["audit"]
+    print(f"  gem audit's figures on the same output: repetition_share {a['repetition_share']}, new_capability_share "
+          f"{a['new_capability_share']}; per operator produced/simulated/verified/dropped: "
+          + "; ".join(f"{op} {r['produced']}/{r['simulated']}/{r['verified']}/{r['dropped']}"
+                      for op, r in a["operators"].items()))
     print(f"  {'operator':<18}{'produced':>10}{'verified':>10}{'dropped':>10}  drop codes")
     for op, row in m["operators"].items():
         codes = ", ".join(f"{k} {v}" for k, v in sorted(row["drop_codes"].items(), key=lambda kv: -kv[1]))
