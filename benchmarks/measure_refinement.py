@@ -14,12 +14,15 @@ them all), simulate and verify each refined task again, and print:
 - per operator: refined tasks produced (gold runs), verified, dropped, with the drop codes and reasons;
 - the legacy scenario operators (tools_runtime/refine_ops.py) on examples/workflows, for comparison.
 
+`--fake-judge` adds a judge role through the fake server that passes every assertion: it exercises the
+judge path (refusals and assertions decided by a judge), and says nothing of any judge's quality.
+
 `--fake-server` sends the refine role through the fake OpenAI server instead: the server answers each
 refine request with the operators' tasks written as the model's JSON, so the model path (prompt with
 dialogue/text/environment/policy → JSON → pydantic → gold → simulate → verify) is measured end to end.
 Those answers are the offline operators' output relayed by a test double, not a model's quality.
 
-    .venv/bin/python benchmarks/measure_refinement.py [CORPUS.jsonl] [--limit N] [--fake-server] [--json]
+    .venv/bin/python benchmarks/measure_refinement.py [CORPUS.jsonl] [--limit N] [--fake-server] [--fake-judge] [--json]
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from gem_agents.config import InputConfig, RunConfig  # noqa: E402
 from gem_agents.ingest import read_documents  # noqa: E402
 from gem_agents.models.hub import ModelHub  # noqa: E402
 from gem_agents.roles_factory import make_roles  # noqa: E402
+from gem_agents.stages.judge import JudgeAnswer, judge_callable  # noqa: E402
 from gem_agents.stages.offline_extractor import extract_offline  # noqa: E402
 from gem_agents.stages.refine import refine, refine_to_tasks  # noqa: E402
 from gem_agents.stages.relevance import judge_relevance  # noqa: E402
@@ -115,6 +119,25 @@ class RelayResponder:
         return text(self.reply)
 
 
+class PassingJudge:
+    """Fake-server judge: scores 4 on every criterion and passes every assertion the prompt lists.
+
+    A rubber stamp: it measures the judge path (prompt → JSON → verdict with assertions), never whether a
+    refusal really happened."""
+
+    def __call__(self, body: dict[str, Any]) -> Any:
+        from gem_agents.testing.fake_openai import text
+
+        prompt = str(body["messages"][0]["content"])
+        block = prompt.split("ASSERTIONS:\n", 1)[-1].split("\n\nVERIFICATION:", 1)[0]
+        return text(json.dumps({
+            "scores": {c: {"score": 4, "reason": "double"} for c in
+                       ("grounded_in_text", "natural_user", "helpful_assistant", "policy_followed")},
+            "nl_assertions": [{"assertion": x[2:], "passed": True, "reason": "double"}
+                              for x in block.splitlines() if x.startswith("- ")],
+            "blame": None, "blame_reason": ""}))
+
+
 def as_proposal(parent: Task, tasks: list[Task]) -> str:
     """Refined tasks written back as the model refiner's JSON answer (only their new requests)."""
     items = []
@@ -140,7 +163,8 @@ def as_proposal(parent: Task, tasks: list[Task]) -> str:
     return json.dumps({"tasks": items})
 
 
-async def measure(envs: list[tuple[Workflow, list[Task], str]], *, fake_server: bool = False) -> dict[str, Any]:
+async def measure(envs: list[tuple[Workflow, list[Task], str]], *, fake_server: bool = False,
+                  fake_judge: bool = False) -> dict[str, Any]:
     """Originals, refined trajectories and the per-operator funnel over every valid task of `envs`."""
     roles = make_roles(None)
     before, originals_n = [], 0
@@ -152,15 +176,24 @@ async def measure(envs: list[tuple[Workflow, list[Task], str]], *, fake_server: 
     per_env: dict[str, dict[str, Any]] = {}
     audit_docs: list[dict[str, Any]] = []
     audit_trajs: list[tuple[str, Trajectory]] = []
-    server = hub = relay = None
+    server = hub = relay = judge_server = judge_client = None
+    roles_cfg: dict[str, Any] = {}
     if fake_server:
         from gem_agents.testing.fake_openai import FakeOpenAIServer
 
         relay = RelayResponder()
         server = FakeOpenAIServer(relay).start()
-        hub = ModelHub(RunConfig.model_validate({"cache": False, "roles": {"refine": {
-            "provider": "openai", "base_url": server.base_url, "model": "relay-of-offline-operators",
-            "structured_output": "tagged", "max_retries": 0}}}))
+        roles_cfg["refine"] = {"provider": "openai", "base_url": server.base_url, "model": "relay-of-offline-operators",
+                               "structured_output": "tagged", "max_retries": 0}
+    if fake_judge:
+        from gem_agents.testing.fake_openai import FakeOpenAIServer
+
+        judge_server = FakeOpenAIServer(PassingJudge()).start()
+        roles_cfg["judge"] = {"provider": "openai", "base_url": judge_server.base_url, "model": "passing-judge-double",
+                              "structured_output": "tagged", "max_retries": 0}
+    if roles_cfg:
+        hub = ModelHub(RunConfig.model_validate({"cache": False, "roles": roles_cfg}))
+        judge_client = hub.client("judge") if fake_judge else None
     try:
         for wf, tasks, text in envs:
             for task in tasks:
@@ -176,11 +209,11 @@ async def measure(envs: list[tuple[Workflow, list[Task], str]], *, fake_server: 
                 client = None
                 if relay is not None and hub is not None:
                     ctx = RefineContext(workflow=wf, text=text, siblings=tasks)
-                    cands, _ = refine_candidates(ctx, task, singles=True, compose=True)
+                    cands, _ = refine_candidates(ctx, task, singles=True, compose=True, judge=fake_judge)
                     relay.reply = as_proposal(task, cands)
                     client = hub.client("refine")
                 res = await refine_to_tasks(wf, orig, roles, text=text, siblings=tasks, singles=True, compose=True,
-                                            client=client, k=8)
+                                            client=client, k=8, judge=judge_client)
                 for t in res.tasks:
                     produced[_op(t)] += 1
                 for d in res.drops:
@@ -191,7 +224,10 @@ async def measure(envs: list[tuple[Workflow, list[Task], str]], *, fake_server: 
                         examples[name].append(f"{d.code}: {d.reason[:150]}")
                 for t in res.trajectories:
                     verified[_op(t.scenario.task)] += 1
-                    reverified += verify(t.messages, t.scenario)[0].passed
+                    # Judged dialogues re-verify with the judge's recorded decisions (assertions, refusals).
+                    decided = judge_callable(JudgeAnswer.model_validate(t.provenance.judge)) \
+                        if t.provenance.judge else None
+                    reverified += verify(t.messages, t.scenario, judge=decided)[0].passed
                 refined += res.trajectories
                 row = per_env.setdefault(wf.id, {"tools": len(wf.tools), "composed": []})
                 row["composed"] += [t.stats for t in res.trajectories if _op(t.scenario.task) == "composed"]
@@ -201,8 +237,9 @@ async def measure(envs: list[tuple[Workflow, list[Task], str]], *, fake_server: 
     finally:
         if hub is not None:
             hub.close()
-        if server is not None:
-            server.stop()
+        for srv in (server, judge_server):
+            if srv is not None:
+                srv.stop()
     composed = [t for t in refined if _op(t.scenario.task) == "composed"]
     # The same figures as `gem audit` computes them from a run's store (drop lines + refined trajectories).
     audited = refinement(run_data(audit_docs, audit_trajs))
@@ -298,17 +335,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--limit", type=int, default=None, help="only the first N corpus documents")
     ap.add_argument("--fake-server", action="store_true", help="the refine role through the fake OpenAI server")
+    ap.add_argument("--fake-judge", action="store_true",
+                    help="a judge role through the fake server that passes every assertion (the judge path only)")
     ap.add_argument("--no-legacy", action="store_true", help="skip the legacy scenario operators")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    results: dict[str, Any] = {"mode": "fake-server relay" if args.fake_server else "offline"}
-    results["examples"] = asyncio.run(measure(example_environments(), fake_server=args.fake_server))
+    results: dict[str, Any] = {"mode": ("fake-server relay" if args.fake_server else "offline")
+                               + (" + passing judge double" if args.fake_judge else "")}
+    results["examples"] = asyncio.run(measure(example_environments(), fake_server=args.fake_server,
+                                              fake_judge=args.fake_judge))
     t1 = time.perf_counter()
     missing = not args.corpus.exists()
     if not missing:
         envs, funnel = asyncio.run(corpus_environments(args.corpus, args.limit))
-        results["corpus"] = asyncio.run(measure(envs, fake_server=args.fake_server)) | {"funnel": funnel}
+        results["corpus"] = asyncio.run(measure(envs, fake_server=args.fake_server,
+                                                fake_judge=args.fake_judge)) | {"funnel": funnel}
     t2 = time.perf_counter()
     if not args.no_legacy:
         results["legacy_examples_workflows"] = asyncio.run(legacy())
