@@ -136,3 +136,37 @@ def test_each_applies_on_an_example_environment_and_verifies(env, op):
         judge = judge_says(True) if op == "policy_refusal" else None
         passed += verify(traj.messages, traj.scenario, judge=judge)[0].passed
     assert passed >= 1, f"no {op} refinement of {env} verified"
+
+
+LARGE = Path(__file__).resolve().parents[1] / "benchmarks" / "environments" / "library_account.json"
+
+
+def test_composed_refinement_reaches_the_papers_complexity_where_the_environment_has_the_tools():
+    """14 tools: the composed task chains many distinct operators and stays within the repetition budget."""
+    from tools_runtime.refine_tasks import REPETITION_BUDGET, compose_task, gold_repeats, repetition_share
+
+    wf = load_workflow(LARGE)
+    tasks = [Task.model_validate_json(x) for x in LARGE.with_suffix(".tasks.jsonl").read_text().splitlines() if x]
+    ctx = RefineContext(workflow=wf, text="\n".join(wf.steps), siblings=tasks)
+    task, _ = compose_task(ctx, tasks[0], list(TASK_OPS))
+    assert {"multi_goal", "ambiguous", "branch", "error_condition"} <= set(task.meta["operators"])
+    repeats, calls = gold_repeats(task)
+    assert repeats <= max(1, REPETITION_BUDGET * calls)
+    task = validate(wf, task, "composed")
+    assert isinstance(task, Task)
+    traj = simulated(wf, task)
+    assert traj.verdict.passed, traj.verdict.codes()
+    st = traj.stats
+    assert (st.messages, st.tool_types) >= (46, 9) and st.tool_calls >= 14, st
+    assert repetition_share([traj.model_copy(update={"provenance": traj.provenance.model_copy(
+        update={"stage": "refine"})})]) <= 0.2
+
+
+def test_a_small_environment_stops_at_its_tool_ceiling(offline_env):
+    from tools_runtime.refine_tasks import compose_task
+
+    wf, tasks = offline_env
+    task, _ = compose_task(RefineContext(workflow=wf, text=PAGE, siblings=tasks), tasks[0], list(TASK_OPS))
+    # The composed task uses every tool of the environment: its tool types are at the ceiling, not above.
+    assert len({a.tool for a in task.gold_actions}) == len(wf.tools) == 3
+    assert len(task.meta["requests"]) >= 3

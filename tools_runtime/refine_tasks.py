@@ -746,6 +746,9 @@ TASK_OPS: dict[str, TaskOp] = {
 DEFAULT_TASK_OPS = list(TASK_OPS)
 # How often one operator may apply within a composed task (each time it must find something new).
 COMPOSE_REPEAT = {"multi_goal": 8, "error_condition": 3, "ambiguous": 2, "branch": 2}
+# The most a composed task's gold may repeat (calls of a tool, with arguments of the same shape, that an
+# earlier request already made): dialogues add look-ups of their own, and repetition_share must stay ≤ 0.2.
+REPETITION_BUDGET = 0.18
 # The most requests a composed task holds (the original's included): a dialogue a person would still follow.
 MAX_COMPOSED_REQUESTS = 14
 # Operators whose requests only a judge can verify (they join a composed task only when one is configured).
@@ -856,6 +859,12 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
         if not isinstance(got, Task):
             why[op] = f"{got.code}: {got.reason}"
             return False
+        repeats, calls = gold_repeats(got)
+        if repeats > max(1, REPETITION_BUDGET * calls):
+            # Length bought by calling again what an earlier request called is what refinement must not add
+            # (one repeat is let through: on a small environment one look-up again is a large share).
+            why[op] = f"its request repeats tools of earlier requests ({repeats} of {calls} gold calls)"
+            return False
         current = got
         applied[op] = applied.get(op, 0) + 1
         why.pop(op, None)
@@ -869,6 +878,19 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
             continue
         attempt(op)
     return current, {op: r for op, r in why.items() if not applied.get(op)}
+
+
+def gold_repeats(task: Task) -> tuple[int, int]:
+    """(repeats, calls) of a task's gold: calls of a tool, with arguments of the same shape, that an earlier
+    request already made (the gold-side form of `repetition_share`)."""
+    first: dict[tuple[str, tuple[str, ...]], int] = {}
+    calls = repeats = 0
+    for n, req in enumerate(requests_of(task)):
+        for a in task.gold_actions[int(req["start"]):int(req["end"])]:
+            calls += 1
+            seen = first.setdefault((a.tool, _shape(a.arguments)), n)
+            repeats += seen < n
+    return repeats, calls
 
 
 def _unique(text: str, taken: list[str]) -> str:
