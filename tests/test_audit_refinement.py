@@ -183,3 +183,22 @@ def test_audit_prints_and_json_includes_the_refinement_figures(run_dir):
     data = json.loads(res.output)
     assert data["refinement"]["repetition_share"] == 0.333
     assert data["refinement"]["operators"]["composed"]["verified"] == 1
+
+
+def test_gem_run_then_gem_audit_counts_the_refine_stages_drops(tmp_path):
+    """End to end: the refine stage stores its drop lines, and `gem audit` counts them per operator."""
+    from tests.test_refine_branches import PAGE
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"id": "autologin", "text": PAGE}) + "\n", encoding="utf-8")
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "offline.yaml"
+    res = runner.invoke(app, ["run", str(cfg), "--input", str(docs), "--out", str(tmp_path / "run"), "-q",
+                              "--no-report"])
+    assert res.exit_code == 0, res.output
+    r = audit_run(tmp_path / "run")["refinement"]
+    assert r["verified"] >= 1 and r["repetition_share"] is not None and r["new_capability_share"] is not None
+    ops = r["operators"]
+    assert ops["composed"]["verified"] >= 1
+    # Without a judge the refusal the text's rule allows is left out of the composed task, and said so.
+    assert ops["policy_refusal"]["drop_codes"].get("needs_judge", 0) >= 1
+    assert r["tool_ceiling"]["environments"] == 1

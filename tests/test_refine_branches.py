@@ -170,3 +170,17 @@ def test_a_small_environment_stops_at_its_tool_ceiling(offline_env):
     # The composed task uses every tool of the environment: its tool types are at the ceiling, not above.
     assert len({a.tool for a in task.gold_actions}) == len(wf.tools) == 3
     assert len(task.meta["requests"]) >= 3
+
+
+def test_without_a_judge_the_composed_task_leaves_the_refusal_out_and_says_so(offline_env):
+    from tools_runtime.refine_tasks import refine_candidates
+
+    wf, tasks = offline_env
+    parent = next(t for t in tasks if not t.refuse)
+    ctx = RefineContext(workflow=wf, text=PAGE, siblings=tasks)
+    out, drops = refine_candidates(ctx, parent, singles=False, compose=True, judge=False)
+    assert out and "policy_refusal" not in out[0].meta["operators"]
+    assert [d.code for d in drops if d.operator == "policy_refusal"] == ["needs_judge"]
+    out, drops = refine_candidates(ctx, parent, singles=False, compose=True, judge=True)
+    assert out[0].meta["operators"][-1] in ("policy_refusal", "long_context")
+    assert "policy_refusal" in out[0].meta["operators"] and not [d for d in drops if d.operator == "policy_refusal"]

@@ -751,6 +751,7 @@ COMPOSE_REPEAT = {"multi_goal": 8, "error_condition": 3, "ambiguous": 2, "branch
 REPETITION_BUDGET = 0.18
 # The most requests a composed task holds (the original's included): a dialogue a person would still follow.
 MAX_COMPOSED_REQUESTS = 14
+NEEDS_JUDGE = "a refusal is verified only by a judge, and no judge role is configured"
 # Operators whose requests only a judge can verify (they join a composed task only when one is configured).
 JUDGE_OPS = frozenset({"policy_refusal"})
 
@@ -830,8 +831,8 @@ def refine_candidates(ctx: RefineContext, parent: Task, ops: list[str] | None = 
         if len(requests_of(current)) > 2:
             out.append(current.model_copy(update={"meta": {**current.meta, "composed": True}}))
         if not singles:  # what did not apply is said once per operator (with singles, their own drops say it)
-            drops += [Drop(operator=op, parent=parent.id, code="not_applicable", reason=f"in the composed task: {r}")
-                      for op, r in why.items()]
+            drops += [Drop(operator=op, parent=parent.id, code="needs_judge" if r == NEEDS_JUDGE else "not_applicable",
+                           reason=f"in the composed task: {r}") for op, r in why.items()]
     return out, drops
 
 
@@ -875,6 +876,11 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
         live = [op for op in live if applied.get(op, 0) < COMPOSE_REPEAT.get(op, 1) and attempt(op)]
     for op in tail:
         if op in JUDGE_OPS and not judge:
+            try:  # say whether it would apply, without applying it
+                TASK_OPS[op](ctx, current, op_rng(current, op, seed))
+                why[op] = NEEDS_JUDGE
+            except RefineOpError as exc:
+                why[op] = str(exc)
             continue
         attempt(op)
     return current, {op: r for op, r in why.items() if not applied.get(op)}
