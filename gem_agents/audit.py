@@ -23,7 +23,8 @@ Each figure answers one question a reader of the data would ask (issue 14, "Meas
   ≤ 0.2), `new_capability_share` (refined tasks using a tool or branch their original did not), the
   complexity of the verified refined trajectories beside the paper's (46 messages, 8.6 tool types,
   16.3 calls) with each environment's ceiling (its number of tools), and per operator: produced,
-  simulated, verified and dropped, with the drop reasons (from the refine stage's `refinement:` lines).
+  simulated, verified and dropped, with the drop reasons (from the refine stage's `refinement:` lines),
+  and in how many verified composed tasks it took part.
 - `relevance`: precision and recall of the relevance decision against a label of the input
   documents (e.g. `machine_procedure`; documents whose label is null are left out).
 
@@ -598,7 +599,11 @@ def refinement(data: RunData) -> dict[str, Any]:
 
     def row(op: str) -> dict[str, Any]:
         return ops.setdefault(op, {"produced": 0, "simulated": 0, "verified": 0, "dropped": 0, "drop_codes": {},
-                                   "examples": []})
+                                   "examples": [], "in_composed": 0})
+
+    for t in composed:  # how many verified composed tasks each operator took part in
+        for op in set(t.scenario.task.meta.get("operators") or []):  # type: ignore[union-attr]
+            row(str(op))["in_composed"] += 1
 
     for t in verified:
         r = row(operator_of(t.scenario.task if t.scenario is not None else None))

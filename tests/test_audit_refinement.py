@@ -160,10 +160,13 @@ def test_per_operator_produced_simulated_verified_dropped(refinement):
     ops = refinement["operators"]
     row = {op: (r["produced"], r["simulated"], r["verified"], r["dropped"]) for op, r in ops.items()}
     assert row == {"composed": (2, 2, 1, 1), "long_context": (1, 1, 1, 0), "branch": (0, 0, 0, 1),
-                   "ambiguous": (0, 0, 0, 1), "policy_refusal": (1, 1, 0, 1), "error_condition": (0, 0, 0, 1)}
+                   "ambiguous": (0, 0, 0, 1), "policy_refusal": (1, 1, 0, 1), "error_condition": (0, 0, 0, 1),
+                   "multi_goal": (0, 0, 0, 0)}
     assert ops["error_condition"]["drop_codes"] == {"order_conflict": 1}
     assert ops["composed"]["drop_codes"] == {"unverified": 1}
     assert ops["branch"]["examples"] == ["not_applicable: no write with a precondition [task t0]"]
+    assert (ops["multi_goal"]["in_composed"], ops["error_condition"]["in_composed"]) == (1, 1)
+    assert ops["long_context"]["in_composed"] == 0
 
 
 def test_drop_lines_stay_apart_for_different_tasks():

@@ -85,7 +85,9 @@ def _print_refinement(r: dict[str, Any]) -> None:
     for op, row in r["operators"].items():
         codes = ", ".join(f"{k} {v}" for k, v in sorted(row["drop_codes"].items(), key=lambda kv: -kv[1]))
         console.print(f"  {op}: produced {row['produced']}, simulated {row['simulated']}, verified {row['verified']}, "
-                      f"dropped {row['dropped']}" + (f" ({codes})" if codes else ""), highlight=False)
+                      f"dropped {row['dropped']}" + (f" ({codes})" if codes else "")
+                      + (f"; in {row['in_composed']} verified composed" if row.get("in_composed") else ""),
+                      highlight=False)
 
 
 def audit_cmd(
