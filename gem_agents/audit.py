@@ -18,6 +18,13 @@ Each figure answers one question a reader of the data would ask (issue 14, "Meas
 - `funnel`: documents → relevant → environment valid → tasks valid → rollouts verified, with the
   reasons for each drop.
 - `blame`: who failed rollouts are attributed to (Verdict.blame).
+- `refinement`: what stage 4 added (issue 17): `repetition_share` (refined tool calls repeating a tool,
+  with arguments of the same shape, that an earlier request of the dialogue already called; target
+  ≤ 0.2), `new_capability_share` (refined tasks using a tool or branch their original did not), the
+  complexity of the verified refined trajectories beside the paper's (46 messages, 8.6 tool types,
+  16.3 calls) with each environment's ceiling (its number of tools), and per operator: produced,
+  simulated, verified and dropped, with the drop reasons (from the refine stage's `refinement:` lines),
+  and in how many verified composed tasks it took part.
 - `relevance`: precision and recall of the relevance decision against a label of the input
   documents (e.g. `machine_procedure`; documents whose label is null are left out).
 
@@ -39,6 +46,8 @@ from gem_agents.io import iter_json_lines
 from gem_agents.run.store import RunStore
 from tools_runtime.environment import WRITE_EFFECTS, ToolEffect, ValueSource
 from tools_runtime.records import Trajectory, Workflow
+from tools_runtime.refine_tasks import new_capability_share, repetition_share
+from tools_runtime.stats import mean_stats
 from tools_runtime.tasks import Task
 
 # Result keys that say only that a call happened; a result made of nothing else carries no data.
@@ -551,6 +560,90 @@ def blame_counts(data: RunData) -> dict[str, int]:
     return dict(counts.most_common())
 
 
+# The paper's complexity of trajectories after refinement (messages, tool types, tool calls).
+PAPER_REFINED = {"messages": 46.0, "tool_types": 8.6, "tool_calls": 16.3}
+# Codes of drops that happened after a refined task was simulated (the others never reached a dialogue).
+SIMULATED_DROPS = frozenset({"unverified", "rollout_error"})
+# `refinement: OPERATOR: CODE: REASON`, as `TaskRefinement.drop_lines` writes them into a document's reasons.
+_DROP_LINE = re.compile(r"^refinement: (?P<op>[\w+]+): (?P<code>[a-z_]+): (?P<reason>.*)$", re.DOTALL)
+
+
+def operator_of(task: Task | None) -> str:
+    """The operator a refined task is counted under: `composed`, else the last operator it applied."""
+    if task is None:
+        return "legacy"
+    if task.meta.get("composed"):
+        return "composed"
+    ops = task.meta.get("operators") or [task.operator or "other"]
+    return str(ops[-1])
+
+
+def _drop_operator(op: str) -> str:
+    return "composed" if "+" in op else op
+
+
+def _complexity(trajs: list[Trajectory]) -> dict[str, Any]:
+    m = mean_stats(t.stats for t in trajs)
+    return {"n": m["n"], "messages": m["messages"], "tool_types": m["tool_types"], "tool_calls": m["tool_calls"],
+            "user_turns": m["user_turns"], "errors_recovered": m["errors_recovered"]}
+
+
+def refinement(data: RunData) -> dict[str, Any]:
+    """What refinement added: repetition, new capabilities, complexity vs the paper, and each operator's funnel."""
+    refined = [t for k, t in data.trajectories if k == "refined" or t.provenance.stage == "refine"]
+    verified = [t for t in refined if t.verdict is not None and t.verdict.passed]
+    originals = {tid: {a.tool for a in task.gold_actions} for tid, task in data.tasks.items() if not task.parent}
+    composed = [t for t in verified if t.scenario is not None and t.scenario.task is not None
+                and t.scenario.task.meta.get("composed")]
+    ops: dict[str, dict[str, Any]] = {}
+
+    def row(op: str) -> dict[str, Any]:
+        return ops.setdefault(op, {"produced": 0, "simulated": 0, "verified": 0, "dropped": 0, "drop_codes": {},
+                                   "examples": [], "in_composed": 0})
+
+    for t in composed:  # how many verified composed tasks each operator took part in
+        for op in set(t.scenario.task.meta.get("operators") or []):  # type: ignore[union-attr]
+            row(str(op))["in_composed"] += 1
+
+    for t in verified:
+        r = row(operator_of(t.scenario.task if t.scenario is not None else None))
+        r["produced"] += 1
+        r["simulated"] += 1
+        r["verified"] += 1
+    for d in data.docs:
+        for line in d.get("reasons") or []:
+            m = _DROP_LINE.match(str(line))
+            if m is None:
+                continue
+            r = row(_drop_operator(m["op"]))
+            code = m["code"]
+            r["dropped"] += 1
+            r["drop_codes"][code] = r["drop_codes"].get(code, 0) + 1
+            if code in SIMULATED_DROPS:
+                r["produced"] += 1
+                r["simulated"] += 1
+            if len(r["examples"]) < 2:
+                r["examples"].append(f"{code}: {m['reason'][:160]}")
+    ceilings = {}
+    for t in verified:
+        wf = t.scenario.workflow if t.scenario is not None else data.workflows.get(t.workflow_id)
+        if wf is not None:
+            ceilings[wf.id] = len(wf.tools)
+    rep = repetition_share(verified)
+    newcap = new_capability_share(verified, originals)
+    return {
+        "refined": len(refined), "verified": len(verified),
+        "repetition_share": None if rep is None else round(rep, 3),
+        "repetition_share_composed": None if (rc := repetition_share(composed)) is None else round(rc, 3),
+        "new_capability_share": None if newcap is None else round(newcap, 3),
+        "complexity": _complexity(verified), "complexity_composed": _complexity(composed), "paper": PAPER_REFINED,
+        "tool_ceiling": {"environments": len(ceilings),
+                         "mean": round(sum(ceilings.values()) / len(ceilings), 2) if ceilings else None,
+                         "below_paper": sum(1 for n in ceilings.values() if n < PAPER_REFINED["tool_types"])},
+        "operators": dict(sorted(ops.items())),
+    }
+
+
 def group_of(doc_id: str) -> str:
     """The source document of a segment id: `guide#s2` → `guide`."""
     base, sep, tail = doc_id.rpartition("#s")
@@ -609,6 +702,7 @@ def audit_data(data: RunData, labels: dict[str, Any] | None = None) -> dict[str,
         "template_diversity": template_diversity(data),
         "funnel": funnel(data),
         "blame": blame_counts(data),
+        "refinement": refinement(data),
     }
     if labels:
         out["relevance"] = relevance_pr(data, labels)

@@ -344,6 +344,19 @@ def _readers(wf: Workflow, entity: str) -> list[str]:
     return [n for n, e in keyed(wf, ("read",)) if e.entity == entity]
 
 
+def _listers(wf: Workflow, entity: str) -> list[str]:
+    """Read tools that list every record of `entity` (no key): the offline environments' `list_…` tools."""
+    return [t.name for t in wf.tools if (e := wf.effects.get(t.name)) is not None and e.kind == "read"
+            and e.entity == entity and not e.key and not t.required]
+
+
+def _spoken(value: Any) -> str:
+    """A field value as the user says it (`True` → on)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
 def _scalar(value: Any) -> bool:
     return isinstance(value, str | int | float) and not isinstance(value, bool) and str(value) != ""
 
@@ -494,15 +507,17 @@ def branch(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
                 f"(\"{condition}\"). If it doesn't, leave it alone and tell me why.")
         return extend(ctx, task, start, "branch", text, [Action(tool=tool, arguments=args)], known=info_for(ctx, args),
                       branches=[f"{tool}:allowed"])
-    if not readers:
+    # A look-up by key shows why; else a listing of the records does (the offline environments' `list_…`).
+    listers = _listers(wf, effect.entity)
+    if not readers and not listers:
         raise RefineOpError(f"the rule on {tool} blocks {rid}, but no read tool can show why")
     fields = _FIELD_REF.findall(pre.expr)
     record = records(state, effect.entity)[rid]
     shown = next((f for f in fields if _scalar(record.get(f))), None)
     if shown is None:
         raise RefineOpError(f"the field the rule on {tool} checks is empty for {rid}")
-    reader = readers[0]
-    rargs = args_for(ctx, reader, state, rng, record=rid)
+    reader = readers[0] if readers else listers[0]
+    rargs = args_for(ctx, reader, state, rng, record=rid) if readers else {}
     probe(wf, state, [Action(tool=reader, arguments=rargs)])
     text = (f"Next, {entity} {key_value}: please {ask}, as long as the rule allows it (\"{condition}\"). "
             f"If it doesn't, leave it alone and tell me its {human(shown)}.")
@@ -624,8 +639,8 @@ def ambiguous(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
                 continue
             groups: dict[str, list[str]] = {}
             for rid, rec in recs.items():
-                if _scalar(rec.get(fld)):
-                    groups.setdefault(str(rec[fld]), []).append(rid)
+                if _scalar(rec.get(fld)) or isinstance(rec.get(fld), bool):
+                    groups.setdefault(_spoken(rec[fld]), []).append(rid)
             for value, rids in sorted(groups.items()):
                 pick = [r for r in rids if not any(same(r, v) for v in known_values)]
                 if len(rids) < 2 or not pick:
@@ -730,7 +745,13 @@ TASK_OPS: dict[str, TaskOp] = {
 # The order operators compose in: new capabilities first, long context last (it needs the others between).
 DEFAULT_TASK_OPS = list(TASK_OPS)
 # How often one operator may apply within a composed task (each time it must find something new).
-COMPOSE_REPEAT = {"multi_goal": 8, "error_condition": 2, "ambiguous": 2, "branch": 2}
+COMPOSE_REPEAT = {"multi_goal": 8, "error_condition": 3, "ambiguous": 2, "branch": 2}
+# The most a composed task's gold may repeat (calls of a tool, with arguments of the same shape, that an
+# earlier request already made): dialogues add look-ups of their own, and repetition_share must stay ≤ 0.2.
+REPETITION_BUDGET = 0.18
+# The most requests a composed task holds (the original's included): a dialogue a person would still follow.
+MAX_COMPOSED_REQUESTS = 14
+NEEDS_JUDGE = "a refusal is verified only by a judge, and no judge role is configured"
 # Operators whose requests only a judge can verify (they join a composed task only when one is configured).
 JUDGE_OPS = frozenset({"policy_refusal"})
 
@@ -809,23 +830,77 @@ def refine_candidates(ctx: RefineContext, parent: Task, ops: list[str] | None = 
             got = validate(ctx.workflow, cand, op)
             (drops if isinstance(got, Drop) else out).append(got)  # type: ignore[arg-type]
     if compose and len(order) > 1:
-        current = parent
-        for op in order:
-            if op in JUDGE_OPS and not judge:
-                continue
-            # An operator that adds a capability or an error path may apply again while it finds new ones.
-            for _ in range(COMPOSE_REPEAT.get(op, 1)):
-                try:
-                    cand = table[op](ctx, current, op_rng(current, op, seed))
-                except RefineOpError:
-                    break
-                got = validate(ctx.workflow, cand, op)
-                if not isinstance(got, Task):
-                    break
-                current = got
+        current, why = compose_task(ctx, parent, order, seed=seed, judge=judge, operators=table)
         if len(requests_of(current)) > 2:
             out.append(current.model_copy(update={"meta": {**current.meta, "composed": True}}))
+        if not singles:  # what did not apply is said once per operator (with singles, their own drops say it)
+            drops += [Drop(operator=op, parent=parent.id, code="needs_judge" if r == NEEDS_JUDGE else "not_applicable",
+                           reason=f"in the composed task: {r}") for op, r in why.items()]
     return out, drops
+
+
+def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: int = 0, judge: bool = False,
+                 operators: dict[str, TaskOp] | None = None
+                 ) -> tuple[Task, dict[str, str]]:
+    """One task chaining the operators in turns: each turn tries every operator once, so a composed task
+    mixes new capabilities with errors, clarifications and conditions instead of exhausting one kind
+    first; an operator stops when it finds nothing new (its reason is returned) or reaches its
+    COMPOSE_REPEAT. Refusals come after the acting requests (a later request must not call the tool a
+    refusal forbids), long context last (it needs the others between)."""
+    tail = [op for op in ("policy_refusal", "long_context") if op in order]
+    turns = [op for op in order if op not in tail]
+    current = parent
+    applied: dict[str, int] = {}
+    why: dict[str, str] = {}
+
+    def attempt(op: str) -> bool:
+        nonlocal current
+        try:
+            cand = (TASK_OPS if operators is None else operators)[op](ctx, current, op_rng(current, op, seed))
+        except RefineOpError as exc:
+            why[op] = str(exc)
+            return False
+        got = validate(ctx.workflow, cand, op)
+        if not isinstance(got, Task):
+            why[op] = f"{got.code}: {got.reason}"
+            return False
+        repeats, calls = gold_repeats(got)
+        if repeats > max(1, REPETITION_BUDGET * calls):
+            # Length bought by calling again what an earlier request called is what refinement must not add
+            # (one repeat is let through: on a small environment one look-up again is a large share).
+            why[op] = f"its request repeats tools of earlier requests ({repeats} of {calls} gold calls)"
+            return False
+        current = got
+        applied[op] = applied.get(op, 0) + 1
+        why.pop(op, None)
+        return True
+
+    live = list(turns)
+    while live and len(requests_of(current)) < MAX_COMPOSED_REQUESTS:
+        live = [op for op in live if applied.get(op, 0) < COMPOSE_REPEAT.get(op, 1) and attempt(op)]
+    for op in tail:
+        if op in JUDGE_OPS and not judge:
+            try:  # say whether it would apply, without applying it
+                TASK_OPS[op](ctx, current, op_rng(current, op, seed))
+                why[op] = NEEDS_JUDGE
+            except RefineOpError as exc:
+                why[op] = str(exc)
+            continue
+        attempt(op)
+    return current, {op: r for op, r in why.items() if not applied.get(op)}
+
+
+def gold_repeats(task: Task) -> tuple[int, int]:
+    """(repeats, calls) of a task's gold: calls of a tool, with arguments of the same shape, that an earlier
+    request already made (the gold-side form of `repetition_share`)."""
+    first: dict[tuple[str, tuple[str, ...]], int] = {}
+    calls = repeats = 0
+    for n, req in enumerate(requests_of(task)):
+        for a in task.gold_actions[int(req["start"]):int(req["end"])]:
+            calls += 1
+            seen = first.setdefault((a.tool, _shape(a.arguments)), n)
+            repeats += seen < n
+    return repeats, calls
 
 
 def _unique(text: str, taken: list[str]) -> str:

@@ -17,7 +17,8 @@ AUDIT_HELP = "\n\n".join([
     "span of the text. noop_tool_share: tools with no effect on state and no returned data. "
     "compute_correct: compute results equal to their formula. system_prompt_share: verified trajectories "
     "that open with a system message. template_diversity: distinct assistant-message templates per "
-    "assistant message. funnel: documents → relevant → environment valid → tasks valid → rollouts verified, "
+    "assistant message. refinement: repetition_share, new_capability_share, the complexity of verified "
+    "refined trajectories beside the paper's, and per operator produced / simulated / verified / dropped. funnel: documents → relevant → environment valid → tasks valid → rollouts verified, "
     "with the reasons at each drop. blame: failed rollouts by who failed.",
     "With --labels FILE (the input JSONL), relevance precision and recall against --label-field "
     "(default machine_procedure; records whose label is null are left out).",
@@ -63,6 +64,30 @@ def _print_human(result: dict[str, Any]) -> None:
                           highlight=False)
     if result["blame"]:
         console.print("blame: " + ", ".join(f"{k} {v}" for k, v in result["blame"].items()), highlight=False)
+    _print_refinement(result.get("refinement") or {})
+
+
+def _print_refinement(r: dict[str, Any]) -> None:
+    """Stage 4's figures: repetition, new capabilities, complexity beside the paper's, each operator's funnel."""
+    if not r.get("refined") and not r.get("operators"):
+        return
+    c, cc, p, ceil = r["complexity"], r["complexity_composed"], r["paper"], r["tool_ceiling"]
+    console.print(f"refinement: {r['verified']}/{r['refined']} refined trajectories verified; repetition_share "
+                  f"{_fmt(r['repetition_share'])} (composed {_fmt(r['repetition_share_composed'])}; target ≤ 0.2); "
+                  f"new_capability_share {_fmt(r['new_capability_share'])}", highlight=False)
+    for label, m in (("refined, verified", c), ("composed, verified", cc)):
+        console.print(f"  {label} (n={m['n']}): messages {m['messages']:.2f}, tool types {m['tool_types']:.2f}, "
+                      f"tool calls {m['tool_calls']:.2f}  (paper {p['messages']:g} / {p['tool_types']:g} / "
+                      f"{p['tool_calls']:g})", highlight=False)
+    console.print(f"  tool ceiling: {ceil['environments']} environments with {_fmt(ceil['mean'])} tools on average; "
+                  f"{ceil['below_paper']} have fewer tools than the paper's {p['tool_types']:g} tool types",
+                  highlight=False)
+    for op, row in r["operators"].items():
+        codes = ", ".join(f"{k} {v}" for k, v in sorted(row["drop_codes"].items(), key=lambda kv: -kv[1]))
+        console.print(f"  {op}: produced {row['produced']}, simulated {row['simulated']}, verified {row['verified']}, "
+                      f"dropped {row['dropped']}" + (f" ({codes})" if codes else "")
+                      + (f"; in {row['in_composed']} verified composed" if row.get("in_composed") else ""),
+                      highlight=False)
 
 
 def audit_cmd(

@@ -15,7 +15,9 @@ service would do. This module turns the drafts into the environment spec (enviro
   that picks a record from a list ("Select the device … from the list") makes the following changes
   act on that record (`key`); Add/Create are `create`, Remove/Delete are `delete`, Unlock with a
   password is a `session` the later writes require; every entity gets a read tool.
-* **Policy** is the page's must/should sentences, plus the unlock requirement as a `must` rule.
+* **Policy** is the page's must/should sentences, plus the unlock requirement as a `must` rule. A rule
+  stated as a condition on a record ("If your account type is Standard, you cannot change this
+  setting") also becomes that record's field and a precondition of the tools that change it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from typing import Any
 
 from gem_agents.stages.offline_extractor import ToolDraft, snake, tokens
 from tools_runtime.binding import singular
-from tools_runtime.environment import Entity, FieldWrite, Rule, StateRecord, ToolEffect, ValueSource
+from tools_runtime.environment import (
+    Entity,
+    FieldWrite,
+    Precondition,
+    Rule,
+    StateRecord,
+    ToolEffect,
+    ValueSource,
+)
 
 # Steps that only move through the UI: never tools of their own.
 GESTURE_VERBS = frozenset("""
@@ -55,9 +65,10 @@ RULE_CUE = re.compile(r"\b(must|should|need to|needs to|have to|has to|required|
 STRONG_CUE = re.compile(r"\b(must|need to|needs to|have to|has to|required|requires|never|do not|don't|"
                         r"cannot|can't|only)\b", re.IGNORECASE)
 INVENTED_NAMES: dict[str, list[str]] = {
-    "account": ["alex", "sam"], "user": ["alex", "sam"], "device": ["Keyboard K380", "Pixel Buds"],
-    "city": ["Lisbon", "Osaka"], "printer": ["Office LaserJet", "Brother HL-L2350"],
-    "disk": ["Samsung SSD 980", "USB Drive"], "folder": ["Projects", "Music"], "file": ["report.odt", "notes.txt"],
+    "account": ["alex", "sam", "kim"], "user": ["alex", "sam", "kim"],
+    "device": ["Keyboard K380", "Pixel Buds", "Mouse M720"], "city": ["Lisbon", "Osaka", "Quito"],
+    "printer": ["Office LaserJet", "Brother HL-L2350", "Hall Inkjet"], "disk": ["Samsung SSD 980", "USB Drive", "SD Card"],
+    "folder": ["Projects", "Music", "Photos"], "file": ["report.odt", "notes.txt", "budget.ods"],
 }
 
 
@@ -519,25 +530,33 @@ def _policy(b: Build, text: str) -> None:
                                "before changing anything.", strength="must", tools=writes))
 
 
+def _current(b: Build, entity: str) -> tuple[dict[str, Any], dict[str, ValueSource]]:
+    """The values the text implies a record has before its steps run (what its settings steps change)."""
+    values: dict[str, Any] = {}
+    sources: dict[str, ValueSource] = {}
+    for cap in b.caps:
+        if cap.effect.entity != entity or cap.effect.kind != "update":
+            continue
+        for w in cap.effect.writes:
+            schema = cap.params.get(w.param or "", {})
+            gold = cap.gold.get(w.param or "")
+            if schema.get("type") == "boolean" and gold is not None:
+                # "Switch X to on" says X is off now: the same words ground the state before the change.
+                values[w.field] = not gold[0]
+                sources[w.field] = source_for(b.text, gold[1])
+            elif schema.get("enum") and len(schema["enum"]) >= 2:
+                values[w.field] = schema["enum"][-1]
+                sources[w.field] = source_for(b.text, str(schema["enum"][-1]))
+    return values, sources
+
+
 def _state(b: Build, alternatives: bool) -> None:
     """The initial records: the panel's record with its text values, picked records, the command's files."""
     text = b.text
     if b.settings in b.entities:
-        values: dict[str, Any] = {"panel": b.panel}
-        sources = {"panel": source_for(text, b.panel)}
-        for cap in b.caps:
-            if cap.effect.entity != b.settings or cap.effect.kind != "update":
-                continue
-            for w in cap.effect.writes:
-                schema = cap.params.get(w.param or "", {})
-                gold = cap.gold.get(w.param or "")
-                if schema.get("type") == "boolean" and gold is not None:
-                    # "Switch X to on" says X is off now: the same words ground the state before the change.
-                    values[w.field] = not gold[0]
-                    sources[w.field] = source_for(text, gold[1])
-                elif schema.get("enum") and len(schema["enum"]) >= 2:
-                    values[w.field] = schema["enum"][-1]
-                    sources[w.field] = source_for(text, str(schema["enum"][-1]))
+        values, sources = _current(b, b.settings)
+        values = {"panel": b.panel, **values}
+        sources = {"panel": source_for(text, b.panel), **sources}
         b.records.append(StateRecord(entity=b.settings, values=values, sources=sources))
     for ent in b.entities.values():
         if ent.name == b.settings or any(r.entity == ent.name for r in b.records):
@@ -562,11 +581,64 @@ def _state(b: Build, alternatives: bool) -> None:
         creates = any(c.effect.kind == "create" and c.effect.entity == ent.name for c in b.caps)
         if creates and not any(c.effect.kind in ("update", "delete") and c.effect.entity == ent.name for c in b.caps):
             continue  # the page makes these records; none exist before
-        names = INVENTED_NAMES.get(ent.name, [f"{ent.name.replace('_', ' ').title()} A",
-                                              f"{ent.name.replace('_', ' ').title()} B"])
-        for n in names:
-            b.records.append(StateRecord(entity=ent.name, values={ent.key: n},
-                                         sources={ent.key: ValueSource(kind="invented")}))
+        label = ent.name.replace('_', ' ').title()
+        names = INVENTED_NAMES.get(ent.name, [f"{label} A", f"{label} B", f"{label} C"])
+        # "Select the device … from the list": the list holds several records in the state the steps start
+        # from, so after one is changed two others still match a description by those values (the user
+        # must say which one); a third record only where a step picks one to change.
+        values, sources = _current(b, ent.name)
+        picked = any(c.effect.kind in ("update", "delete") and c.effect.key and c.effect.entity == ent.name
+                     for c in b.caps)
+        for n in names[:3 if picked and values else 2]:
+            b.records.append(StateRecord(entity=ent.name, values={ent.key: n, **values},
+                                         sources={ent.key: ValueSource(kind="invented"), **sources}))
+
+
+# "If your account type is Standard, you cannot change this setting.": a rule on a field of a record.
+CONDITIONAL_RULE = re.compile(
+    r"^(?:if|when) (?:your|the|an?|this) (?P<field>[a-z][\w ]{1,30}?) is (?:set to )?[\"“']?(?P<value>[\w.-]{1,30})"
+    r"[\"”']?,? (?:then )?(?:you|it) (?:cannot|can't|can not|are not able to|will not be able to|may not|must not)"
+    r" (?P<what>[^.]{3,120})\.?$", re.IGNORECASE)
+# The other value of a two-valued field, when the text names only the one the rule forbids.
+OTHER_VALUE = {"standard": "Administrator", "administrator": "Standard", "public": "Private", "private": "Public",
+               "guest": "Owner", "owner": "Guest", "locked": "Unlocked", "read-only": "Writable"}
+
+
+def _conditional_rules(b: Build, reads: list[Capability]) -> None:
+    """A `must` rule stated as a condition on a record ("If your account type is Standard, you cannot change
+    this setting") becomes a field of that record, a precondition of the tools that change it (linked to
+    the rule), and a value in the state: the last record has the value the rule forbids, the others not."""
+    for rule in b.rules:
+        m = CONDITIONAL_RULE.match(rule.text.strip())
+        if rule.strength != "must" or m is None:
+            continue
+        words = tokens(m["field"])
+        writes = [c for c in b.caps if c.effect.kind in ("update", "delete") and c.effect.key
+                  and c.effect.entity != b.settings]
+        entities = list(dict.fromkeys(c.effect.entity for c in writes))
+        named = [e for e in entities if set(e.split("_")) & set(words)]
+        if len(named) != 1 and len(entities) != 1:
+            continue
+        entity = (named or entities)[0]
+        fld = snake(words)[:40]
+        recs = [r for r in b.records if r.entity == entity]
+        if len(recs) < 2 or fld in b.entities[entity].fields:
+            continue
+        value = m["value"]
+        other = OTHER_VALUE.get(value.lower(), f"not {value}")
+        b.entity(entity, b.entities[entity].key, {fld: {"type": "string", "description": m["field"]}})
+        for i, r in enumerate(recs):
+            blocked = i == len(recs) - 1
+            r.values[fld] = value if blocked else other
+            r.sources[fld] = source_for(b.text, value) if blocked else ValueSource(kind="invented")
+        pre = Precondition(expr=f"record[{fld!r}] != {value!r}", error="not_permitted", message=rule.text,
+                           rule=rule.id)
+        for c in writes:
+            if c.effect.entity == entity:
+                c.effect.preconditions.append(pre)
+        for c in reads:  # the listing shows the field, so the assistant can tell the user why
+            if c.effect.entity == entity and fld not in c.effect.returns:
+                c.effect.returns.append(fld)
 
 
 def build_environment(drafts: list[ToolDraft], text: str, title: str, *, alternatives: bool = False) -> dict[str, Any]:
@@ -618,6 +690,7 @@ def build_environment(drafts: list[ToolDraft], text: str, title: str, *, alterna
     reads = _reads(b)
     _state(b, alternatives)
     _policy(b, text)
+    _conditional_rules(b, reads)
     caps = [*reads, *b.caps]
     writes = [c.name for c in b.caps]
     graph = "(" + ", ".join(c.name for c in reads) + ")" if reads else ""

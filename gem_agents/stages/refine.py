@@ -45,6 +45,9 @@ from tools_runtime.tasks import Action, Info, Task
 from tools_runtime.toolspec import ToolSpec, ToolSpecError, normalize_tool
 
 PROMPTS = "gem_agents.stages"
+# The model roles stage 4 uses besides the dialogue roles: the refiner, and the optional judge that scores
+# each refined dialogue and decides its nl_assertions (`gem refine` opens both when the config sets them).
+REFINE_ROLES = ("refine", "judge")
 ERROR_KINDS = ("transient", "permission", "not_found", "invalid_value")
 
 
@@ -355,6 +358,12 @@ class TaskRefinement(BaseModel):
     tasks: list[Task] = Field(default_factory=list)
     drops: list[Drop] = Field(default_factory=list)
 
+    def drop_lines(self) -> list[str]:
+        """One `OPERATOR: CODE: REASON [task ID]` line per drop (not-applicable ones too), as the run stores
+        them among a document's reasons; the task id keeps two equal drops of different tasks apart, and
+        `gem audit` counts them per operator."""
+        return [f"{d.operator}: {d.code}: {d.reason} [task {d.task_id or d.parent}]" for d in self.drops]
+
     def produced(self) -> dict[str, int]:
         """Refined tasks that validated, by operator (a composed task counts once under `composed`)."""
         out: dict[str, int] = {}
@@ -529,7 +538,7 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
         return out
     out.drops += drops
     await _simulate_refined(out, workflow, original, parent, cands, roles, seed=seed, client=client, offline=offline,
-                            judge=judge)
+                            judge=judge, text=ctx.text)
     if client is None and compose and not singles and not out.trajectories:
         # The composed task did not verify: fall back to one refined task per operator.
         try:
@@ -538,13 +547,14 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
         except RefineOpError:
             more = []
         await _simulate_refined(out, workflow, original, parent, more, roles, seed=seed, client=None,
-                                offline=offline, first=len(out.tasks), judge=judge)
+                                offline=offline, first=len(out.tasks), judge=judge, text=ctx.text)
     return out
 
 
 async def _simulate_refined(out: TaskRefinement, workflow: Workflow, original: Trajectory, parent: Task,
                             cands: list[Task], roles: Roles, *, seed: int, client: ModelClient | None,
-                            offline: bool | None, first: int = 0, judge: ModelClient | None = None) -> None:
+                            offline: bool | None, first: int = 0, judge: ModelClient | None = None,
+                            text: str = "") -> None:
     """Simulate and verify each refined task; verified ones join `out.trajectories`, the rest `out.drops`."""
     for i, task in enumerate(cands, first):
         task = task.model_copy(update={"offline": parent.offline if client is None else False})
@@ -559,7 +569,7 @@ async def _simulate_refined(out: TaskRefinement, workflow: Workflow, original: T
             from gem_agents.stages.judge import JudgeError, apply_judge, judge_trajectory
 
             try:
-                traj = apply_judge(traj, await judge_trajectory(judge, traj, workflow, out_text(workflow)),
+                traj = apply_judge(traj, await judge_trajectory(judge, traj, workflow, text or out_text(workflow)),
                                    model=judge.model)
             except JudgeError as exc:
                 out.drops.append(Drop(operator=task.operator, parent=parent.id, task_id=task.id,
@@ -644,7 +654,7 @@ class RefineOutcome:
     def reasons(self) -> list[str]:
         """Why refinements were dropped (operators that did not apply are not reasons)."""
         if isinstance(self.result, TaskRefinement):
-            return [f"{d.operator}: {d.code}: {d.reason}" for d in self.result.drops if d.code != "not_applicable"]
+            return self.result.drop_lines()
         return list(self.result.rejected)
 
     def best(self) -> RefineResult:
