@@ -12,7 +12,6 @@ import random
 from pathlib import Path
 
 import pytest
-from tools_runtime.verify import verify
 
 from gem_agents.roles_factory import make_roles
 from gem_agents.stages.offline_extractor import extract_offline
@@ -21,6 +20,7 @@ from gem_agents.stages.tasks import write_tasks_offline
 from tools_runtime.records import Document, Workflow
 from tools_runtime.refine_tasks import TASK_OPS, RefineContext, RefineOpError, validate
 from tools_runtime.tasks import Task
+from tools_runtime.verification.verify import verify
 from tools_runtime.workflow_io import load_workflow
 
 ENVS = Path(__file__).resolve().parents[1] / "examples" / "environments"
