@@ -9,6 +9,11 @@ State holds one transcript in OpenAI format, the backend snapshot and the execut
 checkpoint is everything needed to inspect, edit, rewind and resume a dialogue. Per-rollout
 dependencies (scenario, policies, budgets) travel in the run context, which is not checkpointed,
 so one compiled graph serves every rollout.
+
+Bulk runs need no checkpoints, breakpoints or streaming, so `run_plain` walks the very same nodes,
+routes and reducers with a plain loop (LangGraph's per-step machinery was ~20 % of the engine's CPU,
+docs/throughput.md); `gem debug` and checkpointed runs keep the compiled graph. Both are pinned to
+produce identical trajectories (tests/test_dialogue_paths.py).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import operator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
+from langgraph.errors import GraphRecursionError
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
@@ -164,6 +170,37 @@ def route_after_assistant(state: DialogueState, _unused: Any = None) -> Literal[
     if tool_calls_of(last):
         return "verify" if state.get("ended_by") == "tool_budget" else "tools"
     return "verify" if state.get("closing") else "user"
+
+
+NODES = {"user": user_node, "assistant": assistant_node, "tools": tools_node, "verify": verify_node}
+# The state keys with an `operator.add` reducer in DialogueState; every other key is replaced.
+APPENDED = frozenset({"messages", "steps"})
+
+
+async def run_plain(state: DialogueState, ctx: SimContext, recursion_limit: int) -> DialogueState:
+    """Run a dialogue from `state` to the end without LangGraph: the same nodes, routes and reducers.
+
+    Raises GraphRecursionError at the same step count as the graph does (its limit counts the input step).
+    """
+    runtime: Runtime[SimContext] = Runtime(context=ctx)
+    cur: dict[str, Any] = dict(state)
+    node, steps = "user", 0
+    while True:
+        steps += 1
+        if steps >= recursion_limit:  # the graph counts its input as a step too
+            raise GraphRecursionError(f"Recursion limit of {recursion_limit} reached without hitting a stop condition.")
+        update = await NODES[node](cur, runtime)  # type: ignore[arg-type]
+        for key, value in update.items():
+            # A new list per append, as the graph's reducer makes: nodes may keep the old one.
+            cur[key] = cur.get(key, []) + value if key in APPENDED else value
+        if node == "verify":
+            return cur  # type: ignore[return-value]
+        if node == "user":
+            node = route_after_user(cur)  # type: ignore[arg-type]
+        elif node == "assistant":
+            node = route_after_assistant(cur)  # type: ignore[arg-type]
+        else:  # tools → assistant, the graph's fixed edge
+            node = "assistant"
 
 
 def build_dialogue_graph(checkpointer: Any = None, interrupt_before: list[str] | None = None) -> Any:
