@@ -19,7 +19,7 @@ produce identical trajectories (tests/test_dialogue_paths.py).
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
 from langgraph.errors import GraphRecursionError
@@ -57,6 +57,9 @@ class SimContext:
     roles: Roles
     max_user_turns: int = 24
     max_tool_rounds: int = 16
+    # (the backend snapshot the last tools step returned, the environment that produced it): the next
+    # tools step continues on that environment instead of rebuilding it from a copy of the snapshot.
+    last_env: tuple[dict[str, Any], ToolEnvironment] | None = field(default=None, repr=False, compare=False)
 
 
 def initial_state(scenario: Scenario, system: dict[str, Any] | None = None) -> DialogueState:
@@ -116,8 +119,7 @@ async def tools_node(state: DialogueState, runtime: Runtime[SimContext]) -> dict
     scenario = ctx.scenario
     messages = state["messages"]
     last = messages[-1]
-    env = ToolEnvironment(scenario.workflow, state["backend"], scenario.planned_errors,
-                          _occurrences(messages[:-1]))
+    env = _environment(ctx, state["backend"], _occurrences(messages[:-1]))
     bindings = bind_tools(scenario.tools) if ctx.roles.tool_env else {}
     tool_messages, steps = [], []
     for call in tool_calls_of(last):
@@ -130,7 +132,20 @@ async def tools_node(state: DialogueState, runtime: Runtime[SimContext]) -> dict
         tool_messages.append({"role": "tool", "tool_call_id": call_id, "name": name,
                               "content": tool_message_content(rec)})
         steps.append(rec.model_dump())
-    return {"messages": tool_messages, "steps": steps, "backend": env.backend.snapshot()}
+    snapshot = env.backend.snapshot()
+    ctx.last_env = (snapshot, env)
+    return {"messages": tool_messages, "steps": steps, "backend": snapshot}
+
+
+def _environment(ctx: SimContext, backend: dict[str, Any], occurrences: dict[str, int]) -> ToolEnvironment:
+    """The tool environment at `backend`: the previous step's own, when `backend` is the very snapshot it
+    returned (its live state equals it); else a new one. A checkpoint reloaded, rewound or edited by the
+    step debugger is a different object, so it always gets a fresh environment."""
+    if ctx.last_env is not None and ctx.last_env[0] is backend:
+        env = ctx.last_env[1]
+        env.occurrences = dict(occurrences)
+        return env
+    return ToolEnvironment(ctx.scenario.workflow, backend, ctx.scenario.planned_errors, occurrences)
 
 
 async def _proposed(ctx: SimContext, env: ToolEnvironment, name: str, raw_args: Any, call_id: str,
