@@ -466,17 +466,31 @@ def cpu_child(c: int, base_url: str, copies: int, requests: Path | None) -> None
     print(json.dumps(out))
 
 
-def cpu_cost(ep: Endpoint, c: int, copies: int, requests: Path | None) -> dict[str, Any]:
-    """Run the CPU child against the endpoint."""
-    args = [sys.executable, __file__, "--cpu-child", "--c", str(c), "--base-url", ep.base_url, "--copies", str(copies),
-            "--client", CLIENT["http_client"]]
+def cpu_cost(ep: Endpoint, c: int, copies: int, requests: Path | None, tree: Path = REPO) -> dict[str, Any]:
+    """Run the CPU child against the endpoint, importing the code of source tree `tree`."""
+    args = [sys.executable, str(tree / "benchmarks" / Path(__file__).name), "--cpu-child", "--c", str(c),
+            "--base-url", ep.base_url, "--copies", str(copies), "--client", CLIENT["http_client"]]
     if requests is not None:
         args += ["--requests", str(requests)]
-    res = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    res = subprocess.run(args, cwd=tree, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)},
                          timeout=1800)
     if res.returncode != 0:
         raise SystemExit(f"cpu child failed: {res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def cpu_compare(spec: str, time_scale: float) -> None:
+    """`--cpu C:COPIES[:TREES]`: CPU per model call of each tree's engine on one endpoint, each tree twice,
+    interleaved (a, b, a, b) so that a changing load falls on all alike; one JSON line per run."""
+    c, copies, *rest = spec.split(":", 2)
+    trees = [Path(t) for t in rest[0].split(",")] if rest else [REPO]
+    ep = Endpoint(time_scale, prefix_caching=False)
+    try:
+        for _ in range(2):
+            for tree in trees:
+                print(json.dumps({"tree": str(tree), **cpu_cost(ep, int(c), int(copies), None, tree)}), flush=True)
+    finally:
+        ep.close()
 
 
 def profile(ep: Endpoint, c: int, warmup: float, seconds: float) -> dict[str, Any]:
@@ -581,6 +595,8 @@ def main() -> None:
     ap.add_argument("--ray-c", type=int, default=64)
     ap.add_argument("--steady", default="", help="C:COPIES — also `gem run` COPIES copies of the documents to the end "
                     "(prefix caching off) and count verified trajectories per hour directly")
+    ap.add_argument("--cpu", default="", help="C:COPIES[:TREE,TREE...] — only the engine's CPU per model call, "
+                    "run to the end, for each source tree (e.g. a `git archive` of another commit), interleaved twice")
     ap.add_argument("--tau2", type=Path, default=None, help="the `tau2` command of a τ²-bench install (its own venv)")
     ap.add_argument("--tau2-c", type=int, default=16)
     ap.add_argument("--tau2-trials", type=int, default=4)
@@ -606,6 +622,9 @@ def main() -> None:
         return
     if not CORPUS.exists():
         raise SystemExit(f"{CORPUS}: not found (the recorded documents' texts live in ../shared/data)")
+    if args.cpu:
+        cpu_compare(args.cpu, args.time_scale)
+        return
     say = (lambda *a, **k: None) if args.json else (lambda *a, **k: print(*a, **k, flush=True))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip()

@@ -9,14 +9,20 @@ State holds one transcript in OpenAI format, the backend snapshot and the execut
 checkpoint is everything needed to inspect, edit, rewind and resume a dialogue. Per-rollout
 dependencies (scenario, policies, budgets) travel in the run context, which is not checkpointed,
 so one compiled graph serves every rollout.
+
+Bulk runs need no checkpoints, breakpoints or streaming, so `run_plain` walks the very same nodes,
+routes and reducers with a plain loop (LangGraph's per-step machinery was ~20 % of the engine's CPU,
+docs/throughput.md); `gem debug` and checkpointed runs keep the compiled graph. Both are pinned to
+produce identical trajectories (tests/test_dialogue_paths.py).
 """
 
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
+from langgraph.errors import GraphRecursionError
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
@@ -51,6 +57,9 @@ class SimContext:
     roles: Roles
     max_user_turns: int = 24
     max_tool_rounds: int = 16
+    # (the backend snapshot the last tools step returned, the environment that produced it): the next
+    # tools step continues on that environment instead of rebuilding it from a copy of the snapshot.
+    last_env: tuple[dict[str, Any], ToolEnvironment] | None = field(default=None, repr=False, compare=False)
 
 
 def initial_state(scenario: Scenario, system: dict[str, Any] | None = None) -> DialogueState:
@@ -110,8 +119,7 @@ async def tools_node(state: DialogueState, runtime: Runtime[SimContext]) -> dict
     scenario = ctx.scenario
     messages = state["messages"]
     last = messages[-1]
-    env = ToolEnvironment(scenario.workflow, state["backend"], scenario.planned_errors,
-                          _occurrences(messages[:-1]))
+    env = _environment(ctx, state["backend"], _occurrences(messages[:-1]))
     bindings = bind_tools(scenario.tools) if ctx.roles.tool_env else {}
     tool_messages, steps = [], []
     for call in tool_calls_of(last):
@@ -124,7 +132,20 @@ async def tools_node(state: DialogueState, runtime: Runtime[SimContext]) -> dict
         tool_messages.append({"role": "tool", "tool_call_id": call_id, "name": name,
                               "content": tool_message_content(rec)})
         steps.append(rec.model_dump())
-    return {"messages": tool_messages, "steps": steps, "backend": env.backend.snapshot()}
+    snapshot = env.backend.snapshot()
+    ctx.last_env = (snapshot, env)
+    return {"messages": tool_messages, "steps": steps, "backend": snapshot}
+
+
+def _environment(ctx: SimContext, backend: dict[str, Any], occurrences: dict[str, int]) -> ToolEnvironment:
+    """The tool environment at `backend`: the previous step's own, when `backend` is the very snapshot it
+    returned (its live state equals it); else a new one. A checkpoint reloaded, rewound or edited by the
+    step debugger is a different object, so it always gets a fresh environment."""
+    if ctx.last_env is not None and ctx.last_env[0] is backend:
+        env = ctx.last_env[1]
+        env.occurrences = dict(occurrences)
+        return env
+    return ToolEnvironment(ctx.scenario.workflow, backend, ctx.scenario.planned_errors, occurrences)
 
 
 async def _proposed(ctx: SimContext, env: ToolEnvironment, name: str, raw_args: Any, call_id: str,
@@ -164,6 +185,37 @@ def route_after_assistant(state: DialogueState, _unused: Any = None) -> Literal[
     if tool_calls_of(last):
         return "verify" if state.get("ended_by") == "tool_budget" else "tools"
     return "verify" if state.get("closing") else "user"
+
+
+NODES = {"user": user_node, "assistant": assistant_node, "tools": tools_node, "verify": verify_node}
+# The state keys with an `operator.add` reducer in DialogueState; every other key is replaced.
+APPENDED = frozenset({"messages", "steps"})
+
+
+async def run_plain(state: DialogueState, ctx: SimContext, recursion_limit: int) -> DialogueState:
+    """Run a dialogue from `state` to the end without LangGraph: the same nodes, routes and reducers.
+
+    Raises GraphRecursionError at the same step count as the graph does (its limit counts the input step).
+    """
+    runtime: Runtime[SimContext] = Runtime(context=ctx)
+    cur: dict[str, Any] = dict(state)
+    node, steps = "user", 0
+    while True:
+        steps += 1
+        if steps >= recursion_limit:  # the graph counts its input as a step too
+            raise GraphRecursionError(f"Recursion limit of {recursion_limit} reached without hitting a stop condition.")
+        update = await NODES[node](cur, runtime)  # type: ignore[arg-type]
+        for key, value in update.items():
+            # A new list per append, as the graph's reducer makes: nodes may keep the old one.
+            cur[key] = cur.get(key, []) + value if key in APPENDED else value
+        if node == "verify":
+            return cur  # type: ignore[return-value]
+        if node == "user":
+            node = route_after_user(cur)  # type: ignore[arg-type]
+        elif node == "assistant":
+            node = route_after_assistant(cur)  # type: ignore[arg-type]
+        else:  # tools → assistant, the graph's fixed edge
+            node = "assistant"
 
 
 def build_dialogue_graph(checkpointer: Any = None, interrupt_before: list[str] | None = None) -> Any:

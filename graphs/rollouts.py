@@ -1,19 +1,23 @@
 """Rollouts: run the dialogue graph for scenarios, N at a time, and turn each into a Trajectory.
 
-This is where a trajectory is born: `run_dialogue` drives one dialogue through the graph and packs
-the final state (transcript, verdict, stats, executed steps) into a `Trajectory` record.
+This is where a trajectory is born: `run_dialogue` drives one dialogue through the dialogue's nodes
+and packs the final state (transcript, verdict, stats, executed steps) into a `Trajectory` record.
+Without a graph or a config it takes the plain loop (`graphs.dialogue.run_plain`, no per-step
+LangGraph cost); given a graph (a checkpointer, breakpoints) or a config, the compiled graph.
+GEM_DIALOGUE=graph forces the graph everywhere (to compare the two, or to rule the loop out).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from langgraph.errors import GraphRecursionError
 
-from graphs.dialogue import SimContext, build_dialogue_graph, initial_state
+from graphs.dialogue import SimContext, build_dialogue_graph, initial_state, run_plain
 from graphs.roles import Roles
 from tools_runtime.records import ExecRecord, Failure, Provenance, Scenario, Stats, Trajectory, Verdict
 
@@ -57,15 +61,20 @@ async def run_dialogue(scenario: Scenario, roles: Roles, *, rollout: int = 0, gr
                        config: dict[str, Any] | None = None, max_user_turns: int = 24,
                        max_tool_rounds: int = 16, stage: str = "simulate") -> Trajectory:
     """Run one dialogue to the end and return it as a verified Trajectory."""
-    graph = graph or default_graph()
     ctx = SimContext(scenario=scenario, roles=roles, max_user_turns=max_user_turns,
                      max_tool_rounds=max_tool_rounds)
     cfg = dict(config or {})
     cfg.setdefault("recursion_limit", recursion_limit(max_user_turns, max_tool_rounds))
-    if graph.checkpointer is not None:
+    start = initial_state(scenario, roles.system_message(scenario))
+    plain = graph is None and config is None and os.environ.get("GEM_DIALOGUE") != "graph"
+    graph = graph or (None if plain else default_graph())
+    if graph is not None and graph.checkpointer is not None:
         cfg.setdefault("configurable", {}).setdefault("thread_id", f"{scenario.id}:r{rollout}:{uuid.uuid4().hex[:8]}")
     try:
-        state = await graph.ainvoke(initial_state(scenario, roles.system_message(scenario)), cfg, context=ctx)
+        if graph is None:
+            state: dict[str, Any] = dict(await run_plain(start, ctx, cfg["recursion_limit"]))
+        else:
+            state = await graph.ainvoke(start, cfg, context=ctx)
     except GraphRecursionError:
         state = {"messages": [], "verdict": Verdict(passed=False, failures=[Failure(
             code="turn_budget_exhausted", reason="the dialogue exceeded its step budget")]).model_dump()}

@@ -311,6 +311,8 @@ def _entity_issues(entities: list[Entity]) -> list[EnvIssue]:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
+    from tools_runtime.metaschema import known_valid
+
     issues: list[EnvIssue] = []
     seen: set[str] = set()
     for i, ent in enumerate(entities):
@@ -326,7 +328,8 @@ def _entity_issues(entities: list[Entity]) -> list[EnvIssue]:
                 issues.append(EnvIssue(path=f"{where}.hidden", code="unknown_field",
                                        reason=f"hidden field '{h}' is not a field of '{ent.name}'"))
         try:
-            Draft202012Validator.check_schema(entity_schema(ent))
+            if not known_valid(schema := entity_schema(ent)):  # the fast path proves the common case
+                Draft202012Validator.check_schema(schema)
         except SchemaError as exc:
             field = ".".join(str(p) for p in list(exc.path)[1:2]) or "fields"
             issues.append(EnvIssue(path=f"{where}.fields.{field}", code="bad_schema", reason=exc.message))

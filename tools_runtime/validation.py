@@ -25,6 +25,8 @@ from jsonschema import Draft4Validator, Draft6Validator, Draft7Validator, Draft2
 from jsonschema.exceptions import SchemaError, UnknownType, ValidationError, best_match
 from pydantic import BaseModel
 
+from tools_runtime.metaschema import known_valid
+
 if TYPE_CHECKING:  # toolspec imports this module, so the import only serves the annotations
     from jsonschema.protocols import Validator
 
@@ -508,6 +510,8 @@ def metaschema_issues(schema: Any) -> list[tuple[str, str]]:
             )
         ]
     stock = classes[0]
+    if stock is Draft202012Validator and known_valid(schema):  # the common case, without the slow walk
+        return []
     checker = stock(stock.META_SCHEMA, format_checker=stock.FORMAT_CHECKER)
     out = []
     for err in sorted(checker.iter_errors(schema), key=lambda e: [str(p) for p in e.absolute_path]):
@@ -538,7 +542,8 @@ def _compile(canonical: str) -> tuple[Any, str | None]:
     if classes is None:
         return None, f"unsupported $schema {schema.get('$schema')!r}"
     try:
-        classes[0].check_schema(schema)
+        if classes[0] is not Draft202012Validator or not known_valid(schema):
+            classes[0].check_schema(schema)
     except SchemaError as exc:
         return None, f"invalid schema at {exc.json_path}: {exc.message}"
     return classes[1](schema, registry=REGISTRY), None
