@@ -80,6 +80,18 @@ def user_prompt(scenario: Scenario) -> str:
     actions — and facts marked `withhold` are listed apart, to be given only when asked.
     """
     goals = "\n".join(f"{i + 1}. {g.description}" for i, g in enumerate(scenario.goals))
+    facts = user_facts(scenario)
+    slips = [e for e in scenario.planned_errors if e.kind in ("not_found", "invalid_value") and e.key]
+    mistakes = ""
+    if slips:
+        mistakes = "\nThe first time you give these, make this slip; correct it when the assistant says it failed:\n"
+        mistakes += "\n".join(f"- {humanize(e.key or '')}: say {render_value(e.wrong_value)}" for e in slips) + "\n"
+    return fill(load_prompt(PKG, "user_system.txt"), persona=scenario.persona or "an ordinary customer",
+                goals=goals, facts=facts, mistakes=mistakes, stop=STOP_TOKEN)
+
+
+def user_facts(scenario: Scenario) -> str:
+    """The user's facts as prompt lines, those to give only when asked listed apart."""
     task = scenario.task
     withheld = {i.key for i in task.known_info if i.withhold} if task is not None else set()
     # Facts no goal volunteers (the refiner's `withhold_info`, secrets) are withheld too: listing them
@@ -94,13 +106,7 @@ def user_prompt(scenario: Scenario) -> str:
             f"- {humanize(k)}: {render_value(scenario.known_info[k])}" for k in scenario.known_info if k in withheld)
     else:
         facts = fact_list(scenario)
-    slips = [e for e in scenario.planned_errors if e.kind in ("not_found", "invalid_value") and e.key]
-    mistakes = ""
-    if slips:
-        mistakes = "\nThe first time you give these, make this slip; correct it when the assistant says it failed:\n"
-        mistakes += "\n".join(f"- {humanize(e.key or '')}: say {render_value(e.wrong_value)}" for e in slips) + "\n"
-    return fill(load_prompt(PKG, "user_system.txt"), persona=scenario.persona or "an ordinary customer",
-                goals=goals, facts=facts, mistakes=mistakes, stop=STOP_TOKEN)
+    return facts
 
 
 def chat_assistant(client: ModelClient) -> Policy:
@@ -176,7 +182,7 @@ def user_turn_messages(scenario: Scenario, history: list[dict[str, Any]]) -> lis
             + "\n") if asked else ""
     goals = "\n".join(f"{i + 1}. {g.description}" for i, g in enumerate(scenario.goals))
     turn = fill(load_prompt(PKG, "user_turn.txt"), persona=scenario.persona or "an ordinary customer", goals=goals,
-                facts=fact_list(scenario), conversation=convo, last=last, asked=hint)
+                facts=user_facts(scenario), conversation=convo, last=last, asked=hint)
     return [{"role": "user", "content": turn}]
 
 
