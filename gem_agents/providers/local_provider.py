@@ -315,8 +315,12 @@ class LocalEngine:
                              "prompt_tokens": len(tokens)})
             start = time.perf_counter()
             try:
+                # Sampling draws a fresh seed per call (the engine's call count: reproducible for one
+                # process's sequence of calls), so repeated trials of one task are independent samples
+                # (pass^k); greedy decoding needs none. The call cache still answers a repeated call.
+                seed = self.calls if cfg.temperature > 0 else 0
                 text, generated = self.backend.generate(tokens, max_tokens=cfg.max_tokens,
-                                                        temperature=cfg.temperature, seed=0, schema=schema)
+                                                        temperature=cfg.temperature, seed=seed, schema=schema)
             finally:
                 spent = time.perf_counter() - start
                 self.seconds += spent
