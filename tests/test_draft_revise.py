@@ -145,15 +145,26 @@ def test_echo_refusal_and_asked_facts_are_recognised():
 def test_an_echoing_user_is_re_asked_once_with_the_fact_it_was_asked_for():
     sc = scenario()
     echo = json.dumps({"reply": "What is your forwarding address?", "done": True})
-    good = json.dumps({"reply": "It's dana@example.org.", "done": False})
+    good = json.dumps({"reply": "Sure, my forwarding address is dana@example.org.", "done": False})
     client, seen = fake_client([echo, good], role="user", temperature=0.3)
     history = [{"role": "assistant", "content": "Please set up forwarding."},
                {"role": "user", "content": "What is your forwarding address?"}]
     out = asyncio.run(chat_user(client)(RoleView(role="user", messages=history, scenario=sc)))
-    assert out == {"role": "user", "content": "It's dana@example.org."}
+    assert out == {"role": "user", "content": "Sure, my forwarding address is dana@example.org."}
     assert len(seen) == 2 and "dana@example.org" in seen[1][0][-1]["content"]
     assert ">>> What is your forwarding address?" in seen[0][0][0]["content"]
     assert seen[0][1].json_schema["properties"]["reply"]["maxLength"] == 300
+
+
+def test_a_user_that_twice_restates_its_request_states_the_asked_fact_in_the_told_form():
+    sc = scenario()
+    again = json.dumps({"reply": "Please forward my mail to dana@example.org for me.", "done": False})
+    client, seen = fake_client([again, again], role="user")
+    history = [{"role": "assistant", "content": "Please forward my mail to dana@example.org for me."},
+               {"role": "user", "content": "Which forwarding address should I use?"}]
+    out = asyncio.run(chat_user(client)(RoleView(role="user", messages=history, scenario=sc)))
+    assert len(seen) == 2 and 'Answer with: "My forwarding address is dana@example.org."' in seen[0][0][0]["content"]
+    assert out["content"] == "My forwarding address is dana@example.org."
 
 
 def test_done_ends_the_dialogue_only_when_no_question_is_open():

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from gem_agents.models.client import ModelClient
-from gem_agents.policies.dialogue_text import humanize, render_value
+from gem_agents.policies.dialogue_text import find_fact, humanize, render_value
 from gem_agents.prompting import fill, load_prompt, prompts_hash
 from graphs.roles import STOP_TOKEN, Policy, RoleView
 from tools_runtime.records import Scenario
@@ -167,6 +167,21 @@ def asked_facts(scenario: Scenario, last: str) -> dict[str, Any]:
     return out
 
 
+def fact_sentences(facts: dict[str, Any]) -> str:
+    """The facts as plain sentences ("My order id is A1."): what the user says when asked for them."""
+    return " ".join(f"My {humanize(k)} is {render_value(v)}." for k, v in facts.items())
+
+
+def states_facts(text: str, facts: dict[str, Any]) -> bool:
+    """True when `text` states every fact in `facts` so a reader finds it ("my/the <fact> is <value>")."""
+    return all(same_fact(find_fact([text], k), v) for k, v in facts.items())
+
+
+def same_fact(found: str | None, value: Any) -> bool:
+    """True when a value read back from text is the fact's value (case and trailing punctuation aside)."""
+    return found is not None and found.strip().strip(".!\"'").lower() == render_value(value).strip().lower()
+
+
 def user_turn_messages(scenario: Scenario, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One prompt for a small model playing the user: its brief, the transcript, the last assistant line apart.
 
@@ -178,8 +193,8 @@ def user_turn_messages(scenario: Scenario, history: list[dict[str, Any]]) -> lis
     last = next((m.get("content") or "" for m in reversed(history) if m["role"] == "user"), OPENING)
     convo = "The chat so far:\n" + ("\n".join(lines) if lines else f"Assistant: {OPENING}")
     asked = asked_facts(scenario, last)
-    hint = ("It asks for: " + "; ".join(f"{humanize(k)} (you know: {render_value(v)})" for k, v in asked.items())
-            + "\n") if asked else ""
+    hint = ("It asks for: " + "; ".join(humanize(k) for k in asked) + ". Answer with: \""
+            + fact_sentences(asked) + "\"\n") if asked else ""
     goals = "\n".join(f"{i + 1}. {g.description}" for i, g in enumerate(scenario.goals))
     turn = fill(load_prompt(PKG, "user_turn.txt"), persona=scenario.persona or "an ordinary customer", goals=goals,
                 facts=user_facts(scenario), conversation=convo, last=last, asked=hint)
@@ -208,16 +223,23 @@ def _structured_user(client: ModelClient) -> Policy:
             # A question left open is not the end: a small model sets done after a refusal or mid-task.
             if done and (asked or not history):
                 done = False
-            gives = any(render_value(v).lower() in text.lower() for v in asked.values())
-            bad = not text or out_of_role(text) or (not gives and repeats(text, [t for t in (last, mine) if t]))
+            echo = repeats(text, [t for t in (last, mine) if t])
+            # Asked for a fact, the reply must state it readably; otherwise it must not echo.
+            bad = not text or out_of_role(text) or (not states_facts(text, asked) if asked else echo)
             if not bad:
                 break
-            if attempt == 1 and mine and not asked and repeats(text, [mine]):
-                # Asked again, it still restates its own request to an assistant that asks nothing: the
-                # request was served (a small model does not say so); end politely rather than loop.
-                text, done = "Thank you, that's all.", True
+            if attempt == 1:
+                if asked:
+                    # Re-asked, it still did not state what it was asked for (a 1.5B restates its request):
+                    # the fact is appended in the form the user was told to use, its words kept before it.
+                    keep = "" if echo or out_of_role(text) else text
+                    text, done = f"{keep} {fact_sentences(asked)}".strip(), False
+                elif mine and repeats(text, [mine]):
+                    # It restates its own request to an assistant that asks nothing: the request was
+                    # served (a small model does not say so); end politely rather than loop.
+                    text, done = "Thank you, that's all.", True
                 break
-            hint = "".join(f"The {humanize(k)} is {render_value(v)}. " for k, v in asked.items())
+            hint = f'Say: "{fact_sentences(asked)}" ' if asked else ""
             messages = [*messages, {"role": "assistant", "content": reply.text},
                         {"role": "user", "content": REPEAT_NOTE.format(hint=hint)}]
             done = False
