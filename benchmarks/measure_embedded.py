@@ -45,8 +45,8 @@ def role_figures(run_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for role in ("filter", "extract", "task", "user", "assistant"):
         s = stages.get(role) or {}
-        calls = int(s.get("calls", 0))
-        row: dict[str, Any] = {"calls": calls, "cached_calls": int(s.get("cached_calls", 0)),
+        calls = int(s.get("calls", 0)) + int(s.get("cached_calls", 0))  # answers, whether computed or replayed
+        row: dict[str, Any] = {"calls": calls, "of_them_cached": int(s.get("cached_calls", 0)),
                                "prompt_tokens": int(s.get("input_tokens", 0)),
                                "generated_tokens": int(s.get("output_tokens", 0))}
         if role in activity:
@@ -66,7 +66,7 @@ def role_figures(run_dir: Path) -> dict[str, Any]:
             row["valid"], row["answers"] = calls - reasks, calls
         if row.get("answers"):
             row["valid_rate"] = round(row["valid"] / row["answers"], 3)
-        if calls or row.get("cached_calls"):
+        if calls:
             out[role] = row
     out["_run"] = {"documents": len(docs), "seconds_in_documents": round(sum(d["seconds"] or 0 for d in docs), 1),
                    "trajectories": len(trajs), "verified": sum(1 for t in trajs if (t.get("verdict") or {}).get("passed"))}
