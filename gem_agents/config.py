@@ -59,6 +59,8 @@ class RoleConfig(BaseModel):
     max_retries: int = Field(default=3, ge=0)
     rate_limit_rps: float | None = Field(default=None, gt=0)
     structured_output: Literal["auto", "json_schema", "tagged"] = "auto"
+    draft: Literal["none", "offline"] = Field(default="none", description="extract/task: 'offline' = the model "
+                                              "revises the rule-based draft (stages/draft_revise.py; small models)")
     extra_body: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")

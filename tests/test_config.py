@@ -26,7 +26,9 @@ def test_offline_preset_has_no_model_and_default_is_the_embedded_model():
     assert all(getattr(cfg.roles, r).provider == "scripted" for r in type(cfg.roles).model_fields)
     default = load_config(REPO / "configs" / "default.yaml")
     played = {r for r in type(default.roles).model_fields if getattr(default.roles, r).provider == "local"}
-    assert "filter" in played  # the roles on the model are chosen by measurement (configs/default.yaml)
+    # the roles on the model are chosen by measurement (configs/default.yaml, docs/providers.md)
+    assert {"filter", "extract", "task", "user"} <= played
+    assert default.roles.extract.draft == default.roles.task.draft == "offline"  # draft and revise
     # every model role shares one model file (one engine), with grammar-constrained structured output
     assert len({getattr(default.roles, r).model_package for r in played}) == 1
     assert all(getattr(default.roles, r).structured_output == "json_schema" for r in played)

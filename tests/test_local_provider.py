@@ -93,3 +93,21 @@ def test_auto_tool_choice_gives_a_well_formed_assistant_message(cfg):
     assert msg.get("tool_calls") or msg["content"].strip()
     for call in msg.get("tool_calls") or []:
         assert call["id"].startswith("call_") and isinstance(call["function"]["arguments"], str)
+
+
+def test_draft_revision_answer_fits_its_schema_and_applies(cfg):
+    # draft and revise on the real 0.5B: the bounded grammar gives one entry per drafted tool, in a shape
+    # apply_revision takes (what the names say is the model's business; the shape is the grammar's)
+    from gem_agents.stages.draft_revise import apply_revision, revise_messages, revision_schema
+    from gem_agents.stages.offline_extractor import extract_offline
+
+    draft = extract_offline(DOC).workflow
+    assert draft is not None
+    schema = revision_schema([t.name for t in draft.tools])
+    small = cfg.model_copy(update={"max_tokens": 60 * len(draft.tools) + 40})
+    reply = asyncio.run(client(small).chat(revise_messages(DOC, draft), json_schema=schema, schema_name="revision",
+                                           stage="extract"))
+    data = json.loads(reply.text)
+    assert len(data["tools"]) == len(draft.tools)
+    revised, problems = apply_revision(draft, data)
+    assert isinstance(problems, list) and revised["execution_graph"]

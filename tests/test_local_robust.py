@@ -43,6 +43,18 @@ def test_fenced_calls_keep_the_surrounding_text_and_json_for_the_user_stays_text
     assert parse_tool_text("No tools needed.", NAMES) == {"role": "assistant", "content": "No tools needed."}
 
 
+def test_calls_written_one_after_another_are_all_parsed_and_a_cut_off_tail_is_dropped():
+    # the 0.5B as the assistant planned three calls in one answer, as a list without brackets (2026-12-02)
+    text = ('{"name": "get_order", "arguments": {"order_id": "A1"}},\n'
+            '{"name": "cancel_order", "arguments": {"order_id": "A1"}},\n{"name": "get_ord')
+    msg = parse_tool_text(text, NAMES)
+    assert _calls(msg) == [("get_order", {"order_id": "A1"}), ("cancel_order", {"order_id": "A1"})]
+    assert msg["content"] == ""
+    # an unbound name anywhere in the sequence keeps the whole answer as text
+    mixed = '{"name": "get_order", "arguments": {}}\n{"name": "delete_everything", "arguments": {}}'
+    assert "tool_calls" not in parse_tool_text(mixed, NAMES)
+
+
 def _converts(schema: dict) -> str:
     constraints = pytest.importorskip("llama_cpp_py_sync.constraints")
     return constraints.response_format_to_grammar({"type": "json_schema", "json_schema": {"schema": schema}})

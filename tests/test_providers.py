@@ -362,7 +362,7 @@ class StandInBackend:
         return list(range(len(text.split())))
 
     def generate(self, tokens, *, max_tokens, temperature, seed, schema):
-        self.requests.append({"schema": schema, "max_tokens": max_tokens, "temperature": temperature})
+        self.requests.append({"schema": schema, "max_tokens": max_tokens, "temperature": temperature, "seed": seed})
         if self.reply is not None:
             return self.reply, 0
         if schema and "arguments" in json.dumps(schema):
@@ -423,6 +423,28 @@ def test_local_provider_reports_which_role_it_plays(tmp_path):
         activity.remove_listener(seen.append)
     assert [e["event"] for e in seen] == ["call_start", "call_end"]
     assert seen[1]["role"] == "user" and seen[1]["model"] == "r.gguf" and seen[1]["completion_tokens"] == 2
+
+
+def test_local_provider_samples_with_a_fresh_seed_per_call_and_logs_each_call(tmp_path, monkeypatch):
+    # trials of one task must be independent samples (pass^k); greedy calls need no seed
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("GEM_MODEL_CALL_LOG", str(log))
+    model = tmp_path / "t.gguf"
+    model.write_bytes(b"GGUF" + b"\2" * 8)
+    sampled = RoleConfig(provider="local", model_path=str(model), temperature=0.7)
+    client = ModelClient("assistant", sampled, local_provider.local_completer(sampled, role="assistant",
+                                                                              backend_factory=StandInBackend))
+    asyncio.run(client.chat(MSGS))
+    asyncio.run(client.chat(MSGS, salt="trial-2"))
+    backend = StandInBackend.instances[-1]
+    assert backend.requests[0]["seed"] != backend.requests[1]["seed"]
+    greedy = RoleConfig(provider="local", model_path=str(model), temperature=0, n_ctx=1024)
+    asyncio.run(ModelClient("filter", greedy, local_provider.local_completer(greedy,
+                                                                            backend_factory=StandInBackend)).chat(MSGS))
+    assert StandInBackend.instances[-1].requests[0]["seed"] == 0
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["event"] for r in rows].count("call_end") == 3 and rows[0]["event"] == "load"
+    assert {r.get("role") for r in rows if r["event"] == "call_end"} == {"assistant", ""}
 
 
 def test_local_provider_without_a_runtime_names_both_routes(tmp_path, monkeypatch):

@@ -37,7 +37,8 @@ def describe_mode(cfg: RunConfig) -> str:
     by_model: dict[str, list[str]] = {}
     for name, r in played.items():
         label = f"{r.provider}:{r.model or r.setting('model_package') or r.setting('model_path')}"
-        by_model.setdefault(label, []).append(name)
+        # draft and revise: the model corrects the rule-based draft (stages/draft_revise.py)
+        by_model.setdefault(label, []).append(f"{name} (revising the rule draft)" if r.draft == "offline" else name)
     return "; ".join(f"{label} plays {', '.join(names)}" for label, names in by_model.items()) + \
         " (the other roles scripted)"
 

@@ -16,6 +16,11 @@ from gem_agents.eval.runner import EvalInputError, load_items, result_row, run_e
 from gem_agents.io import atomic_writer, redact, write_jsonl, write_text
 
 
+def _model_name(role: Any) -> str:
+    """The model a role ran: its name, or the embedded model's package or file (the `local` provider has no name)."""
+    return role.model or role.model_package or role.model_path or ""
+
+
 def eval_cmd(
     tasks: Path = typer.Argument(..., help="A run directory, a tasks JSONL, τ²'s tasks.json or BFCL multi-turn data."),
     config: Path | None = typer.Option(None, help="Run config YAML: its assistant role is evaluated, its user "
@@ -53,8 +58,8 @@ def eval_cmd(
                                "name": roles.name.replace("assistant:scripted", "assistant:gold")})
     user_cfg = cfg.roles.user
     pins: dict[str, Any] = {
-        "assistant": {"provider": cfg.roles.assistant.provider, "model": cfg.roles.assistant.model},
-        "user": {"provider": user_cfg.provider, "model": user_cfg.model,
+        "assistant": {"provider": cfg.roles.assistant.provider, "model": _model_name(cfg.roles.assistant)},
+        "user": {"provider": user_cfg.provider, "model": _model_name(user_cfg),
                  "prompts_hash": chat_prompts_hash() if user_cfg.provider != "scripted" else "scripted",
                  "temperature": user_cfg.temperature, "seeds": list(range(trials))},
         "config": str(config) if config else None,

@@ -8,11 +8,12 @@ with an error the assistant reads on its next turn.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from gem_agents.models.client import ModelClient
 from gem_agents.prompting import fill, load_prompt, prompts_hash
-from gem_agents.user.dialogue_text import humanize, render_value
+from gem_agents.user.dialogue_text import find_fact, humanize, render_value
 from graphs.roles import STOP_TOKEN, Policy, RoleView
 from tools_runtime.records import Scenario
 
@@ -80,6 +81,18 @@ def user_prompt(scenario: Scenario) -> str:
     actions — and facts marked `withhold` are listed apart, to be given only when asked.
     """
     goals = "\n".join(f"{i + 1}. {g.description}" for i, g in enumerate(scenario.goals))
+    facts = user_facts(scenario)
+    slips = [e for e in scenario.planned_errors if e.kind in ("not_found", "invalid_value") and e.key]
+    mistakes = ""
+    if slips:
+        mistakes = "\nThe first time you give these, make this slip; correct it when the assistant says it failed:\n"
+        mistakes += "\n".join(f"- {humanize(e.key or '')}: say {render_value(e.wrong_value)}" for e in slips) + "\n"
+    return fill(load_prompt(PKG, "user_system.txt"), persona=scenario.persona or "an ordinary customer",
+                goals=goals, facts=facts, mistakes=mistakes, stop=STOP_TOKEN)
+
+
+def user_facts(scenario: Scenario) -> str:
+    """The user's facts as prompt lines, those to give only when asked listed apart."""
     task = scenario.task
     withheld = {i.key for i in task.known_info if i.withhold} if task is not None else set()
     # Facts no goal volunteers (the refiner's `withhold_info`, secrets) are withheld too: listing them
@@ -94,13 +107,7 @@ def user_prompt(scenario: Scenario) -> str:
             f"- {humanize(k)}: {render_value(scenario.known_info[k])}" for k in scenario.known_info if k in withheld)
     else:
         facts = fact_list(scenario)
-    slips = [e for e in scenario.planned_errors if e.kind in ("not_found", "invalid_value") and e.key]
-    mistakes = ""
-    if slips:
-        mistakes = "\nThe first time you give these, make this slip; correct it when the assistant says it failed:\n"
-        mistakes += "\n".join(f"- {humanize(e.key or '')}: say {render_value(e.wrong_value)}" for e in slips) + "\n"
-    return fill(load_prompt(PKG, "user_system.txt"), persona=scenario.persona or "an ordinary customer",
-                goals=goals, facts=facts, mistakes=mistakes, stop=STOP_TOKEN)
+    return facts
 
 
 def chat_assistant(client: ModelClient) -> Policy:
@@ -117,8 +124,142 @@ def chat_assistant(client: ModelClient) -> Policy:
     return policy
 
 
+USER_REPLY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"reply": {"type": "string", "maxLength": 300}, "done": {"type": "boolean"}},
+    "required": ["reply", "done"], "additionalProperties": False}
+REPEAT_NOTE = ("That message is not the customer's. You are the CUSTOMER: do not repeat the assistant, do not "
+               "refuse or offer help. {hint}Write the customer's reply again as JSON.")
+# What an assistant says and a customer does not: a small model playing the user drifts into these.
+ASSISTANT_LINES = ("can't assist", "cannot assist", "how can i help", "how may i help", "i'm sorry, but",
+                   "let me know if you have any other", "as an ai", "i can help you")
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9@._-]+", text.lower()) if len(w) > 2}
+
+
+def repeats(reply: str, earlier: list[str]) -> bool:
+    """True when `reply` mostly repeats one of `earlier` (the assistant's last words, the user's own last line)."""
+    mine = _words(reply)
+    if not mine:
+        return False
+    for other in earlier:
+        theirs = _words(other)
+        if theirs and len(mine & theirs) / len(mine) >= 0.7:
+            return True
+    return False
+
+
+def out_of_role(reply: str) -> bool:
+    """True when a user reply reads like the assistant's side (a refusal, an offer of help)."""
+    low = reply.lower()
+    return any(s in low for s in ASSISTANT_LINES)
+
+
+def asked_facts(scenario: Scenario, last: str) -> dict[str, Any]:
+    """The user's facts the assistant's last message asks about (their words appear in it)."""
+    low = last.lower()
+    out = {}
+    for key, value in scenario.known_info.items():
+        words = [w for w in humanize(key).lower().split() if len(w) > 2 and w not in ("the", "your")]
+        if words and all(w in low for w in words[-2:]):
+            out[key] = value
+    return out
+
+
+def fact_sentences(facts: dict[str, Any]) -> str:
+    """The facts as plain sentences ("My order id is A1."): what the user says when asked for them."""
+    return " ".join(f"My {humanize(k)} is {render_value(v)}." for k, v in facts.items())
+
+
+def states_facts(text: str, facts: dict[str, Any]) -> bool:
+    """True when `text` states every fact in `facts` so a reader finds it ("my/the <fact> is <value>")."""
+    return all(same_fact(find_fact([text], k), v) for k, v in facts.items())
+
+
+def same_fact(found: str | None, value: Any) -> bool:
+    """True when a value read back from text is the fact's value (case and trailing punctuation aside)."""
+    return found is not None and found.strip().strip(".!\"'").lower() == render_value(value).strip().lower()
+
+
+def user_turn_messages(scenario: Scenario, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One prompt for a small model playing the user: its brief, the transcript, the last assistant line apart.
+
+    History arrives flipped (the user speaks as `assistant`); here it is written out as "Customer:" and
+    "Assistant:" lines in one message, so the model never plays a chat role it may confuse with its
+    training's (a 0.5B given the flipped chat answered as a helpdesk: "I'm sorry, but I can't assist").
+    """
+    lines = [f"{'Customer' if m['role'] == 'assistant' else 'Assistant'}: {m.get('content') or ''}" for m in history]
+    last = next((m.get("content") or "" for m in reversed(history) if m["role"] == "user"), OPENING)
+    convo = "The chat so far:\n" + ("\n".join(lines) if lines else f"Assistant: {OPENING}")
+    asked = asked_facts(scenario, last)
+    hint = ("It asks for: " + "; ".join(humanize(k) for k in asked) + ". Answer with: \""
+            + fact_sentences(asked) + "\"\n") if asked else ""
+    goals = "\n".join(f"{i + 1}. {g.description}" for i, g in enumerate(scenario.goals))
+    turn = fill(load_prompt(PKG, "user_turn.txt"), persona=scenario.persona or "an ordinary customer", goals=goals,
+                facts=user_facts(scenario), conversation=convo, last=last, asked=hint)
+    return [{"role": "user", "content": turn}]
+
+
+def _structured_user(client: ModelClient) -> Policy:
+    """The user on a small model: one JSON reply under a grammar; an echo or an assistant's line re-asked once."""
+
+    async def policy(view: RoleView) -> dict[str, Any]:
+        history = view.messages or []
+        messages = user_turn_messages(view.scenario, history)
+        last = next((m.get("content") or "" for m in reversed(history) if m["role"] == "user"), "")
+        mine = next((m.get("content") or "" for m in reversed(history) if m["role"] == "assistant"), "")
+        asked = asked_facts(view.scenario, last)
+        text, done = "", False
+        for attempt in range(2):
+            reply = await client.chat(messages, json_schema=USER_REPLY_SCHEMA, schema_name="user_reply",
+                                      stage="user", salt=f"{view.scenario.id}:{attempt}")
+            try:
+                data = json.loads(reply.text)
+            except ValueError:
+                data = {"reply": reply.text}
+            data = data if isinstance(data, dict) else {}
+            text, done = str(data.get("reply") or "").strip(), bool(data.get("done"))
+            # A question left open is not the end: a small model sets done after a refusal or mid-task.
+            if done and (asked or not history):
+                done = False
+            echo = repeats(text, [t for t in (last, mine) if t])
+            # Asked for a fact, the reply must state it readably; otherwise it must not echo.
+            bad = not text or out_of_role(text) or (not states_facts(text, asked) if asked else echo)
+            if not bad:
+                break
+            if attempt == 1:
+                if asked:
+                    # Re-asked, it still did not state what it was asked for (a 1.5B restates its request):
+                    # the fact is appended in the form the user was told to use, its words kept before it.
+                    keep = "" if echo or out_of_role(text) else text
+                    text, done = f"{keep} {fact_sentences(asked)}".strip(), False
+                elif mine and repeats(text, [mine]):
+                    # It restates its own request to an assistant that asks nothing: the request was
+                    # served (a small model does not say so); end politely rather than loop.
+                    text, done = "Thank you, that's all.", True
+                break
+            hint = f'Say: "{fact_sentences(asked)}" ' if asked else ""
+            messages = [*messages, {"role": "assistant", "content": reply.text},
+                        {"role": "user", "content": REPEAT_NOTE.format(hint=hint)}]
+            done = False
+        if done and STOP_TOKEN not in text:
+            text = f"{text} {STOP_TOKEN}".strip()
+        return {"role": "user", "content": text or STOP_TOKEN}
+
+    return policy
+
+
 def chat_user(client: ModelClient) -> Policy:
-    """The user as a chat model; it sees the conversation with roles flipped."""
+    """The user as a chat model; it sees the conversation with roles flipped.
+
+    A role set to `structured_output: json_schema` (the embedded small models) answers in one
+    constrained shape instead (`_structured_user`): a 1.5B model given the flipped chat echoed the
+    assistant. `auto` keeps the chat form.
+    """
+    if client.cfg.structured_output == "json_schema":
+        return _structured_user(client)
 
     async def policy(view: RoleView) -> dict[str, Any]:
         history = view.messages or []

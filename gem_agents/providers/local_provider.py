@@ -320,17 +320,22 @@ class LocalEngine:
                              "prompt_tokens": len(tokens)})
             start = time.perf_counter()
             try:
+                # Sampling draws a fresh seed per call (the engine's call count: reproducible for one
+                # process's sequence of calls), so repeated trials of one task are independent samples
+                # (pass^k); greedy decoding needs none. The call cache still answers a repeated call.
+                seed = self.calls if cfg.temperature > 0 else 0
                 text, generated = self.backend.generate(tokens, max_tokens=cfg.max_tokens,
-                                                        temperature=cfg.temperature, seed=0, schema=schema)
+                                                        temperature=cfg.temperature, seed=seed, schema=schema)
             finally:
                 spent = time.perf_counter() - start
                 self.seconds += spent
             self.calls += 1
             self.prompt_tokens += len(tokens)
             self.completion_tokens += generated
-            activity.report({"event": "call_end", "role": role, "model": self.path.name,
-                             "prompt_tokens": len(tokens), "completion_tokens": generated,
-                             "seconds": round(spent, 3)})
+            end = {"event": "call_end", "role": role, "model": self.path.name, "prompt_tokens": len(tokens),
+                   "completion_tokens": generated, "seconds": round(spent, 3)}
+            activity.report(end)
+            log_call(end)
         usage = {"input_tokens": len(tokens), "output_tokens": generated}
         if tools:
             if forced is not None:
@@ -338,6 +343,15 @@ class LocalEngine:
             names = [t.get("function", t).get("name") for t in tools]
             return parse_tool_text(text, names), usage
         return {"role": "assistant", "content": text.strip() if schema is None else text}, usage
+
+
+def log_call(row: dict[str, Any]) -> None:
+    """Append one call's figures to $GEM_MODEL_CALL_LOG (a JSONL file) when set: benchmarks read per-call times."""
+    target = os.environ.get("GEM_MODEL_CALL_LOG")
+    if not target:
+        return
+    with open(target, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({**row, "at": round(time.time(), 1), "pid": os.getpid()}) + "\n")
 
 
 def _tools_in_system(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -359,7 +373,9 @@ def load_engine(cfg: RoleConfig, *, backend_factory: BackendFactory = None, path
            json.dumps(cfg.setting("engine_kwargs", {}), sort_keys=True))
     with _ENGINES_LOCK:
         if key not in _ENGINES:
+            started = time.perf_counter()
             backend = (backend_factory or open_backend)(path, cfg)
+            log_call({"event": "load", "model": path.name, "seconds": round(time.perf_counter() - started, 3)})
             source = backend.chat_template()
             _ENGINES[key] = LocalEngine(backend=backend, path=path, template_has_tools="tools" in source,
                                         template=compile_template(source))

@@ -63,12 +63,37 @@ def _json_calls(body: str, names: set[str] | None) -> list[str] | None:
     return calls or None
 
 
+def _json_sequence(text: str, names: set[str] | None) -> list[str] | None:
+    """Call objects written one after another (`{…},\n{…}`: a list without its brackets), or None.
+
+    A 0.5B model plans several calls in one answer this way; the objects before one that does not
+    parse (an answer cut off at `max_tokens`) are kept.
+    """
+    decoder = json.JSONDecoder()
+    calls: list[str] = []
+    pos = 0
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,;":
+            pos += 1
+        if pos >= len(text) or text[pos] != "{":
+            break
+        try:
+            item, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            break
+        found = _json_calls(json.dumps(item), names)
+        if not found:
+            return None
+        calls += found
+    return calls if len(calls) > 1 else None
+
+
 def parse_tool_text(text: str, tool_names: list[str] | None = None) -> dict[str, Any]:
     """An assistant message from generated text, with its tool calls parsed leniently.
 
     Accepted, in this order: `<tool_call>` blocks (the template's format); fenced JSON blocks
-    (```json …```) holding `{"name", "arguments"}` objects; the whole answer being such an object
-    or a list of them. Small models write the last two although the template asks for the first.
+    (```json …```) holding `{"name", "arguments"}` objects; the whole answer being such an object,
+    a list of them, or several of them one after another (commas or newlines between). Small models write the last two although the template asks for the first.
     Fenced or bare JSON counts as a call only when its name is a bound tool (when names are given),
     so a JSON example written for the user stays text.
     """
@@ -90,7 +115,7 @@ def parse_tool_text(text: str, tool_names: list[str] | None = None) -> dict[str,
             bodies += found
             kept = kept.replace(fence.group(0), "", 1)
     if not bodies:
-        found = _json_calls(text.strip(), names)
+        found = _json_calls(text.strip(), names) or _json_sequence(text.strip(), names)
         if found:
             bodies, kept = found, ""
     if not bodies:

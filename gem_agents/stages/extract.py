@@ -123,6 +123,10 @@ async def extract_workflow(doc: Document, client: ModelClient, *, relevance: Rel
     `rounds` in the result counts the model calls made (1 + repairs). `json_mode=None` follows the
     role config (`structured_output`). Model call failures (ModelCallError) propagate.
     """
+    if client.cfg.draft == "offline":  # a small model corrects the rule-based draft (stages/draft_revise.py)
+        from gem_agents.stages.draft_revise import revise_extraction
+        return await revise_extraction(doc, client, relevance=relevance, repair_rounds=repair_rounds,
+                                       max_tools=min(max_tools, 12))
     json_mode = wants_json_schema(client.cfg) if json_mode is None else json_mode
     messages = extract_messages(doc, json_mode=json_mode)
     errors: list[str] = []

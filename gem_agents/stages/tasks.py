@@ -150,6 +150,10 @@ def _parse_json(text: str) -> Any:
 async def write_tasks(workflow: Workflow, doc: Document, client: ModelClient, *, k: int = 3,
                       repair_rounds: int = 1) -> tuple[list[Task], list[TaskRejection]]:
     """The `task` role for one environment: ask, validate, execute gold; rejections go back once."""
+    if client.cfg.draft == "offline":  # a small model rewrites the offline writer's tasks (stages/draft_revise.py)
+        from gem_agents.stages.draft_revise import revise_tasks
+        drafts, drafts_rejected = write_tasks_offline(workflow, doc.text, k=k)
+        return await revise_tasks(workflow, doc, client, drafts, repair_rounds=repair_rounds), drafts_rejected
     json_mode = wants_json_schema(client.cfg)
     messages = task_messages(workflow, doc, k)
     valid: list[Task] = []
