@@ -18,7 +18,7 @@ from gem_agents.io import atomic_writer, redact, write_jsonl, write_text
 
 def _model_name(role: Any) -> str:
     """The model a role ran: its name, or the embedded model's package or file (the `local` provider has no name)."""
-    return role.model or role.model_package or role.model_path or ""
+    return role.model or role.setting("model_package") or role.setting("model_path") or ""
 
 
 def eval_cmd(
