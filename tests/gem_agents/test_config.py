@@ -11,7 +11,7 @@ from gem_agents.cli import app
 from gem_agents.cli.cmd_demo import SAMPLES
 from gem_agents.config import ConfigError, RunConfig, load_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 

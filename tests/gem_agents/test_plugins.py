@@ -21,7 +21,7 @@ from gem_agents import registry
 from gem_agents.config import ConfigError, RoleConfig, parse_config
 from gem_agents.registry import Provider, RegistryError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "tests" / "plugins" / "gem_plugin_demo"
 SAMPLE = REPO / "gem_agents" / "samples" / "share_a_printer.md"
 GEM = [sys.executable, "-c", "from gem_agents.cli import main; main()"]

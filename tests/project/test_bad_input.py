@@ -21,7 +21,7 @@ from gem_agents.cli import app
 from gem_agents.run.store import RunStore
 from tests.helpers import EXAMPLES, scripted
 
-SAMPLE = (Path(__file__).resolve().parents[1] / "gem_agents" / "samples" / "share_a_printer.md").read_text()
+SAMPLE = (Path(__file__).resolve().parents[2] / "gem_agents" / "samples" / "share_a_printer.md").read_text()
 OK_CONFIG = "seed: 0\nrollouts: 1\nrefine_rounds: 0\n"
 WORKFLOW = str(EXAMPLES / "shop_return.json")
 TOOL = {"type": "function", "function": {"name": "get_item", "description": "Get an item.",

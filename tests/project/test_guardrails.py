@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROOTS = ("tools_runtime", "graphs", "gem_agents")
 README_LIMIT = 10 * 1024
 

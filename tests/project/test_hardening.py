@@ -1,7 +1,7 @@
 """Issue 16, one test per case: data never runs code, secrets never reach disk, bad bytes never hang a run.
 
 Each test drives the real entry point (the CLI where there is one) and checks the message, the exit
-code and what is left on disk. `tests/test_fuzz_inputs.py` throws generated inputs at the same paths.
+code and what is left on disk. `tests/project/test_fuzz_inputs.py` throws generated inputs at the same paths.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from gem_agents.run.store import DocOutcome, RunStore, StoreWriteError
 from graphs.serde import UnsafeCheckpoint, strict_serde
 from tests.helpers import EXAMPLES, scripted
 
-SAMPLE = (Path(__file__).resolve().parents[1] / "gem_agents" / "samples" / "share_a_printer.md").read_text()
+SAMPLE = (Path(__file__).resolve().parents[2] / "gem_agents" / "samples" / "share_a_printer.md").read_text()
 WORKFLOW = str(EXAMPLES / "shop_return.json")
 OK_CONFIG = "seed: 0\nrollouts: 1\nrefine_rounds: 0\n"
 runner = CliRunner()

@@ -6,7 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Each guardrail and a pattern its recipe line must match (the tools run from the venv's bin/).
 GUARDRAILS = {

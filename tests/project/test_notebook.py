@@ -13,7 +13,7 @@ from nbclient import NotebookClient
 
 pytestmark = pytest.mark.notebook
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "debug_dialogue.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "debug_dialogue.ipynb"
 
 
 class _ThisPython(KernelSpecManager):

@@ -8,7 +8,7 @@ from tools_runtime.environment import EnvironmentSpecError
 from tools_runtime.executor import ToolEnvironment, initial_state
 from tools_runtime.workflow_io import load_workflow, workflow_from_dict
 
-ENVS = Path(__file__).resolve().parents[1] / "examples" / "environments"
+ENVS = Path(__file__).resolve().parents[2] / "examples" / "environments"
 
 
 def _tool(name, props, required=None):

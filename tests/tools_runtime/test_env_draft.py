@@ -11,7 +11,7 @@ from tools_runtime.scenario import ScenarioError, build_scenario
 from tools_runtime.tasks import GoldRun, run_gold
 from tools_runtime.workflow_io import load_workflow, workflow_from_dict
 
-ENVS = Path(__file__).resolve().parents[1] / "examples" / "environments"
+ENVS = Path(__file__).resolve().parents[2] / "examples" / "environments"
 NAMES = sorted(p.stem for p in ENVS.glob("*.json"))
 
 

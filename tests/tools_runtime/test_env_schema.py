@@ -11,7 +11,7 @@ from tools_runtime.spec_schema import SCHEMAS, environment_schema, task_schema, 
 from tools_runtime.tasks import Action, Info, Task
 from tools_runtime.workflow_io import load_workflow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FORMATS = REPO / "docs" / "formats"
 
 

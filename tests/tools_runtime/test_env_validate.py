@@ -20,7 +20,7 @@ from tools_runtime.tasks import Action, Info, Task
 from tools_runtime.toolspec import ToolSpec
 from tools_runtime.workflow_io import workflow_from_dict
 
-ENVS = Path(__file__).resolve().parents[1] / "examples" / "environments"
+ENVS = Path(__file__).resolve().parents[2] / "examples" / "environments"
 
 
 def spec(name="shop_return"):

@@ -19,7 +19,7 @@ from tools_runtime.tasks import (
 )
 from tools_runtime.workflow_io import load_workflow
 
-ENVS = Path(__file__).resolve().parents[1] / "examples" / "environments"
+ENVS = Path(__file__).resolve().parents[2] / "examples" / "environments"
 SIGN_IN = Action(tool="sign_in", arguments={"username": "maria.k", "password": "Lamp-2024!"})
 
 

@@ -24,7 +24,7 @@ from tools_runtime.toolspec import (
 )
 from tools_runtime.validation import MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "tools"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "tools"
 PARAMS = {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}
 BFCL_NAMES = {"dict", "float", "tuple", "any"}
 

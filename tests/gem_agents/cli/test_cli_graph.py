@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from gem_agents.cli import app
 
 GRAPH = "(login)->(search_items, get_cart)->(update_item)"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 runner = CliRunner()
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from gem_agents.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 WF = REPO / "examples" / "workflows" / "shop_return.json"
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from gem_agents.cli import app
 from tools_runtime.verification import mutations
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 WORKFLOW = REPO / "examples" / "workflows" / "shop_return.json"
 runner = CliRunner()
 

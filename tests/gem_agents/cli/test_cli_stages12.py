@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from gem_agents.cli import app
 from gem_agents.testing.fake_openai import FakeOpenAIServer, ScriptedResponder, text
-from tests.test_extract import tagged
+from tests.gem_agents.stages.test_extract import tagged
 from tools_runtime.workflow_io import load_workflows
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 runner = CliRunner()
 
 PROCEDURE = ("# Disconnect a Bluetooth device\n1. Open the Activities overview and start typing Bluetooth.\n"

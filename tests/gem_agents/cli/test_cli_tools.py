@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from gem_agents.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples" / "tools"
 runner = CliRunner()
 

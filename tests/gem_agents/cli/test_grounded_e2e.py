@@ -23,7 +23,7 @@ from gem_agents.run.store import RunStore
 from gem_agents.testing.fake_openai import FakeOpenAIServer, RecordedResponder, request_role
 
 runner = CliRunner()
-RECORDED = Path(__file__).resolve().parent / "data" / "recorded"
+RECORDED = Path(__file__).resolve().parents[2] / "data" / "recorded"
 
 
 def recorded_records() -> list[dict]:

@@ -16,7 +16,7 @@ from tools_runtime.records import PlannedCall
 from tools_runtime.verification.verify import verify
 
 runner = CliRunner()
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_pass_hat_k_is_the_unbiased_estimator():

@@ -15,7 +15,7 @@ from inspect_ai.model import ModelOutput, get_model  # noqa: E402
 from gem_agents.eval.inspect_task import gem_task  # noqa: E402
 from tools_runtime.tasks import Task  # noqa: E402
 
-TASKS = Path(__file__).resolve().parents[1] / "examples" / "environments" / "print_booklet.tasks.jsonl"
+TASKS = Path(__file__).resolve().parents[3] / "examples" / "environments" / "print_booklet.tasks.jsonl"
 
 
 def _player(gold, skip_last: bool):

@@ -16,7 +16,7 @@ from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
 from tools_runtime.tasks import Task  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASKS = REPO / "examples" / "environments" / "print_booklet.tasks.jsonl"
 
 

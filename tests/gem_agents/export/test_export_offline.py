@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from gem_agents.cli import app
 from gem_agents.export import export_run
 from gem_agents.run.store import DocOutcome, RunStore
-from tests.test_audit import build_run
+from tests.gem_agents.test_audit import build_run
 from tools_runtime.records import Provenance, Trajectory, Verdict
 
 runner = CliRunner()

@@ -13,7 +13,7 @@ import pytest
 
 from gem_agents.providers import llama_glibc_compat as compat
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_elf_hash_and_glibc_version_parsing(monkeypatch):

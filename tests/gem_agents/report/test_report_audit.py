@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from gem_agents.report import report_data, write_report
-from tests.test_audit import TASK1, TASK2, build_run
+from tests.gem_agents.test_audit import TASK1, TASK2, build_run
 
 
 def _body(html: str) -> str:

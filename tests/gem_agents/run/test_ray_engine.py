@@ -204,7 +204,7 @@ def test_ray_stops_with_the_real_reason_when_the_store_is_full(local_ray: Any, t
             return super().finish_many(outcomes)
 
     monkeypatch.setattr(ray_engine, "RunStore", FullStore)
-    text = (Path(__file__).resolve().parents[1] / "gem_agents" / "samples" / "share_a_printer.md").read_text()
+    text = (Path(__file__).resolve().parents[3] / "gem_agents" / "samples" / "share_a_printer.md").read_text()
     docs = [Document(id=f"d{i}", text=text) for i in range(3)]
     with pytest.raises(StoreWriteError, match="full") as info:
         ray_engine.run(RunConfig(rollouts=1, refine_rounds=0), docs, tmp_path / "run", workers=1)

@@ -19,7 +19,7 @@ from gem_agents.cli.cmd_demo import SAMPLES
 from gem_agents.run.store import RunStore
 from tools_runtime.records import Trajectory
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 COPIES = 3
 KILLS = 4
 

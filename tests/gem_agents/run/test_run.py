@@ -22,7 +22,7 @@ from gem_agents.run.store import RunStore
 from graphs.pipeline import PipelineStages
 from tools_runtime.records import Document
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 runner = CliRunner()
 
 

@@ -10,7 +10,7 @@ from gem_agents.models.client import ModelClient
 from gem_agents.models.hub import ModelHub
 from gem_agents.stages.extract import EXTRACTION_SCHEMA, extract_workflow, validate_extraction
 from gem_agents.testing.fake_openai import FakeOpenAIServer, ScriptedResponder, text
-from tests.test_relevance import Stub
+from tests.gem_agents.stages.test_relevance import Stub
 from tools_runtime.records import Document, Relevance
 
 DOC = Document(id="doc-1", text="# Print a booklet\n1. Open the document.\n2. Pick the printer.\n3. Print it.\n")

@@ -11,7 +11,7 @@ from gem_agents.policies.chat import assistant_prompt, user_prompt
 from gem_agents.stages.extract import EXTRACTION_SCHEMA, extract_workflow
 from gem_agents.stages.offline_extractor import extract_offline
 from gem_agents.stages.tasks import check_tasks, tasks_from_answer, write_tasks, write_tasks_offline
-from tests.test_relevance import Stub
+from tests.gem_agents.stages.test_relevance import Stub
 from tools_runtime.records import Document
 from tools_runtime.tasks import Action, Task, scenario_from_task
 

@@ -24,7 +24,7 @@ from gem_agents.stages.judge import (
 )
 from gem_agents.testing.fake_openai import FakeOpenAIServer, ScriptedResponder, text
 from graphs.rollouts import run_dialogue
-from tests.test_audit import build_run
+from tests.gem_agents.test_audit import build_run
 from tools_runtime.tasks import Task, scenario_from_task
 from tools_runtime.workflow_io import load_workflow
 
@@ -145,7 +145,7 @@ def test_export_min_judge_gates_on_the_judge_score(tmp_path):
 def test_gem_run_with_a_judge_role_scores_originals_and_refinements(tmp_path):
     from gem_agents.run.context import open_run
     from gem_agents.run.engine import run_documents
-    from tests.test_run import sample_docs
+    from tests.gem_agents.run.test_run import sample_docs
 
     doc = next(d for d in sample_docs() if d.id == "set_up_email_forwarding.md")
     with FakeOpenAIServer(ScriptedResponder([text(answer(True))], cycle=True)) as srv:

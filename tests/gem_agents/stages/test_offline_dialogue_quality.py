@@ -20,7 +20,7 @@ from gem_agents.stages.offline_extractor import draft_tool
 from gem_agents.stages.tasks import _goal, as_user_words
 from gem_agents.user.dialogue_text import coerce, find_fact, say_facts
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 GREETING = r"(?:hi there|hi|hello|hey there|hey|good (?:morning|afternoon|evening))"
 # An obligation a `must` rule states; a sentence without one explains or allows.
 OBLIGATION = re.compile(r"\b(?:must|needs? to|have to|has to|cannot|can't|can only|only (?:when|if|after|before|"

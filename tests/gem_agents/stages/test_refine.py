@@ -150,7 +150,7 @@ def test_parse_proposal_errors_name_the_field():
 
 def test_refined_scenario_runs_with_chat_model_roles_over_http(tmp_path):
     from gem_agents.testing.role_responder import RoleResponder
-    from tests.test_model_path import model_config
+    from tests.gem_agents.models.test_model_path import model_config
     from tools_runtime.refine_ops import apply_ops
 
     refined = apply_ops(build_scenario(example("bank_transfer"), 0), seed=0)[0]

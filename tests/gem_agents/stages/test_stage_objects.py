@@ -20,7 +20,7 @@ from tools_runtime.records import Relevance
 from tools_runtime.refine_ops import OPS
 from tools_runtime.refine_tasks import TASK_OPS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 OFFLINE = REPO / "configs" / "offline.yaml"
 WF = REPO / "examples" / "workflows" / "shop_return.json"
 runner = CliRunner()

@@ -30,7 +30,7 @@ from gem_agents.synthesizer.stage import answer_path
 from gem_agents.testing.fake_openai import FakeOpenAIServer, Reply, text
 from tools_runtime.records import Relevance
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 SAMPLES = REPO / "gem_agents" / "samples"
 OFFLINE = REPO / "configs" / "offline.yaml"
 runner = CliRunner()

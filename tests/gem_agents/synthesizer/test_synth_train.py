@@ -115,5 +115,5 @@ def test_bad_recipes_and_pairs_name_the_problem(tmp_path):
 def test_shipped_recipe_is_valid():
     from pathlib import Path
 
-    shipped = load_recipe(Path(__file__).resolve().parents[1] / "configs" / "synthesizer_sft.yaml")
+    shipped = load_recipe(Path(__file__).resolve().parents[3] / "configs" / "synthesizer_sft.yaml")
     assert shipped.prompt_style == "chat" and shipped.tiny_model is None and shipped.lora is not None
