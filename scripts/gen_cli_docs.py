@@ -24,7 +24,7 @@ HEADER = """# `gem` command reference
 
 Generated from the CLI's own `--help` by `scripts/gen_cli_docs.py`; do not edit by hand.
 After changing a command or an option, run `python scripts/gen_cli_docs.py` and commit the result
-(`tests/test_cli_docs.py` fails while this file is stale).
+(`tests/project/test_cli_docs.py` fails while this file is stale).
 
 Exit codes, for every command: 0 success; 1 the input was read but did not pass (a trajectory that
 does not verify, a tool file with errors); 2 the input or the config is unusable and nothing was

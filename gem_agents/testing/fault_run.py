@@ -1,6 +1,6 @@
 """A reproducible run under injected faults: a small corpus, model-played roles on the fake server.
 
-Tests (tests/test_faults.py, tests/test_ray_engine.py) and benchmarks/bench_faults.py share it:
+Tests (tests/gem_agents/testing/test_faults.py, tests/gem_agents/run/test_ray_engine.py) and benchmarks/bench_faults.py share it:
 the bundled sample texts copied with distinct titles make a corpus; a first scripted run gives
 the workflows the pipeline extracts from it; their scenarios let `RoleResponder` play the user and
 the assistant behind a `FakeOpenAIServer` that injects faults; `check_run` then lists every way the
