@@ -13,7 +13,7 @@ so one compiled graph serves every rollout.
 Bulk runs need no checkpoints, breakpoints or streaming, so `run_plain` walks the very same nodes,
 routes and reducers with a plain loop (LangGraph's per-step machinery was ~20 % of the engine's CPU,
 docs/throughput.md); `gem debug` and checkpointed runs keep the compiled graph. Both are pinned to
-produce identical trajectories (tests/test_dialogue_paths.py).
+produce identical trajectories (tests/graphs/test_dialogue_paths.py).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ with plainly well-typed values, which a direct walk can confirm in microseconds.
 says True only when every keyword the metaschema constrains is one it checks exactly as the
 metaschema would (same types, same formats through the same format checker); anything else —
 an unfamiliar constrained keyword, a float where an integer is asked, an error — answers False,
-and the caller runs the full check, so errors are always the stock ones. tests/test_metaschema.py
+and the caller runs the full check, so errors are always the stock ones. tests/tools_runtime/test_metaschema.py
 holds it to that on hand-written and generated schemas.
 """
 

@@ -2,7 +2,7 @@
 
 The model is a fake completer that returns fixed JSON, so these check what the code does with an
 answer — applying renames and drops consistently, validating, repairing with the exact errors,
-marking provenance, re-asking a user that echoes — not what a real model says (tests/test_local_provider.py).
+marking provenance, re-asking a user that echoes — not what a real model says (tests/gem_agents/providers/test_local_provider.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from graphs.roles import STOP_TOKEN, RoleView
 from tools_runtime.records import Document
 from tools_runtime.scenario import build_scenario
 
-SAMPLES = Path(__file__).resolve().parents[1] / "gem_agents" / "samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "gem_agents" / "samples"
 DOC = Document(id="archive", text=(SAMPLES / "archive_old_files.md").read_text())
 
 

@@ -23,7 +23,7 @@ from tools_runtime.tasks import Task
 from tools_runtime.verification.verify import verify
 from tools_runtime.workflow_io import load_workflow
 
-ENVS = Path(__file__).resolve().parents[1] / "examples" / "environments"
+ENVS = Path(__file__).resolve().parents[2] / "examples" / "environments"
 PAGE = """# Let an account log in without a password
 You can have the computer log one account in by itself when it starts.
 1. Open the Activities overview and start typing Users.
@@ -138,7 +138,7 @@ def test_each_applies_on_an_example_environment_and_verifies(env, op):
     assert passed >= 1, f"no {op} refinement of {env} verified"
 
 
-LARGE = Path(__file__).resolve().parents[1] / "benchmarks" / "environments" / "library_account.json"
+LARGE = Path(__file__).resolve().parents[2] / "benchmarks" / "environments" / "library_account.json"
 
 
 def test_composed_refinement_reaches_the_papers_complexity_where_the_environment_has_the_tools():

@@ -11,7 +11,7 @@ from tools_runtime.metaschema import known_valid
 from tools_runtime.validation import compiled_validator, metaschema_issues
 
 STOCK = Draft202012Validator(Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "workflows"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workflows"
 
 
 def stock_errors(schema):

@@ -22,7 +22,7 @@ from tools_runtime.records import Trajectory
 from tools_runtime.tasks import Task, scenario_from_task
 from tools_runtime.workflow_io import load_workflow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 ENVS = REPO / "examples" / "environments"
 ENV = ENVS / "support_ticket.json"
 runner = CliRunner()

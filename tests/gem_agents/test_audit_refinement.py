@@ -190,11 +190,11 @@ def test_audit_prints_and_json_includes_the_refinement_figures(run_dir):
 
 def test_gem_run_then_gem_audit_counts_the_refine_stages_drops(tmp_path):
     """End to end: the refine stage stores its drop lines, and `gem audit` counts them per operator."""
-    from tests.test_refine_branches import PAGE
+    from tests.tools_runtime.test_refine_branches import PAGE
 
     docs = tmp_path / "docs.jsonl"
     docs.write_text(json.dumps({"id": "autologin", "text": PAGE}) + "\n", encoding="utf-8")
-    cfg = Path(__file__).resolve().parents[1] / "configs" / "offline.yaml"
+    cfg = Path(__file__).resolve().parents[2] / "configs" / "offline.yaml"
     res = runner.invoke(app, ["run", str(cfg), "--input", str(docs), "--out", str(tmp_path / "run"), "-q",
                               "--no-report"])
     assert res.exit_code == 0, res.output
