@@ -21,6 +21,16 @@ PKG = "gem_agents.policies"
 OPENING = "Hello! How can I help you today?"
 
 
+
+def rollout_salt(view: RoleView) -> str:
+    """The cache salt of a rollout's calls: its scenario and seed.
+
+    Trials of one task share the scenario id and differ only in seed (`gem eval`); without the seed in
+    the salt, trial 2's first call would replay trial 1's cached answer and pass^k would measure one
+    sample k times.
+    """
+    return f"{view.scenario.id}:s{view.scenario.seed}"
+
 def policy_lines(scenario: Scenario) -> str:
     """The environment's rules as prompt lines, the enforced ones first; a default when it states none."""
     rules = sorted(scenario.workflow.policy, key=lambda r: r.strength != "must")
@@ -118,7 +128,7 @@ def chat_assistant(client: ModelClient) -> Policy:
         if not history or history[0].get("role") != "system":  # the dialogue may already open with it
             history = [{"role": "system", "content": assistant_prompt(view.scenario)}, *history]
         messages = history
-        reply = await client.chat(messages, tools=view.tools or None, stage="assistant", salt=view.scenario.id)
+        reply = await client.chat(messages, tools=view.tools or None, stage="assistant", salt=rollout_salt(view))
         return reply.message
 
     return policy
@@ -214,7 +224,7 @@ def _structured_user(client: ModelClient) -> Policy:
         text, done = "", False
         for attempt in range(2):
             reply = await client.chat(messages, json_schema=USER_REPLY_SCHEMA, schema_name="user_reply",
-                                      stage="user", salt=f"{view.scenario.id}:{attempt}")
+                                      stage="user", salt=f"{rollout_salt(view)}:{attempt}")
             try:
                 data = json.loads(reply.text)
             except ValueError:
@@ -267,7 +277,7 @@ def chat_user(client: ModelClient) -> Policy:
                     {"role": "user", "content": OPENING}, *history]
         if history and history[-1]["role"] == "assistant":  # never end on our own line
             messages.append({"role": "user", "content": "(waiting for your reply)"})
-        reply = await client.chat(messages, stage="user", salt=view.scenario.id)
+        reply = await client.chat(messages, stage="user", salt=rollout_salt(view))
         text = reply.text.strip()
         return {"role": "user", "content": text or STOP_TOKEN}
 
@@ -287,7 +297,7 @@ def chat_tool_env(client: ModelClient) -> Policy:
         reply = await client.chat([{"role": "system", "content": prompt},
                                    {"role": "user", "content": f"Conversation:\n{convo}\n\nCall:\n{ask}"}],
                                   json_schema=schema, schema_name="tool_result", stage="tool_env",
-                                  salt=view.scenario.id)
+                                  salt=rollout_salt(view))
         try:
             data = json.loads(reply.text)
         except ValueError:
