@@ -47,7 +47,6 @@ from tools_runtime.toolspec import ToolSpec, ToolSpecError, normalize_tool
 PROMPTS = "gem_agents.stages"
 # The model roles stage 4 uses besides the dialogue roles: the refiner, and the optional judge that scores
 # each refined dialogue and decides its nl_assertions (`gem refine` opens both when the config sets them).
-REFINE_ROLES = ("refine", "judge")
 ERROR_KINDS = ("transient", "permission", "not_found", "invalid_value")
 
 
