@@ -109,8 +109,7 @@ def run(cfg: RunConfig, docs: Iterable[Document], out: str | Path, *, address: s
             started = _init_ray(address, num_cpus, cfg)
             n_workers = workers or default_workers(len(todo))
             per_worker = cfg.concurrency.documents
-            # ray's typed overloads of remote() omit max_concurrency, a documented actor option.
-            remote = ray.remote(  # type: ignore[call-overload]
+            remote = ray.remote(
                 num_cpus=1, max_restarts=1, max_task_retries=1, max_concurrency=per_worker)(DocWorker)
             cache = str(cache_path) if cache_path else None
             actors = [remote.options(scheduling_strategy="SPREAD").remote(
