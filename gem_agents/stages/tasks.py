@@ -26,7 +26,8 @@ from gem_agents.models.client import ModelCallError, ModelClient
 from gem_agents.prompting import fill, load_prompt
 from gem_agents.registry import register
 from gem_agents.stages.base import Stage, StageEnv
-from gem_agents.stages.offline_env import find_span, source_for
+from gem_agents.stages.offline_env import source_for
+from gem_agents.stages.plausible import plausible_value
 from gem_agents.stages.relevance import PROMPTS, wants_json_schema
 from gem_agents.user.dialogue_text import be
 from tools_runtime.env_validate import ground_task
@@ -191,11 +192,6 @@ ASKS = ["Could you {step}?", "Can you please {step}?", "I need you to {step}.", 
 # For a step that opens with a clause ("In the General tab, check Reverse"): quote the page instead.
 QUOTE_ASKS = ["The help page says: \"{step}\". Can you do that for me?", "According to the guide: \"{step}\" — "
               "could you take care of it?", "I read that I should do this: \"{step}\". Please handle it."]
-INVENTED_VALUES = {"password": "Blue-Kettle-42", "name": "Living Room PC", "period": "30 days",
-                   "server_address": "sftp://files.example.org", "folder_name": "Music",
-                   "account_type": "Google", "region_name": "United Kingdom", "sound_name": "Drip"}
-
-
 def _step_text(description: str) -> str:
     """The text's own step sentence(s) a tool description quotes."""
     m = re.search(r"Text: (.*?)(?:\. In the UI:|\.$)", description)
@@ -271,29 +267,12 @@ def _value_for(workflow: Workflow, text: str, tool: str, param: str, schema: dic
         return value, source_for(text, str(value))
     if schema.get("type") == "boolean":
         return True, ValueSource(kind="invented")
-    found = _text_candidate(text, param)
-    if found:
-        return found, source_for(text, found)
     if schema.get("type") == "integer":
         return int(schema.get("minimum", 1)) + 2, ValueSource(kind="invented")
-    from gem_agents.stages.offline_env import INVENTED_NAMES
-
-    noun = param.removesuffix("_name")
-    value = INVENTED_VALUES.get(param) or next(iter(INVENTED_NAMES.get(noun) or []), None) or next(
-        (v for k, v in INVENTED_VALUES.items() if k in param), f"My {param.replace('_', ' ')}")
-    return value, source_for(text, value) if find_span(text, value) else ValueSource(kind="invented")
-
-
-_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s)\]>,\"']+")
-
-
-def _text_candidate(text: str, param: str) -> str:
-    """A value the text itself offers for a free-text parameter (an example URL for an address)."""
-    if any(w in param for w in ("address", "url", "server", "link")):
-        urls = [u.rstrip(".") for u in _URL.findall(text)]
-        concrete = [u for u in urls if "example" not in u] or urls
-        return concrete[0] if concrete else ""
-    return ""
+    # A free-text value: the text's own (the step's "named Archive", an address it shows), else one that
+    # fits the parameter's meaning and marked invented; never a filler such as "My forwarding address".
+    spec = workflow.tool(tool)
+    return plausible_value(param, entity, _step_text(spec.description if spec else ""), text)
 
 
 def _cites(workflow: Workflow, description: str) -> list[int]:
