@@ -75,11 +75,46 @@ TASK_SCHEMA: dict[str, Any] = {
 # checking
 
 
+_FILLER_WORDS = frozenset("with from this that your what want need please could would should help have them "
+                          "they there then when which into onto also just like make sure able about".split())
+
+
+def _content_words(*texts: str) -> set[str]:
+    """Content words, singular (`rooms` → `room`), of names and sentences."""
+    words = re.findall(r"[a-z0-9]+", " ".join(texts).replace("_", " ").lower())
+    return {w[:-1] if w.endswith("s") and len(w) > 4 else w for w in words if len(w) > 3 and w not in _FILLER_WORDS}
+
+
+def unrelated_write(instruction: str, task: Task, workflow: Workflow) -> str | None:
+    """A gold write the request never asks for ("log in to the portal" answered by `create_room`), else None.
+
+    Related means the request shares a word with the tool's name, its record or the text's step it
+    does, or says one of the values it writes.
+    """
+    said = _content_words(instruction)
+    for action in task.gold_actions:
+        effect = workflow.effects.get(action.tool)
+        if effect is None or effect.kind in ("read", "session", "compute"):
+            continue
+        spec = workflow.tool(action.tool)
+        about = _content_words(action.tool, effect.entity or "", _step_text(spec.description) if spec else "")
+        values = [str(v) for v in action.arguments.values() if isinstance(v, str | int | float)
+                  and not isinstance(v, bool)]
+        if not about & said and not any(v.lower() in instruction.lower() for v in values if len(v) > 2):
+            return f"the request never asks for what {action.tool} does (it shares no word with the tool, its " \
+                   "record or its step)"
+    return None
+
+
 def check_tasks(workflow: Workflow, tasks: list[Task]) -> tuple[list[Task], list[TaskRejection]]:
     """(valid tasks with their expected state hash, rejections): gold actions executed on a fresh backend."""
     valid: list[Task] = []
     rejected: list[TaskRejection] = []
     for task in tasks:
+        why = unrelated_write(task.instruction, task, workflow)
+        if why is not None:
+            rejected.append(TaskRejection(task_id=task.id, code="unrelated_instruction", reason=why))
+            continue
         run = run_gold(workflow, task)
         if isinstance(run, TaskRejection):
             rejected.append(run)

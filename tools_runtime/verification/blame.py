@@ -26,7 +26,9 @@ from tools_runtime.verification.components import Judge, _mentions, args_match, 
 from tools_runtime.verification.replay import Replay, tool_calls_of
 
 _TASK_CODES = {"empty_criteria", "gold_unreachable", "inconsistent_criteria", "invalid_reference_plan"}
-_FACT_LINE = re.compile(r"^\s*[-*]?\s*([A-Za-z][A-Za-z0-9 _\-]{0,40}?)\s*:\s*(.+?)\s*$", re.M)
+# Spaces only ([ \t]), never a newline: "Here are the details:\n- title: X" is two lines, and a `\s*` after
+# the colon read the second as the first one's value and skipped it.
+_FACT_LINE = re.compile(r"^[ \t]*[-*]?[ \t]*([A-Za-z][A-Za-z0-9 _\-]{0,40}?)[ \t]*:[ \t]*(.+?)[ \t]*$", re.M)
 # The same fact said in a sentence, as the scripted user says it: "the reason is damaged, and the …".
 _FACT_SENTENCE = re.compile(r"\b(?:my|the)\s+([A-Za-z][A-Za-z0-9 _\-]{0,40}?)\s+(?:is|are)\s+"
                             r"(.+?)(?=,\s+(?:and\s+)?(?:my|the|turn)\s|[.;](?:\s|$)|$)", re.I | re.M)
