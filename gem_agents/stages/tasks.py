@@ -89,7 +89,8 @@ def unrelated_write(instruction: str, task: Task, workflow: Workflow) -> str | N
     """A gold write the request never asks for ("log in to the portal" answered by `create_room`), else None.
 
     Related means the request shares a word with the tool's name, its record or the text's step it
-    does, or says one of the values it writes.
+    does (for a description without a step: its words the page title does not have), or says one of
+    the values it writes.
     """
     said = _content_words(instruction)
     for action in task.gold_actions:
@@ -97,7 +98,12 @@ def unrelated_write(instruction: str, task: Task, workflow: Workflow) -> str | N
         if effect is None or effect.kind in ("read", "session", "compute"):
             continue
         spec = workflow.tool(action.tool)
-        about = _content_words(action.tool, effect.entity or "", _step_text(spec.description) if spec else "")
+        desc = spec.description if spec else ""
+        about = _content_words(action.tool, effect.entity or "", _step_text(desc))
+        if not _step_text(desc):  # a model-written description: its own words, not the page title's every tool shares
+            # Where it is done ("Add in office portal") says nothing about what it does.
+            what = re.sub(r"\b(?:in|on|from|under|at|via)\s+(?:the\s+)?[^.;(]*", " ", desc)
+            about |= _content_words(what) - _content_words(workflow.title)
         values = [str(v) for v in action.arguments.values() if isinstance(v, str | int | float)
                   and not isinstance(v, bool)]
         if not about & said and not any(v.lower() in instruction.lower() for v in values if len(v) > 2):

@@ -16,7 +16,8 @@ policy         no call of a forbidden tool or of a tool a rule forbids; a confir
                nothing and the assistant refused
 nl_assertions  decided by an injected judge callable; pending (undecided) without one
 grounding      every argument value of a write was in the dialogue before the call: said by the user,
-               returned by an earlier tool, or in the system prompt or policy (our own environments)
+               returned by an earlier tool, or in the system prompt, policy or the tools' descriptions and
+               examples (our own environments)
 
 The `dialogue` component also holds `request_unanswered`: every request the user was given is
 answered (its gold calls succeeded) before the assistant's closing message.
@@ -543,9 +544,25 @@ def _said_in(texts: list[str], value: Any) -> bool:
     return any(_mentions(t, value) for t in texts)
 
 
+def _tool_texts(scenario: Scenario) -> list[str]:
+    """The tools' descriptions and their parameters' descriptions and examples: the assistant is given its tools.
+
+    Enum lists are left out: a value merely offered by a schema is a choice someone must have asked for.
+    """
+    out = []
+    for spec in scenario.workflow.tools:
+        out.append(spec.description)
+        for schema in spec.properties.values():
+            if isinstance(schema, dict):
+                out.append(str(schema.get("description") or ""))
+                out += [str(x) for x in schema.get("examples") or []]
+    return [t for t in out if t]
+
+
 def grounding_context(messages: list[dict[str, Any]], scenario: Scenario, before: int) -> list[str]:
-    """What the assistant knows before message `before`: user lines, tool results, its system prompt, the policy."""
-    texts = [r.text for r in scenario.workflow.policy] + [scenario.workflow.title]
+    """What the assistant knows before message `before`: user lines, tool results, its system prompt (the
+    policy and the tools' own words)."""
+    texts = [r.text for r in scenario.workflow.policy] + [scenario.workflow.title] + _tool_texts(scenario)
     for m in messages[:before]:
         if isinstance(m, dict) and m.get("role") in ("user", "tool", "system", "developer"):
             texts.append(str(m.get("content") or ""))
