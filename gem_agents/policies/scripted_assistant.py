@@ -156,6 +156,8 @@ BYE = ["You're welcome! Have a great day.", "Glad I could help. Take care!", "My
        "Thanks for your patience — have a nice day.", "Cheers, and take care.", "Sure thing. Bye!"]
 NOTHING = ["Understood — that's taken care of. Is there anything else I can help you with?",
            "That's already done. Anything else?", "Nothing more to do there. Can I help with anything else?"]
+USER_DONE = re.compile(r"thank|that's all|that is all|\bbye\b|nothing else|all set|###STOP###|no,? (?:that's|thanks)",
+                       re.IGNORECASE)
 RETRY = ["The service had a hiccup; let me try that again.", "That call timed out — trying once more.",
          "The system was briefly unavailable; retrying now."]
 
@@ -320,6 +322,10 @@ async def scripted_assistant(view: RoleView) -> dict[str, Any]:
             # The user asked for something the plan needs no tool for (or that is already done).
             return {"role": "assistant", "content": _pick(NOTHING, scenario, messages)}
         if prog.done == len(plan):
+            # Goodbye only to a user who is done; anything else is answered (a real assistant does not
+            # close on a message that still asks for something).
+            if last.get("role") == "user" and not USER_DONE.search(str(last.get("content") or "")):
+                return {"role": "assistant", "content": _pick(NOTHING, scenario, messages)}
             return {"role": "assistant", "content": _pick(BYE, scenario, messages)}
     stage_of = _stage_of(scenario)
     batch: list[tuple[str, dict[str, Any]]] = []

@@ -67,3 +67,14 @@ def test_the_scripted_assistant_asks_for_a_literal_nobody_gave_and_never_invents
     made = [c["function"]["name"] for m in traj.messages for c in m.get("tool_calls") or []]
     assert "create_return" not in made  # the hidden value was never written
     assert not traj.verdict.passed
+
+
+def test_the_scripted_assistant_says_goodbye_only_to_a_user_who_is_done():
+    sc, traj = scripted("shop_return", 0)
+    done = [m for m in traj.messages if m["role"] != "system"][:-2]  # up to the summary of the finished work
+    again = [*done, {"role": "user", "content": "I want to return the large router."}]
+    reply = asyncio.run(scripted_assistant(RoleView(role="assistant", messages=again, scenario=sc)))
+    assert "?" in reply["content"] and "bye" not in reply["content"].lower()
+    thanks = [*done, {"role": "user", "content": "Thanks, that's all I needed!"}]
+    bye = asyncio.run(scripted_assistant(RoleView(role="assistant", messages=thanks, scenario=sc)))
+    assert "?" not in bye["content"]
