@@ -142,7 +142,12 @@ REPEAT_NOTE = ("That message is not the customer's. You are the CUSTOMER: do not
                "refuse or offer help. {hint}Write the customer's reply again as JSON.")
 # What an assistant says and a customer does not: a small model playing the user drifts into these.
 ASSISTANT_LINES = ("can't assist", "cannot assist", "how can i help", "how may i help", "i'm sorry, but",
-                   "let me know if you have any other", "as an ai", "i can help you")
+                   "let me know if you have any other", "as an ai", "i can help you", "would you like me to",
+                   "would you like to")
+# The assistant has finished a request and offers more help, or says goodbye.
+OFFERS_MORE = re.compile(r"\b(anything else|something else|else i can|help you with|good ?bye|have a (?:great|nice|good)"
+                         r"|take care|you're welcome)\b", re.IGNORECASE)
+THANKS = "Thank you, that's all I needed."
 
 
 def _words(text: str) -> set[str]:
@@ -191,6 +196,62 @@ def states_facts(text: str, facts: dict[str, Any]) -> bool:
 def same_fact(found: str | None, value: Any) -> bool:
     """True when a value read back from text is the fact's value (case and trailing punctuation aside)."""
     return found is not None and found.strip().strip(".!\"'").lower() == render_value(value).strip().lower()
+
+
+def _distinct_words(scenario: Scenario, index: int) -> set[str]:
+    """The words of request `index` that no other request uses (all its words when none are its own)."""
+    mine = {w for w in _words(scenario.goals[index].description) if len(w) > 3}
+    others = set().union(*(_words(g.description) for i, g in enumerate(scenario.goals) if i != index))
+    return (mine - others) or mine
+
+
+def requests_brought_up(scenario: Scenario, lines: list[str]) -> int:
+    """How many of the user's requests, in order, its lines have brought up (most of a request's own words said)."""
+    if not lines or not scenario.goals:
+        return 0
+    said = set().union(*(_words(t) for t in lines))
+    n = 1  # the opening line states the first request, in whatever words
+    for i, goal in enumerate(scenario.goals[1:], 1):
+        words = _distinct_words(scenario, i)
+        if not any(goal.description in t for t in lines) and (not words or len(words & said) / len(words) < 0.5):
+            break
+        n = i + 1
+    return n
+
+
+def resends_facts(scenario: Scenario, reply: str, mine: list[str]) -> bool:
+    """True when `reply` only says again what the user already said: an earlier line, or facts already given."""
+    if repeats(reply, mine):
+        return True
+    sentences = [x for x in re.split(r"(?<=[.!?])\s+", reply.strip()) if x.strip()]
+    values = [render_value(v).lower() for v in scenario.known_info.values() if not isinstance(v, bool)]
+    given = [g for g in values if len(g) > 2 and any(g in t.lower() for t in mine)]
+    return bool(sentences) and bool(given) and all(any(g in x.lower() for g in given) for x in sentences)
+
+
+def settle_user_reply(scenario: Scenario, history: list[dict[str, Any]], text: str, done: bool) -> tuple[str, bool]:
+    """A model user's reply held to its task: it ends only when every request is brought up, and it does not
+    re-send facts it already gave once the assistant has finished and offers more help.
+
+    History is the user's view (its own lines are `assistant`). A small model ends after its first request
+    or repeats "My add name is …" after the write is done; the scripted user's next request, or thanks,
+    replaces such a reply.
+    """
+    from gem_agents.user.scripted import goal_message
+
+    mine = [str(m.get("content") or "") for m in history if m.get("role") == "assistant"]
+    last = next((str(m.get("content") or "") for m in reversed(history) if m.get("role") == "user"), "")
+    if not history or asked_facts(scenario, last):
+        return text, done and bool(history)
+    before = requests_brought_up(scenario, mine)
+    now = requests_brought_up(scenario, [*mine, text])
+    finished = bool(OFFERS_MORE.search(last))
+    resent = resends_facts(scenario, text, mine)
+    if before < len(scenario.goals) and now == before and (done or (resent and finished)):
+        return goal_message(scenario, before, mine), False
+    if resent and finished and before == len(scenario.goals):
+        return THANKS, True
+    return text, done
 
 
 def user_turn_messages(scenario: Scenario, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -254,6 +315,7 @@ def _structured_user(client: ModelClient) -> Policy:
             messages = [*messages, {"role": "assistant", "content": reply.text},
                         {"role": "user", "content": REPEAT_NOTE.format(hint=hint)}]
             done = False
+        text, done = settle_user_reply(view.scenario, history, text, done)
         if done and STOP_TOKEN not in text:
             text = f"{text} {STOP_TOKEN}".strip()
         return {"role": "user", "content": text or STOP_TOKEN}
@@ -279,6 +341,10 @@ def chat_user(client: ModelClient) -> Policy:
             messages.append({"role": "user", "content": "(waiting for your reply)"})
         reply = await client.chat(messages, stage="user", salt=rollout_salt(view))
         text = reply.text.strip()
+        said_done = STOP_TOKEN in text
+        text, done = settle_user_reply(view.scenario, history, text.replace(STOP_TOKEN, "").strip(), said_done)
+        if done:
+            text = f"{text} {STOP_TOKEN}".strip()
         return {"role": "user", "content": text or STOP_TOKEN}
 
     return policy

@@ -22,6 +22,7 @@ from tools_runtime.exec_graph import parse_graph, stages
 from tools_runtime.executor import parse_tool_content
 from tools_runtime.records import PlannedCall, Scenario
 from tools_runtime.state import get_path
+from tools_runtime.verification.components import _mentions, _needs_grounding, grounding_context
 from tools_runtime.verification.replay import call_name_args, tool_calls_of
 
 MAX_SAME_FAILURES = 3
@@ -91,14 +92,24 @@ def resolve(call: PlannedCall, index: int, scenario: Scenario, messages: list[di
     since = _since_goal(texts, scenario, call.goal)
     args: dict[str, Any] = {}
     missing: list[str] = []
+    known: list[str] | None = None
     for param, src in call.sources.items():
         if src.kind == "const":
-            args[param] = call.arguments.get(param)
+            # A literal of the plan is used only where the dialogue gave it (the system prompt, a tool,
+            # the user's words) or it is no fact at all (a switch); else it is asked for, as a real
+            # assistant would, never read from the hidden task.
+            value = call.arguments.get(param)
+            known = known if known is not None else grounding_context(messages, scenario, len(messages))
+            schema = found if isinstance(found := props.get(param), dict) else {}
+            if not _needs_grounding(value, schema) or any(_mentions(t, value) for t in known):
+                args[param] = value
+            else:
+                missing.append(param)
         elif src.kind == "result":
             try:
                 args[param] = get_path(prog.results[src.call], src.path or param)  # type: ignore[index]
             except (KeyError, IndexError, ValueError, TypeError):
-                args[param] = call.arguments.get(param)
+                missing.append(param)
         else:
             key = src.key or param
             # A later goal's fact is looked for only since that goal was stated: the same words
@@ -145,6 +156,8 @@ BYE = ["You're welcome! Have a great day.", "Glad I could help. Take care!", "My
        "Thanks for your patience — have a nice day.", "Cheers, and take care.", "Sure thing. Bye!"]
 NOTHING = ["Understood — that's taken care of. Is there anything else I can help you with?",
            "That's already done. Anything else?", "Nothing more to do there. Can I help with anything else?"]
+USER_DONE = re.compile(r"thank|that's all|that is all|\bbye\b|nothing else|all set|###STOP###|no,? (?:that's|thanks)",
+                       re.IGNORECASE)
 RETRY = ["The service had a hiccup; let me try that again.", "That call timed out — trying once more.",
          "The system was briefly unavailable; retrying now."]
 
@@ -239,6 +252,18 @@ def _ask(keys: list[str], scenario: Scenario | None = None, messages: list[dict[
     return (_pick(bank, scenario, messages or []) if scenario is not None else ASK[0]).format(what=listed)
 
 
+def _asked_before(keys: list[str], messages: list[dict[str, Any]], times: int = 2) -> bool:
+    """The assistant already asked `times` times for these facts since its last tool call, in vain."""
+    asked = 0
+    for m in reversed(messages):
+        if m.get("role") == "assistant" and tool_calls_of(m):
+            break
+        text = str(m.get("content") or "")
+        if m.get("role") == "assistant" and "?" in text and all(humanize(k) in text for k in keys):
+            asked += 1
+    return asked >= times
+
+
 def _recover(view: RoleView, prog: Progress) -> dict[str, Any] | None:
     scenario = view.scenario
     call, err = prog.last_errors[0]
@@ -297,6 +322,10 @@ async def scripted_assistant(view: RoleView) -> dict[str, Any]:
             # The user asked for something the plan needs no tool for (or that is already done).
             return {"role": "assistant", "content": _pick(NOTHING, scenario, messages)}
         if prog.done == len(plan):
+            # Goodbye only to a user who is done; anything else is answered (a real assistant does not
+            # close on a message that still asks for something).
+            if last.get("role") == "user" and not USER_DONE.search(str(last.get("content") or "")):
+                return {"role": "assistant", "content": _pick(NOTHING, scenario, messages)}
             return {"role": "assistant", "content": _pick(BYE, scenario, messages)}
     stage_of = _stage_of(scenario)
     batch: list[tuple[str, dict[str, Any]]] = []
@@ -312,6 +341,10 @@ async def scripted_assistant(view: RoleView) -> dict[str, Any]:
         if missing:
             if batch:
                 break
+            if _asked_before(missing, messages):
+                # Asked already, and the user does not have it: say so rather than invent a value.
+                what = " and ".join(humanize(k) for k in missing)
+                return {"role": "assistant", "content": f"I'm sorry, I can't do that without the {what}."}
             return {"role": "assistant", "content": _ask(missing, scenario, messages)}
         batch.append((call.tool, args))
     calls = [_tool_call(prog.calls_made + 1 + k, name, args) for k, (name, args) in enumerate(batch)]

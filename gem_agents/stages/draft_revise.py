@@ -22,6 +22,7 @@ from gem_agents.prompting import fill, load_prompt
 from gem_agents.stages import ExtractionResult
 from gem_agents.stages.offline_extractor import extract_offline, snake
 from gem_agents.stages.relevance import PROMPTS
+from gem_agents.stages.tasks import unrelated_write
 from tools_runtime.env_validate import errors as env_errors
 from tools_runtime.env_validate import ground_sources, validate_environment
 from tools_runtime.records import Document, Relevance, Workflow
@@ -236,6 +237,8 @@ def check_instruction(text: str, task: Task, workflow: Workflow) -> list[str]:
     named = [w for w in _TOOLISH.findall(text) if w in tools]
     if named:
         problems.append(f"the request names a tool ({', '.join(named)}); say what the user wants instead")
+    if (unrelated := unrelated_write(text, task, workflow)) is not None:
+        problems.append(unrelated + "; ask for what the drafted request asks for")
     return problems
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gem_agents.stages.offline_extractor import ToolDraft, snake, tokens
+from gem_agents.stages.plausible import plausible_values
 from tools_runtime.binding import singular
 from tools_runtime.environment import (
     Entity,
@@ -64,12 +65,6 @@ RULE_CUE = re.compile(r"\b(must|should|need to|needs to|have to|has to|required|
                       r"do not|don't|cannot|can't|make sure|at least|not recommended)\b", re.IGNORECASE)
 STRONG_CUE = re.compile(r"\b(must|need to|needs to|have to|has to|required|requires|never|do not|don't|"
                         r"cannot|can't|only)\b", re.IGNORECASE)
-INVENTED_NAMES: dict[str, list[str]] = {
-    "account": ["alex", "sam", "kim"], "user": ["alex", "sam", "kim"],
-    "device": ["Keyboard K380", "Pixel Buds", "Mouse M720"], "city": ["Lisbon", "Osaka", "Quito"],
-    "printer": ["Office LaserJet", "Brother HL-L2350", "Hall Inkjet"], "disk": ["Samsung SSD 980", "USB Drive", "SD Card"],
-    "folder": ["Projects", "Music", "Photos"], "file": ["report.odt", "notes.txt", "budget.ods"],
-}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -581,8 +576,9 @@ def _state(b: Build, alternatives: bool) -> None:
         creates = any(c.effect.kind == "create" and c.effect.entity == ent.name for c in b.caps)
         if creates and not any(c.effect.kind in ("update", "delete") and c.effect.entity == ent.name for c in b.caps):
             continue  # the page makes these records; none exist before
-        label = ent.name.replace('_', ' ').title()
-        names = INVENTED_NAMES.get(ent.name, [f"{label} A", f"{label} B", f"{label} C"])
+        # Names that fit the entity (printer models for printers, not "Printer A"), the text's own first.
+        steps = " ".join(c.description for c in b.caps if c.effect.entity == ent.name)
+        names = plausible_values(ent.key, ent.name, steps, text)
         # "Select the device … from the list": the list holds several records in the state the steps start
         # from, so after one is changed two others still match a description by those values (the user
         # must say which one); a third record only where a step picks one to change.
@@ -591,7 +587,7 @@ def _state(b: Build, alternatives: bool) -> None:
                      for c in b.caps)
         for n in names[:3 if picked and values else 2]:
             b.records.append(StateRecord(entity=ent.name, values={ent.key: n, **values},
-                                         sources={ent.key: ValueSource(kind="invented"), **sources}))
+                                         sources={ent.key: source_for(text, n), **sources}))
 
 
 # "If your account type is Standard, you cannot change this setting.": a rule on a field of a record.

@@ -26,7 +26,8 @@ from gem_agents.models.client import ModelCallError, ModelClient
 from gem_agents.prompting import fill, load_prompt
 from gem_agents.registry import register
 from gem_agents.stages.base import Stage, StageEnv
-from gem_agents.stages.offline_env import find_span, source_for
+from gem_agents.stages.offline_env import source_for
+from gem_agents.stages.plausible import plausible_value
 from gem_agents.stages.relevance import PROMPTS, wants_json_schema
 from gem_agents.user.dialogue_text import be
 from tools_runtime.env_validate import ground_task
@@ -74,11 +75,52 @@ TASK_SCHEMA: dict[str, Any] = {
 # checking
 
 
+_FILLER_WORDS = frozenset("with from this that your what want need please could would should help have them "
+                          "they there then when which into onto also just like make sure able about".split())
+
+
+def _content_words(*texts: str) -> set[str]:
+    """Content words, singular (`rooms` → `room`), of names and sentences."""
+    words = re.findall(r"[a-z0-9]+", " ".join(texts).replace("_", " ").lower())
+    return {w[:-1] if w.endswith("s") and len(w) > 4 else w for w in words if len(w) > 3 and w not in _FILLER_WORDS}
+
+
+def unrelated_write(instruction: str, task: Task, workflow: Workflow) -> str | None:
+    """A gold write the request never asks for ("log in to the portal" answered by `create_room`), else None.
+
+    Related means the request shares a word with the tool's name, its record or the text's step it
+    does (for a description without a step: its words the page title does not have), or says one of
+    the values it writes.
+    """
+    said = _content_words(instruction)
+    for action in task.gold_actions:
+        effect = workflow.effects.get(action.tool)
+        if effect is None or effect.kind in ("read", "session", "compute"):
+            continue
+        spec = workflow.tool(action.tool)
+        desc = spec.description if spec else ""
+        about = _content_words(action.tool, effect.entity or "", _step_text(desc))
+        if not _step_text(desc):  # a model-written description: its own words, not the page title's every tool shares
+            # Where it is done ("Add in office portal") says nothing about what it does.
+            what = re.sub(r"\b(?:in|on|from|under|at|via)\s+(?:the\s+)?[^.;(]*", " ", desc)
+            about |= _content_words(what) - _content_words(workflow.title)
+        values = [str(v) for v in action.arguments.values() if isinstance(v, str | int | float)
+                  and not isinstance(v, bool)]
+        if not about & said and not any(v.lower() in instruction.lower() for v in values if len(v) > 2):
+            return f"the request never asks for what {action.tool} does (it shares no word with the tool, its " \
+                   "record or its step)"
+    return None
+
+
 def check_tasks(workflow: Workflow, tasks: list[Task]) -> tuple[list[Task], list[TaskRejection]]:
     """(valid tasks with their expected state hash, rejections): gold actions executed on a fresh backend."""
     valid: list[Task] = []
     rejected: list[TaskRejection] = []
     for task in tasks:
+        why = unrelated_write(task.instruction, task, workflow)
+        if why is not None:
+            rejected.append(TaskRejection(task_id=task.id, code="unrelated_instruction", reason=why))
+            continue
         run = run_gold(workflow, task)
         if isinstance(run, TaskRejection):
             rejected.append(run)
@@ -191,11 +233,6 @@ ASKS = ["Could you {step}?", "Can you please {step}?", "I need you to {step}.", 
 # For a step that opens with a clause ("In the General tab, check Reverse"): quote the page instead.
 QUOTE_ASKS = ["The help page says: \"{step}\". Can you do that for me?", "According to the guide: \"{step}\" — "
               "could you take care of it?", "I read that I should do this: \"{step}\". Please handle it."]
-INVENTED_VALUES = {"password": "Blue-Kettle-42", "name": "Living Room PC", "period": "30 days",
-                   "server_address": "sftp://files.example.org", "folder_name": "Music",
-                   "account_type": "Google", "region_name": "United Kingdom", "sound_name": "Drip"}
-
-
 def _step_text(description: str) -> str:
     """The text's own step sentence(s) a tool description quotes."""
     m = re.search(r"Text: (.*?)(?:\. In the UI:|\.$)", description)
@@ -271,29 +308,12 @@ def _value_for(workflow: Workflow, text: str, tool: str, param: str, schema: dic
         return value, source_for(text, str(value))
     if schema.get("type") == "boolean":
         return True, ValueSource(kind="invented")
-    found = _text_candidate(text, param)
-    if found:
-        return found, source_for(text, found)
     if schema.get("type") == "integer":
         return int(schema.get("minimum", 1)) + 2, ValueSource(kind="invented")
-    from gem_agents.stages.offline_env import INVENTED_NAMES
-
-    noun = param.removesuffix("_name")
-    value = INVENTED_VALUES.get(param) or next(iter(INVENTED_NAMES.get(noun) or []), None) or next(
-        (v for k, v in INVENTED_VALUES.items() if k in param), f"My {param.replace('_', ' ')}")
-    return value, source_for(text, value) if find_span(text, value) else ValueSource(kind="invented")
-
-
-_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s)\]>,\"']+")
-
-
-def _text_candidate(text: str, param: str) -> str:
-    """A value the text itself offers for a free-text parameter (an example URL for an address)."""
-    if any(w in param for w in ("address", "url", "server", "link")):
-        urls = [u.rstrip(".") for u in _URL.findall(text)]
-        concrete = [u for u in urls if "example" not in u] or urls
-        return concrete[0] if concrete else ""
-    return ""
+    # A free-text value: the text's own (the step's "named Archive", an address it shows), else one that
+    # fits the parameter's meaning and marked invented; never a filler such as "My forwarding address".
+    spec = workflow.tool(tool)
+    return plausible_value(param, entity, _step_text(spec.description if spec else ""), text)
 
 
 def _cites(workflow: Workflow, description: str) -> list[int]:

@@ -110,6 +110,14 @@ def answer_keys(question: str, scenario: Scenario, goal: int) -> list[str]:
     return current_keys(raw, goal, scenario)
 
 
+# "Yes, turn it off." and "Sure, the name is …" answer a question; in a request the user opens plainly.
+ANSWER_OPENER = re.compile(r"^(?:Yes|Sure|Of course)\s*[,.—-]+\s*(\w)")
+
+
+def _capital(m: re.Match[str]) -> str:
+    return m.group(1).upper()
+
+
 GREETED = re.compile(r"^\W*(?:hi|hello|hey|good (?:morning|afternoon|evening)|greetings)\b", re.IGNORECASE)
 
 
@@ -125,8 +133,10 @@ def goal_message(scenario: Scenario, index: int, said: list[str]) -> str:
     """The message that states goal `index`, with the facts the user volunteers for it."""
     goal = scenario.goals[index]
     facts = {k: value_for(scenario, k, said) for k in goal.volunteer if k in scenario.known_info}
-    # Facts the goal's own words already give are not said a second time.
-    facts = {k: v for k, v in facts.items() if not _stated(goal.description, k, v)}
+    # Facts the goal's own words already give, or that the user already said, are not said again:
+    # a person does not re-send their printer's name with every request.
+    facts = {k: v for k, v in facts.items() if not _stated(goal.description, k, v)
+             and not any(_stated(text, k, v) for text in said)}
     opener = ""
     if index == 0 and not GREETED.match(goal.description):
         opener = GREETINGS[scenario.seed % len(GREETINGS)] + " "
@@ -134,7 +144,7 @@ def goal_message(scenario: Scenario, index: int, said: list[str]) -> str:
     if facts:
         variant = scenario.seed + index
         if len(facts) <= 2 or sayable(facts):
-            text += " " + say_facts(facts, variant)
+            text += " " + ANSWER_OPENER.sub(_capital, say_facts(facts, variant))
         else:
             text += "\n" + DETAILS[variant % len(DETAILS)] + "\n" + fact_lines(facts)
     return text

@@ -44,7 +44,8 @@ def test_there_are_at_least_ten_of_each_kind():
             "polite_extra_message", "retried_transient_error", "skipped_gesture", "repeated_press"} <= {
         p.name for p in BENIGN}
     assert {"wrong_record", "missing_write", "extra_write", "wrong_value", "invented_tool_result",
-            "contradicting_claim", "forbidden_call", "skipped_confirmation"} <= {p.name for p in HARMFUL}
+            "contradicting_claim", "forbidden_call", "skipped_confirmation", "unsaid_value",
+            "closed_with_request_open"} <= {p.name for p in HARMFUL}
 
 
 @pytest.mark.parametrize("p", BENIGN + HARMFUL, ids=lambda p: p.name)

@@ -17,7 +17,7 @@ from tools_runtime.verification.perturbations import (
 from tools_runtime.verification.verify import verify
 
 STRUCTURE = {"task", "dialogue", "schema", "execution"}
-OUTCOME = {"state", "actions", "communicate", "claims", "policy", "nl_assertions"}
+OUTCOME = {"state", "actions", "communicate", "claims", "policy", "nl_assertions", "grounding"}
 
 
 def test_a_gold_dialogue_passes_every_component():

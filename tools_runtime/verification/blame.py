@@ -8,8 +8,8 @@ environment  a tool message the backend would not have produced (when the enviro
              messages), an error nobody planned injected by the environment, or a backend that crashed
              on a call equal to a gold action
 user         the simulator gave a value it was not given (and the assistant used it), said a known fact
-             with another value, ended the dialogue while the assistant was still asking, or asked for a
-             write outside the task
+             with another value, ended the dialogue while the assistant was still asking or before it
+             ever brought up one of its requests, or asked for a write outside the task
 assistant    everything else — unless a judge callable is given, which then decides the rest
 
 Rules only look at the transcript, the replay and the task; they never call a model.
@@ -26,7 +26,9 @@ from tools_runtime.verification.components import Judge, _mentions, args_match, 
 from tools_runtime.verification.replay import Replay, tool_calls_of
 
 _TASK_CODES = {"empty_criteria", "gold_unreachable", "inconsistent_criteria", "invalid_reference_plan"}
-_FACT_LINE = re.compile(r"^\s*[-*]?\s*([A-Za-z][A-Za-z0-9 _\-]{0,40}?)\s*:\s*(.+?)\s*$", re.M)
+# Spaces only ([ \t]), never a newline: "Here are the details:\n- title: X" is two lines, and a `\s*` after
+# the colon read the second as the first one's value and skipped it.
+_FACT_LINE = re.compile(r"^[ \t]*[-*]?[ \t]*([A-Za-z][A-Za-z0-9 _\-]{0,40}?)[ \t]*:[ \t]*(.+?)[ \t]*$", re.M)
 # The same fact said in a sentence, as the scripted user says it: "the reason is damaged, and the …".
 _FACT_SENTENCE = re.compile(r"\b(?:my|the)\s+([A-Za-z][A-Za-z0-9 _\-]{0,40}?)\s+(?:is|are)\s+"
                             r"(.+?)(?=,\s+(?:and\s+)?(?:my|the|turn)\s|[.;](?:\s|$)|$)", re.I | re.M)
@@ -105,6 +107,28 @@ def user_ended_early(messages: list[dict[str, Any]], failures: list[Failure], en
     return None
 
 
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", norm_text(text)) if len(w) > 3}
+
+
+def user_never_asked(messages: list[dict[str, Any]], scenario: Scenario, failures: list[Failure],
+                     ended_by: str) -> str | None:
+    """The user ended the dialogue with a request open that it never brought up (most of its words unsaid)."""
+    if ended_by != "user":
+        return None
+    said = set().union(*(_words(t) for t in _user_texts(messages))) if _user_texts(messages) else set()
+    for f in failures:
+        if f.code != "request_unanswered":
+            continue
+        m = re.search(r"request (\d+)", f.reason)
+        goal = int(m.group(1)) - 1 if m else -1
+        if 0 <= goal < len(scenario.goals):
+            words = _words(scenario.goals[goal].description)
+            if words and len(words & said) / len(words) < 0.5:
+                return f"the user ended the dialogue without ever asking for request {goal + 1}"
+    return None
+
+
 def user_asked_outside(messages: list[dict[str, Any]], replay: Replay, failures: list[Failure]) -> str | None:
     """An extra write whose tool words the user asked for in so many words."""
     extra_at = {f.index for f in failures if f.code == "extra_write"}
@@ -149,6 +173,7 @@ def assign_blame(failures: list[Failure], messages: list[dict[str, Any]], replay
     for rule in (lambda: user_gave_unknown_fact(messages, replay, scenario, task, failures),
                  lambda: user_contradicted(messages, scenario, task),
                  lambda: user_ended_early(messages, failures, ended_by),
+                 lambda: user_never_asked(messages, scenario, failures, ended_by),
                  lambda: None if task.refuse else user_asked_outside(messages, replay, failures)):
         why = rule()
         if why:

@@ -15,6 +15,12 @@ policy         no call of a forbidden tool or of a tool a rule forbids; a confir
                requires was asked and given before the call; a task that must be refused changed
                nothing and the assistant refused
 nl_assertions  decided by an injected judge callable; pending (undecided) without one
+grounding      every argument value of a write was in the dialogue before the call: said by the user,
+               returned by an earlier tool, or in the system prompt, policy or the tools' descriptions and
+               examples (our own environments)
+
+The `dialogue` component also holds `request_unanswered`: every request the user was given is
+answered (its gold calls succeeded) before the assistant's closing message.
 
 Reads, look-ups, repeated reads, asking the user again and any order of reads are free. A write is a
 call that changes the state (bookkeeping aside) or whose tool declares a write effect; a
@@ -51,6 +57,9 @@ BOOKKEEPING_FIELDS = frozenset({"times", "last_action"})
 
 STRUCTURAL = ("task", "dialogue", "schema", "execution")
 COMPONENTS = ("state", "actions", "communicate", "claims", "policy", "nl_assertions")
+# Decides with the structural ones wherever the user simulator speaks from the task's facts: our own
+# (`sim`) environments. Third-party benchmarks' ground truth picks values their prompts never state.
+GROUNDING = "grounding"
 
 # Every code a component can emit, with its component (the legacy codes are in verify.FAILURE_CODES).
 COMPONENT_CODES = {
@@ -64,6 +73,8 @@ COMPONENT_CODES = {
     "forbidden_call": "policy", "confirmation_missing": "policy", "refusal_expected": "policy",
     "distractor_called": "policy",
     "nl_assertion_failed": "nl_assertions", "judge_required": "nl_assertions",
+    "ungrounded_argument": "grounding",
+    "request_unanswered": "dialogue",
 }
 
 
@@ -501,4 +512,128 @@ def task_issues(scenario: Scenario, task: Task, gold: GoldRun) -> list[Failure]:
             out.append(Failure(code="inconsistent_criteria", reason=f"the gold action {a.tool} is forbidden"))
     if task.refuse and gold_write_indices(scenario, task, gold):
         out.append(Failure(code="inconsistent_criteria", reason="the task must be refused but its gold writes"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# grounding: the assistant writes only what it could know
+
+
+def _leaves(value: Any, depth: int = 0) -> list[Any]:
+    """The scalar values inside an argument (a list's items, a dict's values)."""
+    if depth > 4:
+        return []
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _leaves(v, depth + 1)]
+    if isinstance(value, list | tuple):
+        return [x for v in value for x in _leaves(v, depth + 1)]
+    return [value]
+
+
+def _needs_grounding(value: Any, schema: dict[str, Any]) -> bool:
+    """Whether a value is a fact someone must have said: not a switch, not empty, not the default."""
+    if value is None or isinstance(value, bool) or schema.get("type") == "boolean":
+        return False  # a switch's direction is the request itself ("turn it off"); `actions` judges it
+    if isinstance(value, str) and (not value.strip() or norm_text(value) in _SYNONYMS):
+        return False
+    return "default" not in schema or not same_value(value, schema["default"])
+
+
+def _said_in(texts: list[str], value: Any) -> bool:
+    """`value` is said in one of `texts` (`_mentions`, or an enum value's words: `dark_mode` in "dark mode")."""
+    return any(_mentions(t, value) for t in texts)
+
+
+def _tool_texts(scenario: Scenario) -> list[str]:
+    """The tools' descriptions and their parameters' descriptions and examples: the assistant is given its tools.
+
+    Enum lists are left out: a value merely offered by a schema is a choice someone must have asked for.
+    """
+    out = []
+    for spec in scenario.workflow.tools:
+        out.append(spec.description)
+        for schema in spec.properties.values():
+            if isinstance(schema, dict):
+                out.append(str(schema.get("description") or ""))
+                out += [str(x) for x in schema.get("examples") or []]
+    return [t for t in out if t]
+
+
+def grounding_context(messages: list[dict[str, Any]], scenario: Scenario, before: int) -> list[str]:
+    """What the assistant knows before message `before`: user lines, tool results, its system prompt (the
+    policy and the tools' own words)."""
+    texts = [r.text for r in scenario.workflow.policy] + [scenario.workflow.title] + _tool_texts(scenario)
+    for m in messages[:before]:
+        if isinstance(m, dict) and m.get("role") in ("user", "tool", "system", "developer"):
+            texts.append(str(m.get("content") or ""))
+    return texts
+
+
+def check_grounding(messages: list[dict[str, Any]], replay: Replay, scenario: Scenario) -> ComponentVerdict:
+    """Every argument value of a successful write was in the dialogue before the call.
+
+    A value nobody said was read from somewhere the assistant cannot see (the hidden task): a model
+    trained on such a dialogue learns to invent facts.
+    """
+    failures: list[Failure] = []
+    writes = 0
+    for rc in replay.calls:
+        if not is_write(scenario, rc.record) or not isinstance(rc.record.arguments, dict):
+            continue
+        writes += 1
+        spec = scenario.workflow.tool(rc.record.name)
+        props = spec.properties if spec else {}
+        known = grounding_context(messages, scenario, rc.message_index)
+        for param, value in rc.record.arguments.items():
+            schema = found if isinstance(found := props.get(param), dict) else {}
+            missing = [v for v in _leaves(value) if _needs_grounding(v, schema) and not _said_in(known, v)]
+            if missing:
+                failures.append(Failure(code="ungrounded_argument", index=rc.message_index,
+                                        reason=f"{rc.record.name} writes {param}={missing[0]!r}, which neither the "
+                                               "user, an earlier tool result nor the system prompt gave"))
+    return _verdict(failures, f"every value of {writes} write(s) was given before the call")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# requests answered before the assistant closes
+
+_FAREWELL = re.compile(r"\b(good ?bye|bye|take care|have a (?:great|good|nice)|enjoy the rest|see you|"
+                       r"glad (?:i could|that's)|my pleasure|you're welcome|you are welcome|anytime)\b", re.I)
+
+
+def closing_index(messages: list[dict[str, Any]]) -> int | None:
+    """The assistant's closing message: its first farewell (text, no question), else its last text reply."""
+    texts = assistant_texts(messages)
+    for i, text in texts:
+        if not tool_calls_of(messages[i]) and "?" not in text and _FAREWELL.search(text):
+            return i
+    return texts[-1][0] if texts else None
+
+
+def check_requests_answered(messages: list[dict[str, Any]], replay: Replay, scenario: Scenario,
+                            task: Task) -> list[Failure]:
+    """Each of the user's requests answered before the assistant closed: the request's gold calls succeeded.
+
+    The evidence is rule-based: the plan's writes for that request ran successfully with the gold
+    arguments before the closing message (a request with no write: its read tool ran). A task that must be refused
+    asks for nothing to be done.
+    """
+    close = closing_index(messages)
+    if close is None or task.refuse or not scenario.goals:
+        return []
+    loose = loose_state(scenario)
+    done = [rc for rc in replay.calls if rc.record.ok and rc.message_index < close]
+    out: list[Failure] = []
+    for g, goal in enumerate(scenario.goals):
+        calls = [c for c in scenario.plan if c.goal == g and not is_session(scenario, c.tool)]
+        writes = [c for c in calls if tool_kind(scenario, c.tool) == "write"]
+        # A read-only request is answered by that read with any arguments: reads are never judged by value.
+        evidence = writes or [c for c in calls if tool_kind(scenario, c.tool) != "gesture"]
+        open_calls = [c for c in evidence if not any(rc.record.name == c.tool and (not writes or not args_match(
+            c.arguments, rc.record.arguments, loose=loose)) for rc in done)]
+        if open_calls:
+            words = " ".join(goal.description.split()[:12])
+            out.append(Failure(code="request_unanswered", index=close,
+                               reason=f"the assistant closed while request {g + 1} ({words!r}) was open: "
+                                      f"{open_calls[0].tool} had not run"))
     return out

@@ -28,7 +28,15 @@ from tools_runtime.records import PlannedError, Scenario
 from tools_runtime.tasks import Action, Task
 from tools_runtime.toolspec import ToolSpec
 from tools_runtime.verification import mutations
-from tools_runtime.verification.components import _CONFIRM_ASK, _YES, is_write, loose_state, tool_kind
+from tools_runtime.verification.components import (
+    _CONFIRM_ASK,
+    _YES,
+    check_grounding,
+    closing_index,
+    is_write,
+    loose_state,
+    tool_kind,
+)
 from tools_runtime.verification.replay import call_name_args, replay_dialogue, tool_calls_of
 
 Messages = list[dict[str, Any]]
@@ -238,9 +246,17 @@ def read_after_write(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]:
         at = _answer_at(out, later[-1][3], w_idx) + 1
         out[at:at] = moved
         out = reground(out, sc)
-        if _harmless(m, out, sc):
+        # A read that told the assistant a value a later write uses is not free to move: the write
+        # would then use a value nobody had given yet.
+        if _harmless(m, out, sc) and not _grounding_codes(out, sc) - _grounding_codes(m, sc):
             return sc, out
     raise NotApplicable("no read before a write that can move after it")
+
+
+def _grounding_codes(messages: Messages, sc: Scenario) -> set[str]:
+    """The ungrounded write values of a transcript, as `tool:reason` strings."""
+    replay = replay_dialogue(messages, sc, check_results=False)
+    return {f.reason for f in check_grounding(messages, replay, sc).failures}
 
 
 def _free_text_arg(sc: Scenario, name: str, args: dict[str, Any]) -> str | None:
@@ -569,6 +585,48 @@ def unanswered_call(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]:
         raise NotApplicable(str(exc)) from None
 
 
+def unsaid_value(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]:
+    """The user said another value than its task's, and the assistant wrote the task's value anyway.
+
+    The write equals the gold, so `state` and `actions` pass: only `grounding` sees that the
+    assistant used a value nobody in the dialogue gave it (it read the hidden task).
+    """
+    if sc.workflow.backend.kind != "sim":
+        raise NotApplicable("grounding decides on our own environments only")
+    other = "Quillon Harbour 7"
+    for idx, name, args, _ in _writes(m, sc):
+        for key, value in args.items():
+            if not isinstance(value, str) or key != _free_text_arg(sc, name, {key: value}):
+                continue
+            needle = value.strip()
+            said = [i for i, x in enumerate(m[:idx]) if x.get("role") == "user" and needle in str(x.get("content") or "")]
+            elsewhere = any(x.get("role") in ("tool", "system") and needle.lower() in str(x.get("content") or "").lower()
+                            for x in m[:idx])
+            if not said or elsewhere or len(needle) < 3:
+                continue
+            out = copy.deepcopy(m)
+            for i in said:
+                out[i]["content"] = str(out[i]["content"]).replace(needle, other)
+            return sc, out
+    raise NotApplicable("no write value the user said and no tool returned")
+
+
+def closed_with_request_open(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]:
+    """The assistant says goodbye before doing what was asked; the user has to ask again."""
+    if sc.task is not None and sc.task.refuse:
+        raise NotApplicable("a request that must be refused asks for nothing to be done")
+    first_call = next((i for i, x in enumerate(m) if x.get("role") == "assistant" and tool_calls_of(x)), None)
+    if first_call is None or m[first_call - 1].get("role") != "user":
+        raise NotApplicable("no tool call answering a user message")
+    out = copy.deepcopy(m)
+    out[first_call:first_call] = [
+        {"role": "assistant", "content": "Glad I could help — have a great day!"},
+        {"role": "user", "content": "Wait, you haven't done it yet. Please go ahead."}]
+    if closing_index(out) != first_call:
+        raise NotApplicable("the dialogue already closed earlier")
+    return sc, out
+
+
 BENIGN = [
     Perturbation("extra_read", True, extra_read),
     Perturbation("repeated_read", True, repeated_read),
@@ -601,6 +659,8 @@ HARMFUL = [
     Perturbation("communicate_omitted", False, communicate_omitted, frozenset({"communicate"})),
     Perturbation("wrong_argument_type", False, wrong_argument_type, frozenset({"schema"})),
     Perturbation("unanswered_call", False, unanswered_call, frozenset({"dialogue"})),
+    Perturbation("unsaid_value", False, unsaid_value, frozenset({"grounding"})),
+    Perturbation("closed_with_request_open", False, closed_with_request_open, frozenset({"dialogue"})),
 ]
 
 ALL = BENIGN + HARMFUL

@@ -10,8 +10,11 @@ schema      every call names a known tool with valid arguments
 execution   every tool message equals what the backend returns; errors only where the scenario
             planned them, each followed by a successful retry of the same tool
 state, actions, communicate, claims, policy, nl_assertions   the outcome (components.py)
+grounding   every value a write uses was given before the call (components.py)
 
-The first four always decide; of the rest, those in the task's `reward_basis`. A scenario without a
+The first four always decide, and `grounding` on our own (`sim`) environments; of the rest, those in
+the task's `reward_basis`. `dialogue` also checks that every request was answered before the
+assistant's closing message. A scenario without a
 task is judged against the task its reference plan implies. `verify_legacy` keeps the imitation
 verdict of earlier releases (plan order, every node called, exact state hash) for measurements;
 the one-shot synthesizer still uses its building blocks (`check_graph_order`, `check_state`).
@@ -35,12 +38,15 @@ from tools_runtime.verification.blame import assign_blame
 from tools_runtime.verification.components import (
     COMPONENT_CODES,
     COMPONENTS,
+    GROUNDING,
     STRUCTURAL,
     Judge,
     check_actions,
     check_communicate,
+    check_grounding,
     check_nl_assertions,
     check_policy,
+    check_requests_answered,
     check_state_outcome,
     has_criteria,
     run_gold_actions,
@@ -353,6 +359,7 @@ def verify(messages: list[dict[str, Any]], scenario: Scenario, *, ended_by: str 
         dialogue.append(Failure(code="turn_budget_exhausted",
                                 reason="the dialogue hit its turn budget before the user was done"))
     gold = run_gold_actions(scenario, task.gold_actions)
+    dialogue += check_requests_answered(messages, replay, scenario, task)
     task_failures = list(gold.failures) + task_issues(scenario, task, gold)
     if scenario.task is None:  # the legacy name for a reference plan that does not replay
         task_failures = [f.model_copy(update={"code": "invalid_reference_plan"}) if f.code == "gold_unreachable"
@@ -372,7 +379,10 @@ def verify(messages: list[dict[str, Any]], scenario: Scenario, *, ended_by: str 
     comps["claims"] = _component(check_claims(messages, replay), "no claim contradicts a tool result")
     comps["policy"] = check_policy(messages, replay, scenario, task, gold)
     comps["nl_assertions"] = check_nl_assertions(messages, task, judge)
+    comps[GROUNDING] = check_grounding(messages, replay, scenario)
     deciding = [*STRUCTURAL, *(c for c in COMPONENTS if c in task.reward_basis)]
+    if scenario.workflow.backend.kind == "sim":
+        deciding.append(GROUNDING)
     failures = [f for name in deciding for f in comps[name].failures]
     failures.sort(key=lambda f: (f.index if f.index is not None else 1 << 30))
     passed = all(comps[name].passed for name in deciding)
