@@ -4,6 +4,8 @@ Task sources (`load_items`):
 - a run directory (its valid tasks, each on the environment its document produced);
 - a tasks JSONL (one Task per line) with its environment (`--env`, or `<name>.json` beside
   `<name>.tasks.jsonl`);
+- a folder of `<name>.tasks.jsonl` files, each beside its `<name>.json` environment (examples/environments:
+  every example workflow's tasks in one evaluation);
 - τ²-bench's `tasks.json` (its folder is the domain: db.json, policy.md) through adapters/tau2.py;
 - BFCL multi-turn base (the data folder, or its `BFCL_v4_multi_turn_base.json`) through adapters/bfcl.py.
 
@@ -66,8 +68,13 @@ def load_items(path: Path, *, env: Path | None = None, domain: str | None = None
         items = _from_tau2(path, domain)
     elif path.is_file() and path.suffix == ".jsonl":
         items = _from_tasks_jsonl(path, env)
+    elif path.is_dir() and any(path.glob("*.tasks.jsonl")):
+        # Task ids are unique per environment only: prefix each with its environment file's name.
+        items = [EvalItem(f"{f.name.removesuffix('.tasks.jsonl')}/{i.task_id}", i.scenario, i.source, i.skip)
+                 for f in sorted(path.glob("*.tasks.jsonl")) for i in _from_tasks_jsonl(f, None)]
     else:
-        raise EvalInputError(f"{path}: not a run directory, a tasks JSONL, τ²'s tasks.json or BFCL multi-turn data")
+        raise EvalInputError(f"{path}: not a run directory, a tasks JSONL (or a folder of them), τ²'s tasks.json "
+                             "or BFCL multi-turn data")
     return items[:limit] if limit else items
 
 
