@@ -219,7 +219,8 @@ async def run_eval(items: list[EvalItem], roles: Any, trials: int, *, concurrenc
     """Every evaluable item, `trials` times (trial t uses seed t)."""
     from graphs.rollouts import simulate
 
-    jobs = [(item, t) for item in items if item.scenario is not None and not item.skip for t in range(trials)]
+    # Trial-major: a run cut short has scored every task as many times as it got through (pass^1 over all tasks).
+    jobs = [(item, t) for t in range(trials) for item in items if item.scenario is not None and not item.skip]
     scenarios = [item.scenario.model_copy(update={"seed": t}) for item, t in jobs]  # type: ignore[union-attr]
     t0 = time.time()
     trajs = await simulate(scenarios, lambda sc: roles, concurrency=concurrency, on_done=on_done,
