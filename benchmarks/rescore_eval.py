@@ -4,9 +4,11 @@
 the `.part` file of a run still going) already hold each dialogue and its scenario. This prints the same
 summary (pass^1, pass^k over the trials present, components, blame) from them, either with the verdicts
 recorded at run time or re-verified with the current verifier (`--reverify`: the before/after of a
-verification fix on the very same dialogues). Tasks with fewer trials than the most are reported apart.
+verification fix on the very same dialogues). Several folders are merged (one evaluation's trials split
+between processes); a (task, seed) seen twice counts once, the first folder's. Tasks with fewer trials
+than the most are reported apart.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/rescore_eval.py DIR [--reverify] [--json]
+    PYTHONPATH=. .venv/bin/python benchmarks/rescore_eval.py DIR [DIR ...] [--reverify] [--json]
 """
 
 from __future__ import annotations
@@ -61,11 +63,19 @@ def rows(trajs: list[Trajectory], reverify: bool) -> list[dict[str, Any]]:
 def main() -> None:
     """Print the summary of an eval folder's dialogues."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folder", type=Path)
+    ap.add_argument("folders", type=Path, nargs="+")
     ap.add_argument("--reverify", action="store_true", help="Re-verify every dialogue with the current verifier.")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    all_rows = rows(trajectories(args.folder), args.reverify)
+    seen: set[tuple[str, int]] = set()
+    trajs = []
+    for folder in args.folders:
+        for traj in trajectories(folder):
+            key = (traj.scenario_id, traj.scenario.seed if traj.scenario else 0)
+            if key not in seen:
+                seen.add(key)
+                trajs.append(traj)
+    all_rows = rows(trajs, args.reverify)
     per_task: dict[str, int] = {}
     for r in all_rows:
         per_task[r["task_id"]] = per_task.get(r["task_id"], 0) + 1
