@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
+from math import comb
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from gem_agents.eval.runner import EvalItem, result_row, summarise  # noqa: E402
 from tools_runtime.records import Trajectory  # noqa: E402
+from tools_runtime.verification.components import STRUCTURAL as STRUCTURAL_NAMES  # noqa: E402
 from tools_runtime.verification.replay import tool_calls_of  # noqa: E402
 from tools_runtime.verification.verify import proposals_from_steps, verify  # noqa: E402
 
@@ -76,25 +79,39 @@ def main() -> None:
                 seen.add(key)
                 trajs.append(traj)
     all_rows = rows(trajs, args.reverify)
-    per_task: dict[str, int] = {}
-    for r in all_rows:
-        per_task[r["task_id"]] = per_task.get(r["task_id"], 0) + 1
-    k = max(per_task.values())
-    full = [r for r in all_rows if per_task[r["task_id"]] == k]
-    summary = summarise(full, k, skipped=[], tokens={}, wall_s=0.0, pins={})
-    summary["dialogues"] = len(all_rows)
-    summary["partial_tasks"] = {t: n for t, n in per_task.items() if n < k}
-    summary["failures"] = _failure_counts(full)
+    summary = score(all_rows)
     if args.json:
         print(json.dumps(summary, indent=1))
         return
-    print(f"{summary['tasks']} tasks × {k} trials ({len(all_rows)} dialogues): "
-          + ", ".join(f"pass^{n} {v:.3f}" for n, v in summary["pass_hat_k"].items()))
+    n = summary["trials_per_task"]
+    print(f"{summary['tasks']} tasks, {summary['dialogues']} dialogues, trials per task {min(n.values())}–{max(n.values())}: "
+          + ", ".join(f"pass^{k} {v:.3f}" for k, v in summary["pass_hat_k"].items()))
     print("components: " + ", ".join(f"{c} {v:.2f}" for c, v in summary["components"].items()))
-    print("blame: " + ", ".join(f"{b} {n}" for b, n in sorted(summary["blame"].items())))
-    print("failure codes (dialogues): " + ", ".join(f"{c} {n}" for c, n in summary["failures"].items()))
-    if summary["partial_tasks"]:
-        print(f"left out (fewer trials): {summary['partial_tasks']}")
+    print("blame: " + ", ".join(f"{b} {c}" for b, c in sorted(summary["blame"].items())))
+    print("failure codes (dialogues): " + ", ".join(f"{c} {k}" for c, k in summary["failures"].items()))
+    print(f"outcome reached, failed only in structural components: {summary['outcome_only_structural']}")
+
+
+def score(all_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """summarise() over tasks with unequal trial counts: pass^k per task is C(c,k)/C(n,k) with its own n.
+
+    pass^1 is over every task; pass^k (k = the fewest trials any task has) over every task too.
+    """
+    per_task: dict[str, list[int]] = {}
+    for r in all_rows:
+        per_task.setdefault(r["task_id"], []).append(int(r["passed"]))
+    k = min(len(v) for v in per_task.values())
+    summary = summarise(all_rows, k, skipped=[], tokens={}, wall_s=0.0, pins={})
+    summary["pass_hat_k"] = {str(j): round(sum(comb(sum(v), j) / comb(len(v), j) for v in per_task.values())
+                                           / len(per_task), 4) for j in sorted({1, k})}
+    summary["trials_per_task"] = {t: len(v) for t, v in per_task.items()}
+    summary["dialogues"] = len(all_rows)
+    summary["failures"] = _failure_counts(all_rows)
+    summary["outcome_only_structural"] = dict(Counter(
+        "+".join(sorted({f for f in r["failures"]})) for r in all_rows
+        if not r["passed"] and all(c["passed"] or c["pending"] or name in STRUCTURAL_NAMES
+                                   for name, c in r["components"].items())))
+    return summary
 
 
 def _failure_counts(rs: list[dict[str, Any]]) -> dict[str, int]:
