@@ -230,7 +230,7 @@ def _op_read(be: SimBackend, b: Binding, args: dict[str, Any]) -> Outcome:
                 continue
             if key in QUERY_ARGS:
                 ok = isinstance(value, str) and any(
-                    value.casefold() in str(v).casefold() for v in [rid, *rec.values()] if isinstance(v, str | int))
+                    value.strip().casefold() in str(v).casefold() for v in [rid, *rec.values()] if isinstance(v, str | int))
             elif key in rec or key.endswith("_id"):
                 ok = _matches_selector(rid, rec, b, key, value)
             if not ok:

@@ -252,7 +252,7 @@ class EffectRunner:
                 if key in LIMIT_ARGS:
                     continue
                 if key in QUERY_ARGS and not (ent and key in ent.fields):
-                    ok = any(str(value).casefold() in str(v).casefold() for f, v in rec.items()
+                    ok = any(str(value).strip().casefold() in str(v).casefold() for f, v in rec.items()
                              if f not in hidden and isinstance(v, str | int | float))
                 elif key in rec:
                     ok = same(rec[key], value)

@@ -22,7 +22,8 @@ def _model_name(role: Any) -> str:
 
 
 def eval_cmd(
-    tasks: Path = typer.Argument(..., help="A run directory, a tasks JSONL, τ²'s tasks.json or BFCL multi-turn data."),
+    tasks: Path = typer.Argument(..., help="A run directory, a tasks JSONL (or a folder of "
+                                          "X.tasks.jsonl + X.json), τ²'s tasks.json or BFCL multi-turn data."),
     config: Path | None = typer.Option(None, help="Run config YAML: its assistant role is evaluated, its user "
                                                   "role simulates the users."),
     trials: int = typer.Option(4, "--trials", "-k", min=1, help="Trials per task (pass^1 and pass^K are reported)."),

@@ -4,6 +4,8 @@ Task sources (`load_items`):
 - a run directory (its valid tasks, each on the environment its document produced);
 - a tasks JSONL (one Task per line) with its environment (`--env`, or `<name>.json` beside
   `<name>.tasks.jsonl`);
+- a folder of `<name>.tasks.jsonl` files, each beside its `<name>.json` environment (examples/environments:
+  every example workflow's tasks in one evaluation);
 - τ²-bench's `tasks.json` (its folder is the domain: db.json, policy.md) through adapters/tau2.py;
 - BFCL multi-turn base (the data folder, or its `BFCL_v4_multi_turn_base.json`) through adapters/bfcl.py.
 
@@ -66,8 +68,13 @@ def load_items(path: Path, *, env: Path | None = None, domain: str | None = None
         items = _from_tau2(path, domain)
     elif path.is_file() and path.suffix == ".jsonl":
         items = _from_tasks_jsonl(path, env)
+    elif path.is_dir() and any(path.glob("*.tasks.jsonl")):
+        # Task ids are unique per environment only: prefix each with its environment file's name.
+        items = [EvalItem(f"{f.name.removesuffix('.tasks.jsonl')}/{i.task_id}", i.scenario, i.source, i.skip)
+                 for f in sorted(path.glob("*.tasks.jsonl")) for i in _from_tasks_jsonl(f, None)]
     else:
-        raise EvalInputError(f"{path}: not a run directory, a tasks JSONL, τ²'s tasks.json or BFCL multi-turn data")
+        raise EvalInputError(f"{path}: not a run directory, a tasks JSONL (or a folder of them), τ²'s tasks.json "
+                             "or BFCL multi-turn data")
     return items[:limit] if limit else items
 
 
@@ -212,7 +219,8 @@ async def run_eval(items: list[EvalItem], roles: Any, trials: int, *, concurrenc
     """Every evaluable item, `trials` times (trial t uses seed t)."""
     from graphs.rollouts import simulate
 
-    jobs = [(item, t) for item in items if item.scenario is not None and not item.skip for t in range(trials)]
+    # Trial-major: a run cut short has scored every task as many times as it got through (pass^1 over all tasks).
+    jobs = [(item, t) for t in range(trials) for item in items if item.scenario is not None and not item.skip]
     scenarios = [item.scenario.model_copy(update={"seed": t}) for item, t in jobs]  # type: ignore[union-attr]
     t0 = time.time()
     trajs = await simulate(scenarios, lambda sc: roles, concurrency=concurrency, on_done=on_done,

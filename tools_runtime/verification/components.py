@@ -9,7 +9,8 @@ state          the final state equals the expected one (gold replayed on a fresh
 actions        every required write happened with the right arguments (normalised: case, spacing,
                `_`/`-`/space, numeric strings, boolean and enum synonyms); no write the task does not
                ask for; writes that depend on each other in the execution graph ran in that order
-communicate    every value of `communicate_info` reached the user in an assistant message
+communicate    every value of `communicate_info` reached the user in an assistant message, after the
+               dialogue's tools gave it when the gold's tools do (a guess is not telling)
 claims         no closing claim contradicts a tool result
 policy         no call of a forbidden tool or of a tool a rule forbids; a confirmation the policy
                requires was asked and given before the call; a task that must be refused changed
@@ -404,11 +405,54 @@ def _mentions(text: str, value: Any) -> bool:
     return any(abs(float(x) - num) < 1e-9 for x in re.findall(r"\d+(?:\.\d+)?", hay))
 
 
-def check_communicate(messages: list[dict[str, Any]], task: Task) -> ComponentVerdict:
-    """Every communicate_info value appears in some assistant message."""
-    texts = [t for _, t in assistant_texts(messages)]
-    failures = [Failure(code="communicate_missing", reason=f"the assistant never told the user {v!r}")
-                for v in task.communicate_info if not any(_mentions(t, v) for t in texts)]
+def _leaves(obj: Any, depth: int = 0) -> list[Any]:
+    if depth > 6:
+        return []
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _leaves(v, depth + 1)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in _leaves(v, depth + 1)]
+    return [obj]
+
+
+def _holds(result: Any, value: Any) -> bool:
+    """Whether a tool result has `value` as one of its values (normalised), not merely inside a longer one."""
+    return any(same_value(leaf, value) for leaf in _leaves(result))
+
+
+def _learned_at(messages: list[dict[str, Any]], replay: Replay, value: Any) -> int | None:
+    """The first message that gave the assistant `value`: a successful tool result holding it, or the user."""
+    at = [c.answered_at for c in replay.calls
+          if c.record.ok and c.answered_at is not None and _holds(c.record.result, value)]
+    at += [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"
+           and _mentions(str(m.get("content") or ""), value)]
+    return min(at) if at else None
+
+
+def check_communicate(messages: list[dict[str, Any]], task: Task, replay: Replay | None = None,
+                      gold: GoldRun | None = None) -> ComponentVerdict:
+    """Every communicate_info value appears in some assistant message.
+
+    A value the gold's tool results give must be told after this dialogue's own tools (or the user) gave
+    it: a guess that merely contains it (page numbers "8,1,2,7,6,3" for a booklet of 3 sheets, no tool
+    called) is not telling it. Values no gold result holds (computed ones) need only be said.
+    """
+    texts = assistant_texts(messages)
+    failures = []
+    for v in task.communicate_info:
+        from_tools = replay is not None and gold is not None and any(
+            r.ok and _holds(r.result, v) for r in gold.records)
+        if not from_tools:
+            if not any(_mentions(t, v) for _, t in texts):
+                failures.append(Failure(code="communicate_missing", reason=f"the assistant never told the user {v!r}"))
+            continue
+        assert replay is not None
+        since = _learned_at(messages, replay, v)
+        if since is None or not any(i > since and _mentions(t, v) for i, t in texts):
+            said = any(_mentions(t, v) for _, t in texts)
+            failures.append(Failure(code="communicate_missing", reason=(
+                f"the assistant said {v!r} without a tool result that gives it" if said
+                else f"the assistant never told the user {v!r}")))
     return _verdict(failures, f"{len(task.communicate_info)} value(s) told to the user")
 
 

@@ -375,7 +375,7 @@ def verify(messages: list[dict[str, Any]], scenario: Scenario, *, ended_by: str 
     else:
         comps["state"] = check_state_outcome(replay, scenario, gold)
     comps["actions"] = check_actions(replay, scenario, task, gold)
-    comps["communicate"] = check_communicate(messages, task)
+    comps["communicate"] = check_communicate(messages, task, replay, gold)
     comps["claims"] = _component(check_claims(messages, replay), "no claim contradicts a tool result")
     comps["policy"] = check_policy(messages, replay, scenario, task, gold)
     comps["nl_assertions"] = check_nl_assertions(messages, task, judge)

@@ -171,3 +171,10 @@ def test_a_model_assistant_is_evaluated_through_an_openai_endpoint(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all("state" in r["components"] for r in rows)
     assert all(r["blame"] is None if r["passed"] else r["blame"] for r in rows)
+
+
+def test_a_folder_of_tasks_files_is_every_example_environment_task():
+    items = load_items(REPO / "examples" / "environments")
+    assert len(items) == 13 and all(i.scenario is not None and not i.skip for i in items)
+    assert "bank_transfer/pay-rent" in {i.task_id for i in items}
+    assert {i.scenario.workflow.id for i in items if i.scenario} >= {"bank_transfer_env", "shop_return_env"}
