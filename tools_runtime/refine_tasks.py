@@ -42,6 +42,8 @@ from tools_runtime.scenario import is_secret
 from tools_runtime.tasks import Action, Info, Task, TaskRejection, is_write, run_gold, scenario_from_task
 
 REQUESTS = "requests"
+# Ids of records a request is about although no gold argument names them (a blocked branch shows why by a listing).
+NAMED = "named"
 # Operators that add a branch of the procedure (a condition, an error path, a refusal, a question)
 # rather than, or besides, a new tool.
 BRANCH_OPS = frozenset({"branch", "error_condition", "policy_refusal", "ambiguous"})
@@ -202,6 +204,7 @@ def named_values(ctx: RefineContext, task: Task, state: dict[str, Any]) -> list[
     """Values a new request must not reuse as another record's id: the task's facts and gold arguments,
     and the ids of records its gold created (the assistant reads those from results, the user never says them)."""
     out: list[Any] = [i.value for i in task.known_info]
+    out += list(task.meta.get(NAMED, []))  # records a request named without passing their key to a tool
     out += [v for a in task.gold_actions for v in a.arguments.values()]
     start = initial_state(ctx.workflow)
     for entity, recs in state.get("collections", {}).items():
@@ -275,6 +278,8 @@ def args_for(ctx: RefineContext, tool: str, state: dict[str, Any], rng: random.R
                           and r.get(param)), None)
             if found is not None:
                 args[param] = found
+            elif param in required and (param == "date" or param.endswith("_date")):
+                args[param] = f"2026-12-{rng.randrange(10, 28)}"  # a date the user would say, not "Date 79"
             elif param in required:
                 words = human(param)
                 args[param] = f"{words.title()} {rng.randrange(2, 99)}" if effect and effect.kind == "create" \
@@ -365,6 +370,20 @@ def _scalar(value: Any) -> bool:
 # operators
 
 
+def _slips_for(wf: Workflow, state: dict[str, Any], actions: list[Action], infos: list[Info]
+               ) -> tuple[list[dict[str, Any]], list[str]]:
+    """At most one argument slip for a new request's writes (an error condition the text states, then the
+    recovery), with its branch label; none when the request's tools already carry a slip."""
+    env = ToolEnvironment(wf, copy.deepcopy(state))
+    for a in actions:
+        found = argument_slip(wf, env.backend.view(), a, infos) if is_write(wf, a.tool) else None
+        if found is not None:
+            slip, code = found
+            return [slip], [f"{a.tool}:error:{code}"]
+        env.call(a.tool, dict(a.arguments))
+    return [], []
+
+
 def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     """A request using capabilities the task has not used: a sibling task's, else one built for an unused tool."""
     wf = ctx.workflow
@@ -396,10 +415,11 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             reasons.append(f"sibling {sib.id}: its writes come earlier in the execution graph")
             continue
         communicate = [c for c in sib.communicate_info if c]
+        slips, branches = _slips_for(wf, state, actions, list(sib.known_info))
         return extend(ctx, task, start, "multi_goal", sib.instruction, actions, known=list(sib.known_info),
                       communicate=communicate, nl=list(sib.nl_assertions),
                       forbidden=[t for t in sib.forbidden_tools if t not in gold_tools(task) and
-                                 all(a.tool != t for a in actions)])
+                                 all(a.tool != t for a in actions)], slips=slips, branches=branches)
     # No sibling adds a tool: build a request for an unused capability (writes first, then reads).
     order = {"update": 0, "create": 0, "external": 0, "delete": 1, "compute": 2, "read": 3}
     unused = sorted((t.name for t in wf.tools if t.name not in used and t.name not in sessions
@@ -435,10 +455,48 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             text = f"Could you also {ask}{what}?"
         else:
             text = f"I'd also like you to {ask}."
+        known = info_for(ctx, args)
+        slips, branches = _slips_for(wf, state, [Action(tool=tool, arguments=args)], known)
         return extend(ctx, task, start, "multi_goal", text, [Action(tool=tool, arguments=args)],
-                      known=info_for(ctx, args), communicate=communicate)
+                      known=known, communicate=communicate, slips=slips, branches=branches)
     raise RefineOpError("no capability left that the task does not use" + (f" ({'; '.join(reasons[:3])})"
                                                                          if reasons else ""))
+
+
+def _wrong_values(value: Any) -> list[Any]:
+    """Values a user might say instead of `value` by mistake: a number a little off, an address mistyped."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value + 1, value + 2, value * 2, value + 10, 0, -1]
+    if isinstance(value, float):
+        return [round(value / 2, 2), round(value + 1, 2), round(value * 2, 2), 0.0]
+    if isinstance(value, str) and "@" in value:
+        return [value.replace("@", " at "), value.replace("@", "")]
+    return []
+
+
+def argument_slip(workflow: Workflow, state: dict[str, Any], action: Action, infos: list[Info]
+                  ) -> tuple[dict[str, Any], str] | None:
+    """A slip the text's rules catch: the user first gives a value an argument precondition of `action`'s
+    tool rejects ("up to 3 hours" → 4), and corrects it when the assistant says why. (slip, error code) or None."""
+    effect = workflow.effects.get(action.tool)
+    if effect is None:
+        return None
+    for pre in effect.preconditions:
+        for param, value in action.arguments.items():
+            if not re.search(rf"(?<!['\"\w]){re.escape(param)}\b", pre.expr):
+                continue  # the rule checks a record field, not what the user says
+            info = next((i for i in infos if same(i.value, value) and not i.withhold), None)
+            if info is None:
+                continue
+            for wrong in _wrong_values(value):
+                err = probe_error(workflow, state, action.model_copy(update={"arguments": {**action.arguments,
+                                                                                         param: wrong}}))
+                if err is not None and err.get("code") == pre.error:
+                    return {"kind": "invalid_value", "tool": action.tool, "key": info.key, "param": param,
+                            "wrong": wrong}, str(pre.error)
+    return None
 
 
 def _first_scalar(result: Any, skip: set[str]) -> tuple[str, Any] | None:
@@ -523,9 +581,11 @@ def branch(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             f"If it doesn't, leave it alone and tell me its {human(shown)}.")
     nl = [f"The assistant does not {ask} for {entity} {key_value}, and explains that {condition[:1].lower()}"
           f"{condition[1:]}."]
-    return extend(ctx, task, start, "branch", text, [Action(tool=reader, arguments=rargs)],
-                  known=info_for(ctx, {**rargs, **{k: v for k, v in args.items() if k != key_param}}),
-                  communicate=[str(record[shown])], nl=nl, branches=[f"{tool}:blocked:{pre.error}"])
+    out = extend(ctx, task, start, "branch", text, [Action(tool=reader, arguments=rargs)],
+                 known=info_for(ctx, {**rargs, **{k: v for k, v in args.items() if k != key_param}}),
+                 communicate=[str(record[shown])], nl=nl, branches=[f"{tool}:blocked:{pre.error}"])
+    # The listing names no record, so a later branch would pick the same one again ("Next, loan L-202" twice).
+    return out.model_copy(update={"meta": {**out.meta, NAMED: [*out.meta.get(NAMED, []), rid]}})
 
 
 def policy_refusal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
@@ -583,7 +643,10 @@ def error_condition(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     cands = keyed(wf, ("read", "update", "delete", "external"))
     cands.sort(key=lambda c: (c[0] in used, "not_found" not in c[1].errors, c[1].kind == "read", rng.random()))
     reasons = []
+    slipped = {s.get("tool") for s in task.meta.get("slips", [])}
     for tool, effect in cands:
+        if tool in slipped:  # the same slip on the same tool again would be repetition, not a new error
+            continue
         recs = records(state, effect.entity)
         # The slip needs a fact of its own: a record no earlier request named.
         fresh = [rid for rid in sorted(recs) if not any(same(rid, v) for v in known_values)]

@@ -321,3 +321,31 @@ def test_a_refusal_needs_the_judge_and_verifies_with_one():
     assert judged.trajectories, judged.drops
     traj = judged.trajectories[0]
     assert traj.verdict.components["nl_assertions"].passed and traj.provenance.judge["score"] == 0.75
+
+
+def _library() -> tuple[RefineContext, list[Task]]:
+    wf = load_workflow("benchmarks/environments/library_account.json")
+    tasks = [Task.model_validate_json(line) for line in open("benchmarks/environments/library_account.tasks.jsonl")
+             if line.strip()]
+    return RefineContext(workflow=wf, text="\n".join(wf.steps), siblings=tasks), tasks
+
+
+def test_a_new_request_breaking_an_argument_rule_first_is_corrected_in_the_dialogue():
+    from tools_runtime.refine_tasks import compose_task, gold_repeats
+
+    ctx, tasks = _library()
+    task, _ = compose_task(ctx, by_id(tasks, "borrow-kindred"), list(TASK_OPS))
+    slips = {s["tool"]: s for s in task.meta["slips"]}
+    # "Study rooms can be booked for up to 3 hours": the user first asks for more, then corrects it.
+    assert slips["book_study_room"]["kind"] == "invalid_value" and slips["book_study_room"]["param"] == "hours"
+    assert slips["book_study_room"]["wrong"] > 3
+    assert "book_study_room:error:too_long" in task.meta["branches"]
+    # A blocked branch names its record once: no request is asked twice.
+    texts = [r["instruction"] for r in requests_of(task)]
+    assert len(texts) == len(set(texts))
+    repeats, calls = gold_repeats(task)
+    assert calls >= 14 and repeats <= 0.18 * calls
+    traj = run(run_dialogue(scenario_for_task(ctx.workflow, task), SCRIPTED))
+    assert traj.verdict.passed, traj.verdict.failures
+    assert traj.stats.tool_calls >= 16.3 and traj.stats.errors_recovered >= 3
+    assert repetition_share([traj.model_copy(update={"provenance": Provenance(stage="refine")})]) <= 0.2
