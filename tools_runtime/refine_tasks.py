@@ -14,6 +14,8 @@ error_condition the user first gives a value the backend rejects with an error t
                 (`not_found`, an argument precondition), and corrects it when asked
 policy_refusal  the user asks for something a `must` rule forbids for that record; it must be refused
 ambiguous       the user names a record by a field two records share; the assistant has to ask which
+add_first       the alternative the text describes ("if the printer is not listed, add it first"): the main
+                step on a record that does not exist yet, so the assistant lists, creates it, then acts
 long_context    a last request about the record of the first one, whose id the user does not repeat
 
 No model is called here. An operator that does not apply raises RefineOpError with the reason;
@@ -776,6 +778,117 @@ def long_context(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     raise RefineOpError("the first request names no record a read tool can show again")
 
 
+# "If the printer is not listed, add it first." / "If the Templates folder does not exist, you will need to
+# create it first.": a sentence stating an alternative that creates what is missing before the main step.
+_ADD_FIRST = re.compile(r"\bif\b[^.!?\n]*?\b(?:not|n't|no|missing)\b[^.!?\n]*?\b(?:first|before)\b[^.!?\n]*[.!?]?",
+                        re.IGNORECASE)
+
+
+def add_first_sentences(text: str) -> list[str]:
+    """The text's sentences that state a create-first alternative ("if X is not listed, add it first")."""
+    out = []
+    for sentence in re.split(r"(?<=[.!?])\s+|\n", text or ""):
+        m = _ADD_FIRST.search(sentence)
+        if m:
+            out.append(sentence[m.start():].strip())
+    return out
+
+
+def _fresh_key(entity: str, taken: set[str], rng: random.Random) -> str:
+    """A name for a record that does not exist yet (`Printer 3`), not one any record or fact already uses."""
+    base = human(entity).title()
+    n = rng.randrange(2, 9)
+    while f"{base} {n}".lower() in taken:
+        n += 1
+    return f"{base} {n}"
+
+
+def add_first(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
+    """The alternative the text describes ("if the printer is not listed, add it first"): the user asks for the
+    main step on a record that does not exist yet, so the assistant must see it is missing (a listing), take the
+    branch (create it) and then do the main step on it."""
+    wf = ctx.workflow
+    sentences = add_first_sentences(ctx.text)
+    if not sentences:
+        raise RefineOpError("the text states no create-first alternative (\"if … is not …, … first\")")
+    start = prepare(ctx, task)
+    state = start.state
+    named = {str(v).lower() for v in named_values(ctx, task, state)}
+    done = {b.split(":")[0] for b in task.meta.get("branches", []) if b.endswith(":add_first")}
+    reasons = []
+    creators = [(n, e) for n, e in ((t.name, wf.effects.get(t.name)) for t in wf.tools)
+                if e is not None and e.kind == "create" and e.entity and n not in done]
+    # A create whose entity the sentence names, and not one the task already uses.
+    creators.sort(key=lambda c: (not any(human(c[1].entity).split()[-1].lower() in x.lower() for x in sentences),
+                                 c[0] in gold_tools(task)))
+    for creator, ceffect in creators:
+        entity = ceffect.entity
+        word = human(entity).split()[-1].lower()
+        sentence = next((x for x in sentences if word in x.lower()), None)
+        if sentence is None:
+            reasons.append(f"no such sentence names a {human(entity)} ({creator} creates them)")
+            continue
+        writers = [n for n, e in keyed(wf, ("update", "external", "delete")) if e.entity == entity]
+        listers = _listers(wf, entity)
+        if not writers or not listers:
+            reasons.append(f"{human(entity)}: no {'write on a record' if not writers else 'listing'} to go with "
+                           f"{creator}")
+            continue
+        kf = entity_key(wf, entity) or ""
+        cargs = args_for(ctx, creator, state, rng)
+        cspec = wf.tool(creator)
+        # The user names the missing record: the key when the create takes it, else a field it writes.
+        name_param = kf if cspec is not None and kf in cspec.properties else next(
+            (w.param for w in ceffect.writes if w.param and (w.field == "name" or w.field.endswith("_name"))), None)
+        taken = named | {str(r.get(kf, rid)).lower() for rid, r in records(state, entity).items()}
+        if name_param:
+            # The record the sentence names ("the Templates folder"), else a fresh name.
+            m = re.search(rf"\b([A-Z][\w-]*)\s+{re.escape(word)}\b", sentence)
+            told = m.group(1) if m and m.group(1).lower() not in taken | {"if", "the", "a", "your"} else None
+            cargs[name_param] = told or _fresh_key(entity, taken, rng)
+        env = ToolEnvironment(wf, copy.deepcopy(state))
+        lister = listers[0]
+        if not env.call(lister, {}).ok:
+            reasons.append(f"{lister} fails")
+            continue
+        made = env.call(creator, dict(cargs))
+        if not made.ok:
+            reasons.append(f"{creator} fails: {(made.error or {}).get('code')}")
+            continue
+        after = env.backend.view()
+        new_ids = sorted(set(records(after, entity)) - set(records(state, entity)))
+        if len(new_ids) != 1:
+            reasons.append(f"{creator} made no single new {human(entity)}")
+            continue
+        rid = new_ids[0]
+        for writer in sorted(writers, key=lambda n: n in gold_tools(task)):
+            try:
+                wargs = args_for(ctx, writer, after, rng, record=rid)
+                probe(wf, after, [Action(tool=writer, arguments=wargs)])
+            except RefineOpError as exc:
+                reasons.append(str(exc))
+                continue
+            # The main step on the record as it is now fails: the precondition the branch makes true.
+            if probe_error(wf, state, Action(tool=writer, arguments=wargs)) is None:
+                reasons.append(f"{writer} already works on {rid} before it is created")
+                continue
+            actions = [Action(tool=lister, arguments={}), Action(tool=creator, arguments=cargs),
+                       Action(tool=writer, arguments=wargs)]
+            if order_conflicts(wf, [*task.gold_actions, *actions]):
+                reasons.append(f"{creator}/{writer} come earlier in the execution graph than the task's writes")
+                continue
+            shown = cargs.get(name_param) if name_param else None
+            what = f"the {human(entity)} is {shown}" if shown else f"it is a new {human(entity)}"
+            text = (f"Next, please {tool_phrase(wf, writer)}: {what}. If it isn't there yet, add it first, as the "
+                    f"help says (\"{sentence}\").")
+            user_args = {**cargs, **{k: v for k, v in wargs.items() if k != (wf.effects[writer].key or "")
+                                     or name_param == kf}}
+            out = extend(ctx, task, start, "add_first", text, actions, known=info_for(ctx, user_args),
+                         branches=[f"{creator}:add_first"])
+            return out
+    raise RefineOpError("no create-first alternative fits the environment (" + "; ".join(reasons[:3]) + ")")
+
+
 def _telling_field(result: Any, key: str, changed: list[str], recs: dict[str, dict[str, Any]], rid: str,
                    task: Task) -> tuple[str, Any] | None:
     """The field of a read result whose value only this record has (a look-up of the wrong record then
@@ -798,6 +911,7 @@ def _telling_field(result: Any, key: str, changed: list[str], recs: dict[str, di
 
 
 TASK_OPS: dict[str, TaskOp] = {
+    "add_first": add_first,
     "multi_goal": multi_goal,
     "ambiguous": ambiguous,
     "branch": branch,
@@ -805,7 +919,8 @@ TASK_OPS: dict[str, TaskOp] = {
     "policy_refusal": policy_refusal,
     "long_context": long_context,
 }
-# The order operators compose in: new capabilities first, long context last (it needs the others between).
+# The order operators compose in: a create-first branch before any write the execution graph puts after the
+# create, new capabilities next, long context last (it needs the others between).
 DEFAULT_TASK_OPS = list(TASK_OPS)
 # How often one operator may apply within a composed task (each time it must find something new).
 COMPOSE_REPEAT = {"multi_goal": 8, "error_condition": 3, "ambiguous": 2, "branch": 2}
