@@ -187,6 +187,9 @@ def tool_phrase(workflow: Workflow, tool: str) -> str:
     desc = (spec.description if spec else "") or human(tool)
     first = re.split(r"(?<=[.!?])\s", desc.strip())[0].rstrip(".!? ")
     first = re.sub(r"\s*\(.*?\)", "", first)
+    # The tool's own condition ("… when the target is not an existing directory") is not the user's request,
+    # and a parameter named in it reads as a value ("target: not an existing directory").
+    first = re.split(r",?\s+(?:when|if|unless|only if|as long as)\s+", first, maxsplit=1)[0]
     return first[:1].lower() + first[1:] if first else human(tool)
 
 
@@ -446,9 +449,12 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             # A listing: the user wants to know which records there are (their names, not a count).
             text = f"Which {spoken_plural(human(effect.entity))} do I have at the moment? Could you list them for me?"
             return extend(ctx, task, start, "multi_goal", text, [Action(tool=tool, arguments=args)],
-                          known=info_for(ctx, args), communicate=[str(r[kf]) for r in rows[:3]])
+                          known=info_for(ctx, args), communicate=[str(r[kf]) for r in rows[:2]])
+        if effect.kind == "read" and isinstance(rows, list) and not rows:
+            reasons.append(f"{tool} lists nothing (an empty listing tells the user nothing)")
+            continue
         if effect.kind in ("read", "compute"):
-            shown = _first_scalar(result, skip={effect.key or ""})
+            shown = _first_scalar(result, skip={effect.key or "", "count"})
             if shown is None:
                 reasons.append(f"{tool} returns nothing to tell the user")
                 continue
@@ -923,7 +929,7 @@ TASK_OPS: dict[str, TaskOp] = {
 # create, new capabilities next, long context last (it needs the others between).
 DEFAULT_TASK_OPS = list(TASK_OPS)
 # How often one operator may apply within a composed task (each time it must find something new).
-COMPOSE_REPEAT = {"multi_goal": 8, "error_condition": 3, "ambiguous": 2, "branch": 2}
+COMPOSE_REPEAT = {"multi_goal": 10, "error_condition": 3, "ambiguous": 2, "branch": 2}
 # The most a composed task's gold may repeat (calls of a tool, with arguments of the same shape, that an
 # earlier request already made): dialogues add look-ups of their own, and repetition_share must stay ≤ 0.2.
 REPETITION_BUDGET = 0.18
