@@ -29,7 +29,7 @@ import copy
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -70,6 +70,9 @@ class RefineContext:
     workflow: Workflow
     text: str = ""
     siblings: list[Task] = field(default_factory=list)
+    # Set by compose_task on a second try: an operator skips candidates that call again, with arguments of the
+    # same shape, a tool the task already called (the first try's candidate broke the repetition budget).
+    no_repeats: bool = False
 
 
 TaskOp = Callable[[RefineContext, Task, random.Random], Task]
@@ -411,6 +414,10 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             reasons.append(f"sibling {sib.id}: repeats {', '.join(sorted(gold_tools(sib) & writes_done))}")
             continue
         actions = [a for a in sib.gold_actions if (a.tool, repr(sorted(a.arguments.items()))) not in done]
+        if ctx.no_repeats and {(a.tool, _shape(a.arguments)) for a in actions} & {
+                (a.tool, _shape(a.arguments)) for a in task.gold_actions}:
+            reasons.append(f"sibling {sib.id}: calls again a tool the task called")
+            continue
         try:
             probe(wf, state, actions)
         except RefineOpError as exc:
@@ -1036,11 +1043,13 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
     current = parent
     applied: dict[str, int] = {}
     why: dict[str, str] = {}
+    later: set[str] = set()  # turned down for repeating: may fit once the task has more calls
 
-    def attempt(op: str) -> bool:
+    def attempt(op: str, strict: bool = False) -> bool:
         nonlocal current
         try:
-            cand = (TASK_OPS if operators is None else operators)[op](ctx, current, op_rng(current, op, seed))
+            cand = (TASK_OPS if operators is None else operators)[op](
+                replace(ctx, no_repeats=True) if strict else ctx, current, op_rng(current, op, seed))
         except RefineOpError as exc:
             why[op] = str(exc)
             return False
@@ -1051,9 +1060,11 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
         repeats, calls = gold_repeats(got)
         if repeats > max(1, REPETITION_BUDGET * calls):
             # Length bought by calling again what an earlier request called is what refinement must not add
-            # (one repeat is let through: on a small environment one look-up again is a large share).
+            # (one repeat is let through: on a small environment one look-up again is a large share). Turned
+            # down, the operator tries once more without candidates that repeat, and stays for later turns.
             why[op] = f"its request repeats tools of earlier requests ({repeats} of {calls} gold calls)"
-            return False
+            later.add(op)
+            return False if strict else attempt(op, strict=True)
         current = got
         applied[op] = applied.get(op, 0) + 1
         why.pop(op, None)
@@ -1061,7 +1072,11 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
 
     live = list(turns)
     while live and len(requests_of(current)) < MAX_COMPOSED_REQUESTS:
-        live = [op for op in live if applied.get(op, 0) < COMPOSE_REPEAT.get(op, 1) and attempt(op)]
+        later.clear()
+        kept = [op for op in live if applied.get(op, 0) < COMPOSE_REPEAT.get(op, 1) and attempt(op)]
+        if not kept:
+            break
+        live = [op for op in live if op in kept or op in later]
     for op in tail:
         if op in JUDGE_OPS and not judge:
             try:  # say whether it would apply, without applying it
