@@ -760,14 +760,20 @@ def long_context(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     start = prepare(ctx, task)
     state = start.state
     first = requests_of(task)[0]
+    named: list[tuple[str, Any, list[str]]] = []  # (entity, id, fields the first request wrote)
     for a in task.gold_actions[first["start"]:first["end"]]:
         effect = wf.effects.get(a.tool)
-        if effect is None or not effect.key or effect.key not in a.arguments or effect.kind == "session":
+        if effect is None or effect.kind == "session":
             continue
-        rid = a.arguments[effect.key]
-        if str(rid) not in records(state, effect.entity):
+        if effect.key and effect.key in a.arguments:
+            named.append((effect.entity, a.arguments[effect.key], [w.field for w in effect.writes]))
+        # A record the call refers to by another entity's key (`borrow_book(book_id)` names a book).
+        named += [(ent.name, a.arguments[ent.key], []) for ent in wf.entities
+                  if ent.name != effect.entity and ent.key in a.arguments and ent.key != effect.key]
+    for entity, rid, changed in named:
+        if str(rid) not in records(state, entity):
             continue
-        readers = sorted(_readers(wf, effect.entity), key=lambda n: n in gold_tools(task))
+        readers = sorted(_readers(wf, entity), key=lambda n: n in gold_tools(task))
         for reader in readers:
             rkey = wf.effects[reader].key or ""
             rargs = {**args_for(ctx, reader, state, rng, record=str(rid)), rkey: rid}
@@ -775,11 +781,12 @@ def long_context(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
                 result = probe(wf, state, [Action(tool=reader, arguments=rargs)])[0]
             except RefineOpError:
                 continue
-            shown = _telling_field(result, rkey, [w.field for w in effect.writes],
-                                   records(state, effect.entity), str(rid), task)
-            if shown is None:
+            shown = _telling_field(result, rkey, changed, records(state, entity), str(rid), task)
+            said = {str(i.value).lower() for i in task.known_info}
+            # Asking back what the user said, unchanged since ("its title" of the book they named), tests nothing.
+            if shown is None or (shown[0] not in changed and str(shown[1]).lower() in said):
                 continue
-            text = (f"Before we finish: the {human(effect.entity)} from my very first request — what is its "
+            text = (f"Before we finish: the {human(entity)} from my very first request — what is its "
                     f"{human(shown[0])} now? You should still have its details from earlier.")
             keep = {k: v for k, v in rargs.items() if k != rkey}
             out = extend(ctx, task, start, "long_context", text, [Action(tool=reader, arguments=rargs)],
