@@ -42,7 +42,8 @@ BUILTIN_MODULES.update({
     "role": ("gem_agents.roles_factory",),
 })
 BUILTIN_MODULES["stage"] = ("gem_agents.stages.relevance", "gem_agents.stages.extract", "gem_agents.stages.tasks",
-                            "gem_agents.stages.simulate", "gem_agents.stages.refine", "gem_agents.synthesizer.stage")
+                            "gem_agents.stages.simulate", "gem_agents.stages.refine", "gem_agents.synthesizer.stage",
+                            "gem_agents.stages.grouping")
 BUILTIN_MODULES["pipeline"] = ("gem_agents.stages.pipelines",)
 
 T = TypeVar("T")

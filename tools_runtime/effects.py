@@ -27,6 +27,7 @@ counters for declared effects: generated ids count the existing records.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from tools_runtime.backend import Outcome, credential_args, error, human, id_prefix, same
@@ -164,7 +165,9 @@ class EffectRunner:
             except FormulaError:
                 ok = False
             if not ok:
-                err = error(pre.error or "precondition_failed", pre.message)
+                # A rule on one argument names it, so the assistant can ask the user for that value again.
+                named = [p for p in args if re.search(rf"(?<!['\"\w]){re.escape(p)}\b", pre.expr)]
+                err = error(pre.error or "precondition_failed", pre.message, named[0] if len(named) == 1 else None)
                 if pre.rule:
                     assert err.error is not None
                     err.error["rule"] = pre.rule

@@ -14,6 +14,8 @@ error_condition the user first gives a value the backend rejects with an error t
                 (`not_found`, an argument precondition), and corrects it when asked
 policy_refusal  the user asks for something a `must` rule forbids for that record; it must be refused
 ambiguous       the user names a record by a field two records share; the assistant has to ask which
+add_first       the alternative the text describes ("if the printer is not listed, add it first"): the main
+                step on a record that does not exist yet, so the assistant lists, creates it, then acts
 long_context    a last request about the record of the first one, whose id the user does not repeat
 
 No model is called here. An operator that does not apply raises RefineOpError with the reason;
@@ -27,7 +29,7 @@ import copy
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -42,6 +44,8 @@ from tools_runtime.scenario import is_secret
 from tools_runtime.tasks import Action, Info, Task, TaskRejection, is_write, run_gold, scenario_from_task
 
 REQUESTS = "requests"
+# Ids of records a request is about although no gold argument names them (a blocked branch shows why by a listing).
+NAMED = "named"
 # Operators that add a branch of the procedure (a condition, an error path, a refusal, a question)
 # rather than, or besides, a new tool.
 BRANCH_OPS = frozenset({"branch", "error_condition", "policy_refusal", "ambiguous"})
@@ -66,6 +70,9 @@ class RefineContext:
     workflow: Workflow
     text: str = ""
     siblings: list[Task] = field(default_factory=list)
+    # Set by compose_task on a second try: an operator skips candidates that call again, with arguments of the
+    # same shape, a tool the task already called (the first try's candidate broke the repetition budget).
+    no_repeats: bool = False
 
 
 TaskOp = Callable[[RefineContext, Task, random.Random], Task]
@@ -183,6 +190,9 @@ def tool_phrase(workflow: Workflow, tool: str) -> str:
     desc = (spec.description if spec else "") or human(tool)
     first = re.split(r"(?<=[.!?])\s", desc.strip())[0].rstrip(".!? ")
     first = re.sub(r"\s*\(.*?\)", "", first)
+    # The tool's own condition ("… when the target is not an existing directory") is not the user's request,
+    # and a parameter named in it reads as a value ("target: not an existing directory").
+    first = re.split(r",?\s+(?:when|if|unless|only if|as long as)\s+", first, maxsplit=1)[0]
     return first[:1].lower() + first[1:] if first else human(tool)
 
 
@@ -202,6 +212,7 @@ def named_values(ctx: RefineContext, task: Task, state: dict[str, Any]) -> list[
     """Values a new request must not reuse as another record's id: the task's facts and gold arguments,
     and the ids of records its gold created (the assistant reads those from results, the user never says them)."""
     out: list[Any] = [i.value for i in task.known_info]
+    out += list(task.meta.get(NAMED, []))  # records a request named without passing their key to a tool
     out += [v for a in task.gold_actions for v in a.arguments.values()]
     start = initial_state(ctx.workflow)
     for entity, recs in state.get("collections", {}).items():
@@ -275,6 +286,8 @@ def args_for(ctx: RefineContext, tool: str, state: dict[str, Any], rng: random.R
                           and r.get(param)), None)
             if found is not None:
                 args[param] = found
+            elif param in required and (param == "date" or param.endswith("_date")):
+                args[param] = f"2026-12-{rng.randrange(10, 28)}"  # a date the user would say, not "Date 79"
             elif param in required:
                 words = human(param)
                 args[param] = f"{words.title()} {rng.randrange(2, 99)}" if effect and effect.kind == "create" \
@@ -365,6 +378,20 @@ def _scalar(value: Any) -> bool:
 # operators
 
 
+def _slips_for(wf: Workflow, state: dict[str, Any], actions: list[Action], infos: list[Info]
+               ) -> tuple[list[dict[str, Any]], list[str]]:
+    """At most one argument slip for a new request's writes (an error condition the text states, then the
+    recovery), with its branch label; none when the request's tools already carry a slip."""
+    env = ToolEnvironment(wf, copy.deepcopy(state))
+    for a in actions:
+        found = argument_slip(wf, env.backend.view(), a, infos) if is_write(wf, a.tool) else None
+        if found is not None:
+            slip, code = found
+            return [slip], [f"{a.tool}:error:{code}"]
+        env.call(a.tool, dict(a.arguments))
+    return [], []
+
+
 def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     """A request using capabilities the task has not used: a sibling task's, else one built for an unused tool."""
     wf = ctx.workflow
@@ -387,6 +414,10 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             reasons.append(f"sibling {sib.id}: repeats {', '.join(sorted(gold_tools(sib) & writes_done))}")
             continue
         actions = [a for a in sib.gold_actions if (a.tool, repr(sorted(a.arguments.items()))) not in done]
+        if ctx.no_repeats and {(a.tool, _shape(a.arguments)) for a in actions} & {
+                (a.tool, _shape(a.arguments)) for a in task.gold_actions}:
+            reasons.append(f"sibling {sib.id}: calls again a tool the task called")
+            continue
         try:
             probe(wf, state, actions)
         except RefineOpError as exc:
@@ -396,10 +427,11 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             reasons.append(f"sibling {sib.id}: its writes come earlier in the execution graph")
             continue
         communicate = [c for c in sib.communicate_info if c]
+        slips, branches = _slips_for(wf, state, actions, list(sib.known_info))
         return extend(ctx, task, start, "multi_goal", sib.instruction, actions, known=list(sib.known_info),
                       communicate=communicate, nl=list(sib.nl_assertions),
                       forbidden=[t for t in sib.forbidden_tools if t not in gold_tools(task) and
-                                 all(a.tool != t for a in actions)])
+                                 all(a.tool != t for a in actions)], slips=slips, branches=branches)
     # No sibling adds a tool: build a request for an unused capability (writes first, then reads).
     order = {"update": 0, "create": 0, "external": 0, "delete": 1, "compute": 2, "read": 3}
     unused = sorted((t.name for t in wf.tools if t.name not in used and t.name not in sessions
@@ -424,9 +456,12 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             # A listing: the user wants to know which records there are (their names, not a count).
             text = f"Which {spoken_plural(human(effect.entity))} do I have at the moment? Could you list them for me?"
             return extend(ctx, task, start, "multi_goal", text, [Action(tool=tool, arguments=args)],
-                          known=info_for(ctx, args), communicate=[str(r[kf]) for r in rows[:3]])
+                          known=info_for(ctx, args), communicate=[str(r[kf]) for r in rows[:2]])
+        if effect.kind == "read" and isinstance(rows, list) and not rows:
+            reasons.append(f"{tool} lists nothing (an empty listing tells the user nothing)")
+            continue
         if effect.kind in ("read", "compute"):
-            shown = _first_scalar(result, skip={effect.key or ""})
+            shown = _first_scalar(result, skip={effect.key or "", "count"})
             if shown is None:
                 reasons.append(f"{tool} returns nothing to tell the user")
                 continue
@@ -435,10 +470,48 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             text = f"Could you also {ask}{what}?"
         else:
             text = f"I'd also like you to {ask}."
+        known = info_for(ctx, args)
+        slips, branches = _slips_for(wf, state, [Action(tool=tool, arguments=args)], known)
         return extend(ctx, task, start, "multi_goal", text, [Action(tool=tool, arguments=args)],
-                      known=info_for(ctx, args), communicate=communicate)
+                      known=known, communicate=communicate, slips=slips, branches=branches)
     raise RefineOpError("no capability left that the task does not use" + (f" ({'; '.join(reasons[:3])})"
                                                                          if reasons else ""))
+
+
+def _wrong_values(value: Any) -> list[Any]:
+    """Values a user might say instead of `value` by mistake: a number a little off, an address mistyped."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value + 1, value + 2, value * 2, value + 10, 0, -1]
+    if isinstance(value, float):
+        return [round(value / 2, 2), round(value + 1, 2), round(value * 2, 2), 0.0]
+    if isinstance(value, str) and "@" in value:
+        return [value.replace("@", " at "), value.replace("@", "")]
+    return []
+
+
+def argument_slip(workflow: Workflow, state: dict[str, Any], action: Action, infos: list[Info]
+                  ) -> tuple[dict[str, Any], str] | None:
+    """A slip the text's rules catch: the user first gives a value an argument precondition of `action`'s
+    tool rejects ("up to 3 hours" → 4), and corrects it when the assistant says why. (slip, error code) or None."""
+    effect = workflow.effects.get(action.tool)
+    if effect is None:
+        return None
+    for pre in effect.preconditions:
+        for param, value in action.arguments.items():
+            if not re.search(rf"(?<!['\"\w]){re.escape(param)}\b", pre.expr):
+                continue  # the rule checks a record field, not what the user says
+            info = next((i for i in infos if same(i.value, value) and not i.withhold), None)
+            if info is None:
+                continue
+            for wrong in _wrong_values(value):
+                err = probe_error(workflow, state, action.model_copy(update={"arguments": {**action.arguments,
+                                                                                         param: wrong}}))
+                if err is not None and err.get("code") == pre.error:
+                    return {"kind": "invalid_value", "tool": action.tool, "key": info.key, "param": param,
+                            "wrong": wrong}, str(pre.error)
+    return None
 
 
 def _first_scalar(result: Any, skip: set[str]) -> tuple[str, Any] | None:
@@ -523,9 +596,11 @@ def branch(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             f"If it doesn't, leave it alone and tell me its {human(shown)}.")
     nl = [f"The assistant does not {ask} for {entity} {key_value}, and explains that {condition[:1].lower()}"
           f"{condition[1:]}."]
-    return extend(ctx, task, start, "branch", text, [Action(tool=reader, arguments=rargs)],
-                  known=info_for(ctx, {**rargs, **{k: v for k, v in args.items() if k != key_param}}),
-                  communicate=[str(record[shown])], nl=nl, branches=[f"{tool}:blocked:{pre.error}"])
+    out = extend(ctx, task, start, "branch", text, [Action(tool=reader, arguments=rargs)],
+                 known=info_for(ctx, {**rargs, **{k: v for k, v in args.items() if k != key_param}}),
+                 communicate=[str(record[shown])], nl=nl, branches=[f"{tool}:blocked:{pre.error}"])
+    # The listing names no record, so a later branch would pick the same one again ("Next, loan L-202" twice).
+    return out.model_copy(update={"meta": {**out.meta, NAMED: [*out.meta.get(NAMED, []), rid]}})
 
 
 def policy_refusal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
@@ -583,7 +658,10 @@ def error_condition(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     cands = keyed(wf, ("read", "update", "delete", "external"))
     cands.sort(key=lambda c: (c[0] in used, "not_found" not in c[1].errors, c[1].kind == "read", rng.random()))
     reasons = []
+    slipped = {s.get("tool") for s in task.meta.get("slips", [])}
     for tool, effect in cands:
+        if tool in slipped:  # the same slip on the same tool again would be repetition, not a new error
+            continue
         recs = records(state, effect.entity)
         # The slip needs a fact of its own: a record no earlier request named.
         fresh = [rid for rid in sorted(recs) if not any(same(rid, v) for v in known_values)]
@@ -682,14 +760,20 @@ def long_context(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     start = prepare(ctx, task)
     state = start.state
     first = requests_of(task)[0]
+    named: list[tuple[str, Any, list[str]]] = []  # (entity, id, fields the first request wrote)
     for a in task.gold_actions[first["start"]:first["end"]]:
         effect = wf.effects.get(a.tool)
-        if effect is None or not effect.key or effect.key not in a.arguments or effect.kind == "session":
+        if effect is None or effect.kind == "session":
             continue
-        rid = a.arguments[effect.key]
-        if str(rid) not in records(state, effect.entity):
+        if effect.key and effect.key in a.arguments:
+            named.append((effect.entity, a.arguments[effect.key], [w.field for w in effect.writes]))
+        # A record the call refers to by another entity's key (`borrow_book(book_id)` names a book).
+        named += [(ent.name, a.arguments[ent.key], []) for ent in wf.entities
+                  if ent.name != effect.entity and ent.key in a.arguments and ent.key != effect.key]
+    for entity, rid, changed in named:
+        if str(rid) not in records(state, entity):
             continue
-        readers = sorted(_readers(wf, effect.entity), key=lambda n: n in gold_tools(task))
+        readers = sorted(_readers(wf, entity), key=lambda n: n in gold_tools(task))
         for reader in readers:
             rkey = wf.effects[reader].key or ""
             rargs = {**args_for(ctx, reader, state, rng, record=str(rid)), rkey: rid}
@@ -697,11 +781,12 @@ def long_context(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
                 result = probe(wf, state, [Action(tool=reader, arguments=rargs)])[0]
             except RefineOpError:
                 continue
-            shown = _telling_field(result, rkey, [w.field for w in effect.writes],
-                                   records(state, effect.entity), str(rid), task)
-            if shown is None:
+            shown = _telling_field(result, rkey, changed, records(state, entity), str(rid), task)
+            said = {str(i.value).lower() for i in task.known_info}
+            # Asking back what the user said, unchanged since ("its title" of the book they named), tests nothing.
+            if shown is None or (shown[0] not in changed and str(shown[1]).lower() in said):
                 continue
-            text = (f"Before we finish: the {human(effect.entity)} from my very first request — what is its "
+            text = (f"Before we finish: the {human(entity)} from my very first request — what is its "
                     f"{human(shown[0])} now? You should still have its details from earlier.")
             keep = {k: v for k, v in rargs.items() if k != rkey}
             out = extend(ctx, task, start, "long_context", text, [Action(tool=reader, arguments=rargs)],
@@ -711,6 +796,117 @@ def long_context(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             reqs[-1] = {**reqs[-1], "recall": {rkey: first["start"]}}
             return out
     raise RefineOpError("the first request names no record a read tool can show again")
+
+
+# "If the printer is not listed, add it first." / "If the Templates folder does not exist, you will need to
+# create it first.": a sentence stating an alternative that creates what is missing before the main step.
+_ADD_FIRST = re.compile(r"\bif\b[^.!?\n]*?\b(?:not|n't|no|missing)\b[^.!?\n]*?\b(?:first|before)\b[^.!?\n]*[.!?]?",
+                        re.IGNORECASE)
+
+
+def add_first_sentences(text: str) -> list[str]:
+    """The text's sentences that state a create-first alternative ("if X is not listed, add it first")."""
+    out = []
+    for sentence in re.split(r"(?<=[.!?])\s+|\n", text or ""):
+        m = _ADD_FIRST.search(sentence)
+        if m:
+            out.append(sentence[m.start():].strip())
+    return out
+
+
+def _fresh_key(entity: str, taken: set[str], rng: random.Random) -> str:
+    """A name for a record that does not exist yet (`Printer 3`), not one any record or fact already uses."""
+    base = human(entity).title()
+    n = rng.randrange(2, 9)
+    while f"{base} {n}".lower() in taken:
+        n += 1
+    return f"{base} {n}"
+
+
+def add_first(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
+    """The alternative the text describes ("if the printer is not listed, add it first"): the user asks for the
+    main step on a record that does not exist yet, so the assistant must see it is missing (a listing), take the
+    branch (create it) and then do the main step on it."""
+    wf = ctx.workflow
+    sentences = add_first_sentences(ctx.text)
+    if not sentences:
+        raise RefineOpError("the text states no create-first alternative (\"if … is not …, … first\")")
+    start = prepare(ctx, task)
+    state = start.state
+    named = {str(v).lower() for v in named_values(ctx, task, state)}
+    done = {b.split(":")[0] for b in task.meta.get("branches", []) if b.endswith(":add_first")}
+    reasons = []
+    creators = [(n, e) for n, e in ((t.name, wf.effects.get(t.name)) for t in wf.tools)
+                if e is not None and e.kind == "create" and e.entity and n not in done]
+    # A create whose entity the sentence names, and not one the task already uses.
+    creators.sort(key=lambda c: (not any(human(c[1].entity).split()[-1].lower() in x.lower() for x in sentences),
+                                 c[0] in gold_tools(task)))
+    for creator, ceffect in creators:
+        entity = ceffect.entity
+        word = human(entity).split()[-1].lower()
+        sentence = next((x for x in sentences if word in x.lower()), None)
+        if sentence is None:
+            reasons.append(f"no such sentence names a {human(entity)} ({creator} creates them)")
+            continue
+        writers = [n for n, e in keyed(wf, ("update", "external", "delete")) if e.entity == entity]
+        listers = _listers(wf, entity)
+        if not writers or not listers:
+            reasons.append(f"{human(entity)}: no {'write on a record' if not writers else 'listing'} to go with "
+                           f"{creator}")
+            continue
+        kf = entity_key(wf, entity) or ""
+        cargs = args_for(ctx, creator, state, rng)
+        cspec = wf.tool(creator)
+        # The user names the missing record: the key when the create takes it, else a field it writes.
+        name_param = kf if cspec is not None and kf in cspec.properties else next(
+            (w.param for w in ceffect.writes if w.param and (w.field == "name" or w.field.endswith("_name"))), None)
+        taken = named | {str(r.get(kf, rid)).lower() for rid, r in records(state, entity).items()}
+        if name_param:
+            # The record the sentence names ("the Templates folder"), else a fresh name.
+            m = re.search(rf"\b([A-Z][\w-]*)\s+{re.escape(word)}\b", sentence)
+            told = m.group(1) if m and m.group(1).lower() not in taken | {"if", "the", "a", "your"} else None
+            cargs[name_param] = told or _fresh_key(entity, taken, rng)
+        env = ToolEnvironment(wf, copy.deepcopy(state))
+        lister = listers[0]
+        if not env.call(lister, {}).ok:
+            reasons.append(f"{lister} fails")
+            continue
+        made = env.call(creator, dict(cargs))
+        if not made.ok:
+            reasons.append(f"{creator} fails: {(made.error or {}).get('code')}")
+            continue
+        after = env.backend.view()
+        new_ids = sorted(set(records(after, entity)) - set(records(state, entity)))
+        if len(new_ids) != 1:
+            reasons.append(f"{creator} made no single new {human(entity)}")
+            continue
+        rid = new_ids[0]
+        for writer in sorted(writers, key=lambda n: n in gold_tools(task)):
+            try:
+                wargs = args_for(ctx, writer, after, rng, record=rid)
+                probe(wf, after, [Action(tool=writer, arguments=wargs)])
+            except RefineOpError as exc:
+                reasons.append(str(exc))
+                continue
+            # The main step on the record as it is now fails: the precondition the branch makes true.
+            if probe_error(wf, state, Action(tool=writer, arguments=wargs)) is None:
+                reasons.append(f"{writer} already works on {rid} before it is created")
+                continue
+            actions = [Action(tool=lister, arguments={}), Action(tool=creator, arguments=cargs),
+                       Action(tool=writer, arguments=wargs)]
+            if order_conflicts(wf, [*task.gold_actions, *actions]):
+                reasons.append(f"{creator}/{writer} come earlier in the execution graph than the task's writes")
+                continue
+            shown = cargs.get(name_param) if name_param else None
+            what = f"the {human(entity)} is {shown}" if shown else f"it is a new {human(entity)}"
+            text = (f"Next, please {tool_phrase(wf, writer)}: {what}. If it isn't there yet, add it first, as the "
+                    f"help says (\"{sentence}\").")
+            user_args = {**cargs, **{k: v for k, v in wargs.items() if k != (wf.effects[writer].key or "")
+                                     or name_param == kf}}
+            out = extend(ctx, task, start, "add_first", text, actions, known=info_for(ctx, user_args),
+                         branches=[f"{creator}:add_first"])
+            return out
+    raise RefineOpError("no create-first alternative fits the environment (" + "; ".join(reasons[:3]) + ")")
 
 
 def _telling_field(result: Any, key: str, changed: list[str], recs: dict[str, dict[str, Any]], rid: str,
@@ -735,6 +931,7 @@ def _telling_field(result: Any, key: str, changed: list[str], recs: dict[str, di
 
 
 TASK_OPS: dict[str, TaskOp] = {
+    "add_first": add_first,
     "multi_goal": multi_goal,
     "ambiguous": ambiguous,
     "branch": branch,
@@ -742,10 +939,11 @@ TASK_OPS: dict[str, TaskOp] = {
     "policy_refusal": policy_refusal,
     "long_context": long_context,
 }
-# The order operators compose in: new capabilities first, long context last (it needs the others between).
+# The order operators compose in: a create-first branch before any write the execution graph puts after the
+# create, new capabilities next, long context last (it needs the others between).
 DEFAULT_TASK_OPS = list(TASK_OPS)
 # How often one operator may apply within a composed task (each time it must find something new).
-COMPOSE_REPEAT = {"multi_goal": 8, "error_condition": 3, "ambiguous": 2, "branch": 2}
+COMPOSE_REPEAT = {"multi_goal": 10, "error_condition": 3, "ambiguous": 2, "branch": 2}
 # The most a composed task's gold may repeat (calls of a tool, with arguments of the same shape, that an
 # earlier request already made): dialogues add look-ups of their own, and repetition_share must stay ≤ 0.2.
 REPETITION_BUDGET = 0.18
@@ -852,11 +1050,13 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
     current = parent
     applied: dict[str, int] = {}
     why: dict[str, str] = {}
+    later: set[str] = set()  # turned down for repeating: may fit once the task has more calls
 
-    def attempt(op: str) -> bool:
+    def attempt(op: str, strict: bool = False) -> bool:
         nonlocal current
         try:
-            cand = (TASK_OPS if operators is None else operators)[op](ctx, current, op_rng(current, op, seed))
+            cand = (TASK_OPS if operators is None else operators)[op](
+                replace(ctx, no_repeats=True) if strict else ctx, current, op_rng(current, op, seed))
         except RefineOpError as exc:
             why[op] = str(exc)
             return False
@@ -867,9 +1067,11 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
         repeats, calls = gold_repeats(got)
         if repeats > max(1, REPETITION_BUDGET * calls):
             # Length bought by calling again what an earlier request called is what refinement must not add
-            # (one repeat is let through: on a small environment one look-up again is a large share).
+            # (one repeat is let through: on a small environment one look-up again is a large share). Turned
+            # down, the operator tries once more without candidates that repeat, and stays for later turns.
             why[op] = f"its request repeats tools of earlier requests ({repeats} of {calls} gold calls)"
-            return False
+            later.add(op)
+            return False if strict else attempt(op, strict=True)
         current = got
         applied[op] = applied.get(op, 0) + 1
         why.pop(op, None)
@@ -877,7 +1079,11 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
 
     live = list(turns)
     while live and len(requests_of(current)) < MAX_COMPOSED_REQUESTS:
-        live = [op for op in live if applied.get(op, 0) < COMPOSE_REPEAT.get(op, 1) and attempt(op)]
+        later.clear()
+        kept = [op for op in live if applied.get(op, 0) < COMPOSE_REPEAT.get(op, 1) and attempt(op)]
+        if not kept:
+            break
+        live = [op for op in live if op in kept or op in later]
     for op in tail:
         if op in JUDGE_OPS and not judge:
             try:  # say whether it would apply, without applying it

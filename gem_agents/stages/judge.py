@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gem_agents.models.client import ModelClient
 from gem_agents.prompting import fill, json_object_in, load_prompt, prompts_hash
-from gem_agents.stages.relevance import wants_json_schema
 from tools_runtime.records import Trajectory, Workflow
 from tools_runtime.verification.components import Judge, task_of
 from tools_runtime.verification.verify import verify
@@ -148,6 +147,9 @@ def parse_judge(text: str) -> JudgeAnswer:
 async def judge_trajectory(client: ModelClient, traj: Trajectory, workflow: Workflow | None = None, text: str = "",
                            repair_rounds: int = 1) -> JudgeAnswer:
     """Ask the judge about one trajectory; a malformed answer goes back once with what was wrong."""
+    # Imported here: relevance registers a stage on import, which loads simulate, which imports this module.
+    from gem_agents.stages.relevance import wants_json_schema
+
     json_mode = wants_json_schema(client.cfg)
     messages: list[dict[str, Any]] = [{"role": "user", "content": judge_prompt(traj, workflow, text)}]
     error = ""

@@ -55,7 +55,13 @@ FULL = register("pipeline", "full", Pipeline(
                         "refine": "refine"},
     when={"refine": lambda cfg: cfg.refine_rounds > 0}))
 
+# The pages of one product area as one environment (gem_agents/stages/grouping.py; input from `gem group`).
+GROUPED = register("pipeline", "grouped", Pipeline(
+    name="grouped", slots={"filter": "filter", "extract": "grouped_extract", "tasks": "grouped_tasks",
+                           "simulate": "simulate", "refine": "refine"},
+    when={"refine": lambda cfg: cfg.refine_rounds > 0}))
+
 SYNTHESIZER = register("pipeline", "synthesizer", Pipeline(
     name="synthesizer", slots={"filter": "filter", "extract": "oneshot", "simulate": "verify_oneshot"}))
 
-__all__ = ["FULL", "SYNTHESIZER", "Pipeline"]
+__all__ = ["FULL", "GROUPED", "SYNTHESIZER", "Pipeline"]

@@ -700,9 +700,10 @@ def _refine_graph_step(stage: Stage, env: StageEnv) -> GraphStep:
         # multi-goal refinement may add.
         siblings = [t.scenario.task for t in originals if t.scenario is not None and t.scenario.task is not None]
         judge = env.client("judge")
-        # The text a model refiner or judge reads comes from the checkpointed state, never from memory of an
-        # earlier stage: a document resumed at refinement in a new process must refine exactly as it would have.
-        text = doc.text if env.client("refine") is not None or judge is not None else ""
+        # The text comes from the checkpointed state, never from memory of an earlier stage: a document resumed
+        # at refinement in a new process must refine exactly as it would have. The offline operators read it
+        # too (a create-first alternative, the provenance of a new request's values).
+        text = doc.text
         verified = [t for t in originals if t.verdict and t.verdict.passed]
         jobs = [RefineJob(workflow, t, seed=env.config.seed + i, siblings=siblings, text=text)
                 for i, t in enumerate(verified)]

@@ -163,8 +163,9 @@ def test_failed_precondition_returns_the_declared_error_and_changes_nothing():
     before = e.backend.state_hash()
     rec = e.call("set_wifi_password", {"network_name": "HomeNet-5G", "wifi_password": "short", "security": "WPA3"})
     assert not rec.ok
+    # The rule checks one argument, so the error names it (the assistant asks for that value again).
     assert rec.error == {"code": "invalid_password", "message": "The password needs at least 8 characters.",
-                         "rule": "password_length"}
+                         "rule": "password_length", "param": "wifi_password"}
     assert e.backend.state_hash() == before
 
 

@@ -163,13 +163,15 @@ def test_composed_refinement_reaches_the_papers_complexity_where_the_environment
 
 
 def test_a_small_environment_stops_at_its_tool_ceiling(offline_env):
-    from tools_runtime.refine_tasks import compose_task
+    from tools_runtime.refine_tasks import compose_task, gold_repeats
 
     wf, tasks = offline_env
     task, _ = compose_task(RefineContext(workflow=wf, text=PAGE, siblings=tasks), tasks[0], list(TASK_OPS))
     # The composed task uses every tool of the environment: its tool types are at the ceiling, not above.
     assert len({a.tool for a in task.gold_actions}) == len(wf.tools) == 3
     assert len(task.meta["requests"]) >= 3
+    # Past the ceiling a request could only call a tool again: once at most on a task this small.
+    assert gold_repeats(task)[0] <= 1
 
 
 def test_without_a_judge_the_composed_task_leaves_the_refusal_out_and_says_so(offline_env):

@@ -321,3 +321,87 @@ def test_a_refusal_needs_the_judge_and_verifies_with_one():
     assert judged.trajectories, judged.drops
     traj = judged.trajectories[0]
     assert traj.verdict.components["nl_assertions"].passed and traj.provenance.judge["score"] == 0.75
+
+
+def _library() -> tuple[RefineContext, list[Task]]:
+    wf = load_workflow("benchmarks/environments/library_account.json")
+    tasks = [Task.model_validate_json(line) for line in open("benchmarks/environments/library_account.tasks.jsonl")
+             if line.strip()]
+    return RefineContext(workflow=wf, text="\n".join(wf.steps), siblings=tasks), tasks
+
+
+def test_a_new_request_breaking_an_argument_rule_first_is_corrected_in_the_dialogue():
+    from tools_runtime.refine_tasks import compose_task, gold_repeats
+
+    ctx, tasks = _library()
+    task, _ = compose_task(ctx, by_id(tasks, "borrow-kindred"), list(TASK_OPS))
+    slips = {s["tool"]: s for s in task.meta["slips"]}
+    # "Study rooms can be booked for up to 3 hours": the user first asks for more, then corrects it.
+    assert slips["book_study_room"]["kind"] == "invalid_value" and slips["book_study_room"]["param"] == "hours"
+    assert slips["book_study_room"]["wrong"] > 3
+    assert "book_study_room:error:too_long" in task.meta["branches"]
+    # A blocked branch names its record once: no request is asked twice.
+    texts = [r["instruction"] for r in requests_of(task)]
+    assert len(texts) == len(set(texts))
+    repeats, calls = gold_repeats(task)
+    assert calls >= 14 and repeats <= 0.18 * calls
+    traj = run(run_dialogue(scenario_for_task(ctx.workflow, task), SCRIPTED))
+    assert traj.verdict.passed, traj.verdict.failures
+    assert traj.stats.tool_calls >= 16.3 and traj.stats.errors_recovered >= 3
+    assert repetition_share([traj.model_copy(update={"provenance": Provenance(stage="refine")})]) <= 0.2
+
+
+def _add_first_env(name: str, first: Task) -> tuple[RefineContext, Task]:
+    from tools_runtime.env_validate import errors, validate_environment
+
+    wf = load_workflow(f"tests/data/add_first/{name}.json")
+    assert errors(validate_environment(wf)) == []
+    task = validate(wf, first.model_copy(update={"env_id": wf.id}), "original")
+    assert isinstance(task, Task)
+    return RefineContext(workflow=wf, text="\n".join(wf.steps), siblings=[task]), task
+
+
+@pytest.mark.parametrize("name, listing, created, value, seen", [
+    # A constructed text: "If the printer is not listed, add it first".
+    ("printer_setup", "list_printers", "add_printer", None, "Hall-Inkjet"),
+    # The dev corpus's gnome-help:files-templates sentence, with a hand-written environment for it.
+    ("files_templates", "list_folders", "create_folder", "Templates", "Pictures"),
+])
+def test_add_first_takes_the_texts_alternative_on_a_record_that_does_not_exist_yet(name, listing, created, value,
+                                                                                  seen):
+    from tools_runtime.refine_tasks import add_first, probe_error, state_of
+
+    first = Task(id="t0", env_id="", instruction="What do I have at the moment?", communicate_info=[seen],
+                 gold_actions=[Action(tool=listing, arguments={})])
+    ctx, task = _add_first_env(name, first)
+    out = add_first(ctx, task, rng())
+    wf = ctx.workflow
+    new = out.gold_actions[len(task.gold_actions):]
+    # Discover (a listing), take the branch (create), then the main write on the new record.
+    assert [a.tool for a in new][:2] == [listing, created] and len(new) == 3
+    key = wf.effects[new[2].tool].key
+    name_value = new[1].arguments[key]
+    assert new[2].arguments[key] == name_value
+    if value is not None:
+        assert name_value == value  # the record the text's sentence names
+    assert name_value not in json.dumps(state_of(wf))  # the precondition is false at the start
+    assert f"{created}:add_first" in out.meta["branches"]
+    assert str(name_value) in requests_of(out)[-1]["instruction"]  # the user's request carries the fact
+    assert " first" in requests_of(out)[-1]["instruction"]
+    got = validate(wf, out, "add_first")
+    assert isinstance(got, Task) and got.expected_state_hash
+    traj = run(run_dialogue(scenario_for_task(wf, got), SCRIPTED))
+    assert traj.verdict.passed, traj.verdict.failures
+    # Skipping the branch (the main write alone) fails: the record is not there.
+    assert probe_error(wf, state_of(wf), new[2])["code"] == "not_found"
+
+
+def test_add_first_needs_the_sentence_in_the_text():
+    from tools_runtime.refine_tasks import add_first
+
+    first = Task(id="t0", env_id="", instruction="Which printers do I have?", communicate_info=["Hall-Inkjet"],
+                 gold_actions=[Action(tool="list_printers", arguments={})])
+    ctx, task = _add_first_env("printer_setup", first)
+    ctx.text = "Select the printer and switch on Default Printer."
+    with pytest.raises(RefineOpError, match="create-first"):
+        add_first(ctx, task, rng())

@@ -1,0 +1,201 @@
+"""Environment grouping: the help pages of one product area become one environment.
+
+A help corpus comes in product areas (gnome-help's `printing-*`, `bluetooth-*`, `files-*` pages; the tldr
+pages of one shell). One page gives a small environment (often two tools); a real application covers all
+of its area's pages. Grouping is a pipeline (`pipeline: grouped`) over *group documents*:
+
+1. `group_documents` (`gem group IN -o OUT`) turns the documents of one area into one document whose text
+   is the pages one after another and whose `meta.parts` keeps each page (id, text, where it starts);
+   a document alone in its area stays as it is.
+2. The `grouped_extract` stage runs the configured filter and extract stages on every part, as they
+   would run on the page alone, and merges the environments (`tools_runtime.env_merge`): clashing
+   names renamed, each tool's source page kept (`groups/<id>.json` in the run directory). The merged
+   environment must pass the same validator (`tools_runtime.env_validate`) as any other.
+3. The `grouped_tasks` stage runs the tasks stage on every part's own environment and moves each task
+   onto the merged one (`remap_task`); its gold is executed again there and a task whose gold no longer
+   runs is rejected with the reason. So every task comes from one page's text, and refinement
+   (`multi_goal` takes sibling tasks) combines procedures of several pages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from gem_agents.registry import get, register
+from gem_agents.stages import ExtractionResult
+from gem_agents.stages.base import Stage, StageEnv
+from gem_agents.stages.extract import _extract_graph_step
+from tools_runtime.env_merge import MergedEnvironment, MergeError, merge_environments, remap_task
+from tools_runtime.env_validate import errors, validate_environment
+from tools_runtime.records import Document, Relevance, Workflow
+from tools_runtime.refine_tasks import Drop, validate
+from tools_runtime.tasks import Task, TaskRejection
+
+# A product area from a document id: gnome-help's page prefix (`gnome-help:printing-setup` → printing),
+# every tldr page (one shell). Other ids form no group.
+AREA_PATTERNS = (re.compile(r"^(gnome-help:[a-z0-9]+)-"), re.compile(r"^(tldr):"))
+PART_SEPARATOR = "\n\n"
+
+
+def product_area(doc_id: str) -> str | None:
+    """The product area a document id belongs to, or None when it belongs to none."""
+    for pattern in AREA_PATTERNS:
+        m = pattern.match(doc_id)
+        if m:
+            return m.group(1)
+    return None
+
+
+def group_documents(docs: list[Document], *, min_size: int = 2) -> list[Document]:
+    """One document per product area with at least `min_size` pages (in first-seen order); the rest unchanged."""
+    areas: OrderedDict[str, list[Document]] = OrderedDict()
+    out: list[Document | str] = []
+    for doc in docs:
+        area = product_area(doc.id)
+        if area is None:
+            out.append(doc)
+            continue
+        if area not in areas:
+            areas[area] = []
+            out.append(area)
+        areas[area].append(doc)
+    result = []
+    for item in out:
+        if isinstance(item, Document):
+            result.append(item)
+            continue
+        members = areas[item]
+        if len(members) < min_size:
+            result += members
+            continue
+        parts, offset, texts = [], 0, []
+        for d in members:
+            parts.append({"id": d.id, "text": d.text, "offset": offset, "title": d.meta.get("title", "")})
+            texts.append(d.text)
+            offset += len(d.text) + len(PART_SEPARATOR)
+        result.append(Document(id=f"group:{item}", text=PART_SEPARATOR.join(texts), source="group",
+                               meta={"title": f"{item} ({len(members)} pages)", "parts": parts}))
+    return result
+
+
+def parts_of(doc: Document) -> list[Document]:
+    """The pages a group document holds (empty for an ordinary document)."""
+    raw = doc.meta.get("parts")
+    if not isinstance(raw, list):
+        return []
+    return [Document(id=str(p["id"]), text=str(p["text"]), meta={"title": p.get("title", ""),
+                                                                   "offset": int(p.get("offset", 0))})
+            for p in raw if isinstance(p, dict) and "id" in p and "text" in p]
+
+
+@dataclass
+class Group:
+    """A group document's pages with their environments, and the merged environment."""
+
+    parts: list[tuple[Document, Workflow]] = field(default_factory=list)
+    merged: MergedEnvironment | None = None
+    rejected: list[str] = field(default_factory=list)
+
+
+async def extract_group(env: StageEnv, doc: Document) -> Group:
+    """Filter and extract every page of `doc` as the run would alone, then merge (once per run and document)."""
+    key = f"group:{doc.id}"
+    held = env.shared.get(key)
+    if isinstance(held, Group):
+        return held
+    group = Group()
+    filter_stage, extract_stage = get("stage", "filter"), get("stage", "extract")
+    for part in parts_of(doc):
+        rel: Relevance = await filter_stage.run(env, part)
+        if not rel.multi_step:
+            group.rejected.append(f"group: {part.id}: not a procedure ({rel.summary[:80]})")
+            continue
+        res = await extract_stage.run(env, part, rel)
+        if res.workflow is None:
+            group.rejected.append(f"group: {part.id}: no environment ({'; '.join(res.rejected[:2])})")
+            continue
+        group.parts.append((part, res.workflow))
+    if group.parts:
+        try:
+            group.merged = merge_environments([(p.id, wf) for p, wf in group.parts], env_id=doc.id,
+                                              title=str(doc.meta.get("title") or doc.id),
+                                              text_offsets={p.id: int(p.meta.get("offset", 0)) for p, _ in group.parts})
+        except MergeError as exc:
+            group.rejected.append(f"group: {exc}")
+        else:
+            group.rejected += [f"group: {d}: left out: {why}" for d, why in group.merged.skipped.items()]
+            problems = errors(validate_environment(group.merged.workflow, doc.text))
+            if problems:
+                group.rejected += [f"group: merged environment invalid: {i}" for i in problems[:5]]
+                group.merged = None
+    env.shared[key] = group
+    _write_provenance(env, doc, group)
+    return group
+
+
+def _write_provenance(env: StageEnv, doc: Document, group: Group) -> None:
+    """Each tool's source page and what was renamed, beside the run (`groups/<id>.json`)."""
+    if env.run_dir is None or group.merged is None:
+        return
+    folder = env.run_dir / "groups"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", doc.id)
+    m = group.merged
+    data: dict[str, Any] = {"id": doc.id, "pages": m.docs, "tool_sources": m.sources, "renamed": m.renamed(),
+                            "left_out": m.skipped, "tools": len(m.workflow.tools)}
+    (folder / f"{name}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
+
+
+async def run_grouped_extract(env: StageEnv, doc: Document, relevance: Relevance | None, *,
+                              verify: bool = True) -> ExtractionResult:
+    """Stage 2 for a group document: every page extracted and the environments merged; else the extract stage."""
+    if not parts_of(doc):
+        return await get("stage", "extract").run(env, doc, relevance)
+    group = await extract_group(env, doc)
+    if group.merged is None:
+        return ExtractionResult(rejected=group.rejected or ["group: no page gave an environment"],
+                                decided_by="group")
+    return ExtractionResult(workflow=group.merged.workflow, rejected=group.rejected, decided_by="group")
+
+
+async def run_grouped_tasks(env: StageEnv, doc: Document, workflow: Workflow
+                            ) -> tuple[list[Task], list[TaskRejection]]:
+    """Stage 3a for a group document: each page's tasks on its own environment, moved onto the merged one and
+    executed there again; else the tasks stage."""
+    tasks_stage = get("stage", "tasks")
+    if not parts_of(doc):
+        return await tasks_stage.run(env, doc, workflow)
+    group = await extract_group(env, doc)
+    if group.merged is None:
+        return [], [TaskRejection(task_id=f"{doc.id}:t", code="group_unmerged", reason="; ".join(group.rejected))]
+    tasks: list[Task] = []
+    rejected: list[TaskRejection] = []
+    for part, part_wf in group.parts:
+        if part.id not in group.merged.docs:
+            continue
+        own, why = await tasks_stage.run(env, part, part_wf)
+        rejected += why
+        for task in own:
+            got = validate(group.merged.workflow, remap_task(task, group.merged, part.id), "group")
+            if isinstance(got, Drop):
+                rejected.append(TaskRejection(task_id=task.id, code=f"group_{got.code}",
+                                              reason=f"on the merged environment: {got.reason}"))
+            else:
+                tasks.append(got)
+    return tasks, rejected
+
+
+GROUPED_EXTRACT = register("stage", "grouped_extract", Stage(
+    name="grouped_extract", run=run_grouped_extract, roles=("filter", "extract"), graph_step=_extract_graph_step,
+    reads=("limits.repair_rounds", "limits.max_tools"),
+    summary="a group document's pages extracted one by one and merged into one environment (tools_runtime.env_merge)"))
+
+GROUPED_TASKS = register("stage", "grouped_tasks", Stage(
+    name="grouped_tasks", run=run_grouped_tasks, roles=("task",), reads=("tasks_per_env", "seed"),
+    summary="each page's tasks, moved onto the merged environment and executed there again"))
+
+__all__ = ["GROUPED_EXTRACT", "GROUPED_TASKS", "extract_group", "group_documents", "parts_of", "product_area"]
