@@ -108,8 +108,10 @@ class Endpoint:
         return http_json(self.root + "/stats")
 
     def log_to(self, path: Path | None) -> None:
-        """Start (or stop, with None) logging request bodies."""
-        http_json(self.root + "/log", {"path": str(path) if path else None})
+        """Start (or stop, with None) logging the bodies of the requests completed from now on."""
+        # On completion, not on arrival: the replay then holds the mix of calls the engine's window counted
+        # (at C >= 256 the calls a window starts are mostly not those it completes, ~25 s of queue apart).
+        http_json(self.root + "/log", {"path": str(path) if path else None, "on": "done"})
 
     def close(self) -> None:
         """Stop the server."""
