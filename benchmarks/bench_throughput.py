@@ -91,6 +91,7 @@ class Endpoint:
 
     def __init__(self, time_scale: float, prefix_caching: bool, extra: list[str] | None = None):
         source = extra if extra else ["--recorded", str(RECORDED)]
+        self.time_scale = time_scale
         args = [sys.executable, "-m", "gem_agents.testing.fake_vllm", "--port", "0", *source,
                 "--time-scale", str(time_scale)] + ([] if prefix_caching else ["--no-prefix-caching"])
         self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -107,8 +108,10 @@ class Endpoint:
         return http_json(self.root + "/stats")
 
     def log_to(self, path: Path | None) -> None:
-        """Start (or stop, with None) logging request bodies."""
-        http_json(self.root + "/log", {"path": str(path) if path else None})
+        """Start (or stop, with None) logging the bodies of the requests completed from now on."""
+        # On completion, not on arrival: the replay then holds the mix of calls the engine's window counted
+        # (at C >= 256 the calls a window starts are mostly not those it completes, ~25 s of queue apart).
+        http_json(self.root + "/log", {"path": str(path) if path else None, "on": "done"})
 
     def close(self) -> None:
         """Stop the server."""
@@ -199,6 +202,8 @@ def window(ep: Endpoint, pid: int, warmup: float, seconds: float) -> dict[str, A
     return {"calls": calls, "calls_s": round(calls / dt, 2), "seconds": round(dt, 2),
             "cpu_us_per_call": round((c1 - c0) / max(1, calls) * 1e6), "cpu_share": round((c1 - c0) / dt, 2),
             "server_cpu_share": round((srv1 - srv0) / dt, 2),
+            # the share of the window the modeled GPU was computing: near 1, the endpoint is the limit
+            "gpu_busy_share": round((s1["busy_s"] - s0["busy_s"]) * ep.time_scale / dt, 2),
             "tokens_s": round((s1["prompt_tokens"] + s1["output_tokens"] - s0["prompt_tokens"]
                                - s0["output_tokens"]) / dt),
             "mean_latency_s": round((s1["latency_s"] - s0["latency_s"]) / max(1, calls), 3),
@@ -656,7 +661,8 @@ def main() -> None:
                 say(f"{c:>5} {eng['calls_s']:>9.1f} {bare['calls_s']:>8.1f} {ratio:>6.2f} "
                     f"{eng['cpu_us_per_call']:>12,} {bare['cpu_us_per_call']:>13,} {eng['mean_latency_s']:>6.2f} "
                     f"{vph:>11,.0f}  {st.get('filter', 0):.2f}/{st.get('extract', 0):.2f}/{st.get('tasks', 0):.2f}/"
-                    f"{st.get('simulate', 0):.2f}   {eng['load']}")
+                    f"{st.get('simulate', 0):.2f}   GPU busy {eng['gpu_busy_share']:.0%} / {bare['gpu_busy_share']:.0%}"
+                    f"   {eng['load']}")
             for n in [int(x) for x in args.ray_workers.split(",") if x]:
                 reqs = tmp / f"requests_ray{n}.jsonl"
                 # The same total C: each worker runs C / n documents with its own endpoint limit of C / n.

@@ -11,6 +11,11 @@ a half-done document up at the stage it had reached. The stage functions are inj
 the run context (`PipelineContext`), so this module knows nothing of models or roles. State
 values are plain JSON (records dumped with `model_dump(mode="json")`) so checkpoints need no
 custom serializer.
+
+Bulk runs walk the very same nodes and routes with a plain loop (`run_pipeline_plain`): LangGraph's
+per-step machinery and its checkpoint of the whole state after every step were ~15-20 % of the
+engine's CPU (docs/throughput.md). The caller saves the state at each stage boundary through a
+callback instead. Both paths are pinned to store identical outcomes (tests/gem_agents/run/test_pipeline_paths.py).
 """
 
 from __future__ import annotations
@@ -203,6 +208,46 @@ def decide_node(state: PipelineState) -> dict[str, Any]:
 
 def _route(state: PipelineState) -> str:
     return state.get("route") or "decide"
+
+
+# The graph's edges as data: where each node may go next (the plain loop checks every route against them).
+EDGES: dict[str, tuple[str, ...]] = {"filter": ("extract", "decide"), "extract": ("tasks", "simulate", "decide"),
+                                     "tasks": ("simulate", "decide"), "simulate": ("refine", "decide"),
+                                     "refine": ("decide",)}
+STAGE_NODES = {"filter": filter_node, "extract": extract_node, "tasks": tasks_node, "simulate": simulate_node,
+               "refine": refine_node}
+# on_update(node, update): a node finished; save(state, node, next): the state after a stage, before `next`.
+UpdateFn = Callable[[str, dict[str, Any]], None]
+SaveFn = Callable[[dict[str, Any], str, str], Awaitable[None]]
+
+
+async def run_pipeline_plain(state: PipelineState, stages: PipelineStages, *, node: str = "filter",
+                             on_update: UpdateFn | None = None, save: SaveFn | None = None) -> PipelineState:
+    """Run a document from `state` at `node` to the end without LangGraph: the same nodes and routes.
+
+    `save` is awaited after every stage (never after `decide`, whose outcome the caller stores at once),
+    so a run killed mid-stage resumes at that stage with `node` = the saved next node.
+    """
+    runtime: Runtime[PipelineContext] = Runtime(context=PipelineContext(stages=stages))
+    cur: dict[str, Any] = dict(state)
+    while True:
+        if node == "decide":
+            update = decide_node(cur)  # type: ignore[arg-type]
+        elif node in STAGE_NODES:
+            update = await STAGE_NODES[node](cur, runtime)  # type: ignore[arg-type]
+        else:
+            raise ValueError(f"the pipeline has no node {node!r}")
+        cur.update(update)  # no reducers in PipelineState: every key is replaced, as in the graph
+        if on_update is not None:
+            on_update(node, update)
+        if node == "decide":
+            return cur  # type: ignore[return-value]
+        nxt = EDGES[node][0] if len(EDGES[node]) == 1 else _route(cur)  # type: ignore[arg-type]
+        if nxt not in EDGES[node]:
+            raise ValueError(f"the {node} node routed to {nxt!r}, not one of {EDGES[node]}")
+        if save is not None:
+            await save(cur, node, nxt)
+        node = nxt
 
 
 def build_pipeline_graph(checkpointer: Any = None) -> Any:

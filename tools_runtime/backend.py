@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from tools_runtime.binding import QUERY_ARGS, Binding, bind_tools
 from tools_runtime.environment import Entity, ToolEffect
-from tools_runtime.state import canonical_json, diff_states, state_hash
+from tools_runtime.state import canonical_json, diff_states, json_copy, state_hash
 from tools_runtime.toolspec import ToolSpec
 
 
@@ -102,18 +102,18 @@ class SimBackend:
         # Tools with a declared effect (environment spec) run from it; the rest keep the name binding.
         self.effects = EffectRunner({k: v for k, v in (effects or {}).items() if k in self.tools},
                                     list(entities or []))
-        self.state = copy.deepcopy(state) if state is not None else empty_state()
+        self.state = json_copy(state) if state is not None else empty_state()
         for key, default in empty_state().items():
             self.state.setdefault(key, default)
 
     # -- the Backend protocol -------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """A deep copy of the state."""
-        return copy.deepcopy(self.state)
+        return json_copy(self.state)
 
     def restore(self, snap: dict[str, Any]) -> None:
         """Replace the state with a snapshot."""
-        self.state = copy.deepcopy(snap)
+        self.state = json_copy(snap)
 
     def view(self) -> dict[str, Any]:
         """The state as a person reads it (the same JSON)."""

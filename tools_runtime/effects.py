@@ -34,7 +34,7 @@ from tools_runtime.backend import Outcome, credential_args, error, human, id_pre
 from tools_runtime.binding import LOGOUT_VERBS, QUERY_ARGS, _verb_of, split_name
 from tools_runtime.environment import Entity, EnvironmentSpecError, ToolEffect, record_issues
 from tools_runtime.formula import FormulaError, evaluate
-from tools_runtime.state import diff_states
+from tools_runtime.state import diff_states, json_copy
 
 OUTBOX = "outbox"
 LIMIT_ARGS = ("limit", "max_results", "top_k", "page_size")
@@ -105,7 +105,7 @@ class EffectRunner:
     def run(self, state: dict[str, Any], tool: str, args: dict[str, Any]) -> Outcome:
         """Execute `tool`'s declared effect on `state` (changed in place only on success)."""
         effect = self.effects[tool]
-        work = copy.deepcopy(state)
+        work = json_copy(state)
         try:
             out = self._run(work, tool, effect, args)
         except FormulaError as exc:

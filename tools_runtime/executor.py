@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import networkx as nx
@@ -29,6 +30,15 @@ INJECTED_ERRORS: dict[str, dict[str, str]] = {
 }
 
 
+@lru_cache(maxsize=256)
+def _graph_of(execution_graph: str) -> Any:
+    """The parsed execution graph (None when it does not parse); parsed once per text, only read."""
+    try:
+        return parse_graph(execution_graph).graph
+    except ValueError:
+        return None
+
+
 def session_required(workflow: Workflow) -> set[str]:
     """Tools that need a logged-in session: those after a login step, and tools off the graph.
 
@@ -38,9 +48,8 @@ def session_required(workflow: Workflow) -> set[str]:
     logins = {n for n, b in bindings.items() if b.op == "session" and b.mode == "login"}
     if not logins:
         return set()
-    try:
-        graph = parse_graph(workflow.execution_graph).graph
-    except ValueError:
+    graph = _graph_of(workflow.execution_graph)
+    if graph is None:
         return set()
     need: set[str] = set()
     for login in logins & set(graph.nodes):

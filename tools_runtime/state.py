@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from typing import Any
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars); anything else is handed to `copy.deepcopy`.
+
+    Backends copy their whole state per tool call and per snapshot; deepcopy's memo and dispatch made
+    that ~12 % of the engine's CPU (docs/throughput.md). JSON state has no shared or cyclic parts, so a
+    plain recursive copy is the same copy at a fraction of the cost.
+    """
+    cls = type(value)
+    if cls is dict:
+        return {k: v if type(v) in _ATOMS else json_copy(v) for k, v in value.items()}
+    if cls is list:
+        return [v if type(v) in _ATOMS else json_copy(v) for v in value]
+    if cls in _ATOMS:
+        return value
+    return copy.deepcopy(value)
 
 
 def to_jsonable(value: Any, _depth: int = 0, _path: frozenset[int] = frozenset()) -> Any:

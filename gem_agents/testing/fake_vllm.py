@@ -301,6 +301,7 @@ class _Server:
     cache: PrefixCache
     log: Any = None  # a file: every request body, one JSON line (for replays)
     log_left: int = 0
+    log_done: bool = False  # log a body when its answer is ready, not when it arrives
     ids: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -324,10 +325,8 @@ async def _chat(srv: _Server, raw: bytes) -> bytes:
         return _error(400, f"request body is not valid JSON: {exc}")
     if not isinstance(body, dict) or body.get("stream"):
         return _error(400, "a JSON object without stream=true is expected (streaming is not modeled)")
-    if srv.log is not None and srv.log_left > 0:
-        srv.log_left -= 1
-        srv.log.write(raw.decode() + "\n")
-        srv.log.flush()
+    if not srv.log_done:
+        _log_body(srv, raw)
     try:
         reply = srv.responder(body)
         reply = text(reply) if isinstance(reply, str) else reply
@@ -342,6 +341,8 @@ async def _chat(srv: _Server, raw: bytes) -> bytes:
     usage = _usage(body, reply)
     out = usage["completion_tokens"]
     await srv.model.submit(prompt, cached, out)
+    if srv.log_done:
+        _log_body(srv, raw)
     st = srv.model.stats
     st.prompt_tokens += prompt
     st.cached_tokens += min(cached, prompt - 1)
@@ -369,12 +370,22 @@ def _stats(srv: _Server) -> dict[str, Any]:
             "params": asdict(m.p), "time_scale": m.scale}
 
 
+def _log_body(srv: _Server, raw: bytes) -> None:
+    if srv.log is not None and srv.log_left > 0:
+        srv.log_left -= 1
+        srv.log.write(raw.decode() + "\n")
+        srv.log.flush()
+
+
 def _set_log(srv: _Server, raw: bytes) -> bytes:
-    """`POST /log {"path": FILE}` starts logging request bodies to FILE; `{"path": null}` stops."""
+    """`POST /log {"path": FILE}` starts logging request bodies to FILE as they arrive; `"on": "done"` logs each
+    when its answer is ready instead (the requests a window completes, not those it starts); `{"path": null}` stops."""
     try:
-        path = (json.loads(raw or b"{}") or {}).get("path")
-    except ValueError as exc:
-        return _error(400, f"request body is not valid JSON: {exc}")
+        data = json.loads(raw or b"{}") or {}
+        path = data.get("path")
+    except (ValueError, AttributeError) as exc:
+        return _error(400, f"request body is not a JSON object: {exc}")
+    srv.log_done = data.get("on") == "done"
     if srv.log is not None:
         srv.log.close()
         srv.log = None

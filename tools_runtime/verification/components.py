@@ -30,7 +30,6 @@ zero-argument UI gesture without a declared effect is not a write.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from tools_runtime.environment import WRITE_EFFECTS
 from tools_runtime.exec_graph import parse_graph
 from tools_runtime.executor import ToolEnvironment
 from tools_runtime.records import ComponentVerdict, ExecRecord, Failure, Scenario
-from tools_runtime.state import canonical_json, diff_states
+from tools_runtime.state import canonical_json, diff_states, json_copy
 from tools_runtime.tasks import DEFAULT_BASIS, Action, Task
 from tools_runtime.verification.replay import Replay, tool_calls_of
 
@@ -205,7 +204,7 @@ def run_gold_actions(scenario: Scenario, actions: list[Action]) -> GoldRun:
     """Replay `actions` on a fresh backend from the scenario's initial state (no injected errors)."""
     out = GoldRun()
     try:
-        env = ToolEnvironment(scenario.workflow, copy.deepcopy(scenario.initial_state))
+        env = ToolEnvironment(scenario.workflow, json_copy(scenario.initial_state))
     except Exception as exc:  # noqa: BLE001 — a backend that cannot start is the task's fault, reported
         out.failures.append(Failure(code="gold_unreachable", reason=f"the backend does not start: {exc}"))
         return out

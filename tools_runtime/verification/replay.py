@@ -7,13 +7,12 @@ Trajectory Synthesizer's one-shot outputs alike.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 from tools_runtime.executor import ToolEnvironment, parse_tool_content, tool_message_content
 from tools_runtime.records import ExecRecord, Failure, Scenario
-from tools_runtime.state import canonical_json
+from tools_runtime.state import canonical_json, json_copy
 
 
 @dataclass
@@ -67,7 +66,7 @@ def replay_dialogue(messages: list[dict[str, Any]], scenario: Scenario, *, check
     backend operation fits; the backend's state change still comes from the deterministic op.
     """
     proposals = proposals or {}
-    env = ToolEnvironment(scenario.workflow, copy.deepcopy(scenario.initial_state), scenario.planned_errors)
+    env = ToolEnvironment(scenario.workflow, json_copy(scenario.initial_state), scenario.planned_errors)
     out = Replay(env=env)
     # Ids may repeat across turns (`call_0` in every turn is common in third-party data): each
     # call is answered by the first unused tool message with its id that comes after it.

@@ -100,3 +100,32 @@ def test_http_front_end_answers_chat_completions_and_counts():
     assert stats["cached_tokens"] > 0  # the shared system prompt
     assert missing == 404
     assert json.dumps(stats["params"])  # the parameter table is reported with the counters
+
+
+def test_the_request_log_holds_arrivals_or_completions(tmp_path):
+    """`/log` with `"on": "done"` writes a body once its answer is ready; without it, as the request arrives."""
+
+    async def go():
+        ready = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(serve(0, time_scale=FAST, ready=ready))
+        url = await ready
+        root = url.rsplit("/v1", 1)[0]
+        cfg = RoleConfig(provider="openai", model="fake-model", base_url=url, http_client="direct", max_retries=0)
+        client = ModelClient("user", cfg, make_completer(cfg))
+        async with aiohttp.ClientSession() as http:
+            for name, on in (("arrived", None), ("done", "done")):
+                async with http.post(root + "/log", json={"path": str(tmp_path / f"{name}.jsonl"), "on": on}) as r:
+                    assert r.status == 200
+                await asyncio.gather(*(client.chat([{"role": "user", "content": f"{name} {i}"}]) for i in range(3)))
+            async with http.post(root + "/log", json={"path": None}) as r:
+                assert r.status == 200
+            async with http.post(root + "/log", data=b"[1]") as r:
+                refused = r.status
+        close_pools()
+        server.cancel()
+        return refused
+
+    assert asyncio.run(go()) == 400
+    for name in ("arrived", "done"):
+        lines = (tmp_path / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        assert sorted(json.loads(x)["messages"][0]["content"] for x in lines) == [f"{name} {i}" for i in range(3)]
