@@ -119,8 +119,9 @@ class PrebuiltBackend:
         self.last_reused = 0
         self.last_prompt_seconds = 0.0
         self.reuse = True  # False: every prompt from position 0 (the tests compare answers both ways)
-        self.snapshots = PrefixSnapshots(cfg.setting("prefix_snapshots", 6))
+        self.snapshots = PrefixSnapshots(cfg.setting("prefix_snapshots", 2))
         self.exact = 0  # leading KV cells a fresh evaluation would compute identically (_reuse_prefix)
+        self.cache_group = ""  # the role now calling (set by the engine): saved prompts are kept per role
         self.compact_json = bool(cfg.setting("compact_json", True))
         self._template = ""
         raw = self.llm._lib.llama_model_chat_template(self.llm._model, self.llm._ffi.NULL)
@@ -158,7 +159,7 @@ class PrebuiltBackend:
         # generated tokens (evaluated one at a time) and a trailing partial group are not.
         self.exact = len(tokens) // REUSE_ALIGN * REUSE_ALIGN
         if self.reuse and len(tokens) - reused >= SNAPSHOT_MIN_NEW:
-            self.snapshots.save(llm, tokens, self.exact)
+            self.snapshots.save(llm, tokens, self.exact, group=self.cache_group)
         self.last_reused, self.last_prompt_seconds = reused, time.perf_counter() - started
         out = bytearray()
         count = 0
@@ -250,6 +251,7 @@ class Snapshot:
     state: Any  # a cffi uint8_t[] owned here
     size: int
     exact: int  # leading cells that a fresh evaluation computes identically (see _reuse_prefix)
+    group: str = ""
 
 
 class PrefixSnapshots:
@@ -257,12 +259,13 @@ class PrefixSnapshots:
 
     One llama.cpp sequence holds one conversation, and the roles of a run take turns on it: the
     relevance filter of the next text would otherwise evaluate its long fixed instructions again
-    after the user's dialogue replaced them. The state of each evaluated prompt (≈ 28 KB a token on
-    the 1.5B) is kept for the `limit` most recent ones; a prompt that another saved one extends is
-    dropped as redundant. `limit` 0 keeps none.
+    after a dozen user turns replaced them. The state of an evaluated prompt (≈ 28 KB a token on the
+    1.5B) is kept for the `limit` most recent prompts of each group (the calling role), so one role's
+    many calls never push out another's; a prompt that a newer one of its group extends is dropped as
+    redundant. `limit` 0 keeps none.
     """
 
-    def __init__(self, limit: int = 6):
+    def __init__(self, limit: int = 2):
         self.limit = max(0, int(limit))
         self.items: list[Snapshot] = []
         self.restored = 0
@@ -276,7 +279,7 @@ class PrefixSnapshots:
                 best, length = snap, n
         return best
 
-    def save(self, llm: Any, tokens: list[int], exact: int) -> None:
+    def save(self, llm: Any, tokens: list[int], exact: int, group: str = "") -> None:
         """Keep sequence 0's state, which holds exactly `tokens` now."""
         if not self.limit:
             return
@@ -286,9 +289,11 @@ class PrefixSnapshots:
         written = lib.llama_state_seq_get_data(ctx, state, size, 0)
         if not written:
             return
-        self.items = [s for s in self.items if _common_prefix(s.tokens, tokens) < len(s.tokens)]
-        self.items.append(Snapshot(tokens=list(tokens), state=state, size=written, exact=exact))
-        del self.items[:-self.limit]
+        self.items = [s for s in self.items if s.group != group or _common_prefix(s.tokens, tokens) < len(s.tokens)]
+        self.items.append(Snapshot(tokens=list(tokens), state=state, size=written, exact=exact, group=group))
+        mine = [s for s in self.items if s.group == group]
+        for old in mine[:-self.limit]:
+            self.items.remove(old)
 
     def restore(self, llm: Any, snap: Snapshot) -> bool:
         """Replace sequence 0 by a saved state; the live-cache bookkeeping then names its tokens."""
@@ -481,6 +486,8 @@ class LocalEngine:
                 # process's sequence of calls), so repeated trials of one task are independent samples
                 # (pass^k); greedy decoding needs none. The call cache still answers a repeated call.
                 seed = self.calls if cfg.temperature > 0 else 0
+                if hasattr(self.backend, "cache_group"):
+                    self.backend.cache_group = role
                 text, generated = self.backend.generate(tokens, max_tokens=cfg.max_tokens,
                                                         temperature=cfg.temperature, seed=seed, schema=schema)
             finally:
@@ -583,8 +590,8 @@ class LocalSettings(BaseModel):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments for llama_cpp.Llama")
     compact_json: bool = Field(default=True, description="structured answers without newlines and indents "
                                                          "(fewer generated tokens; prebuilt runtime)")
-    prefix_snapshots: int = Field(default=6, ge=0, description="saved prompt states to resume shared prefixes from "
-                                                               "(prebuilt runtime; 0 = only the live KV cache)")
+    prefix_snapshots: int = Field(default=2, ge=0, description="saved prompt states per role to resume shared "
+                                                               "prefixes from (prebuilt; 0 = only the live KV cache)")
 
 
 def _validate(cfg: RoleConfig) -> None:

@@ -207,3 +207,18 @@ def test_prefix_snapshots_restore_the_longest_shared_prompt_and_drop_the_ones_a_
     assert [s.tokens for s in snaps.items] == [[1, 2, 3, 4, 5], [5, 5]]
     assert snaps.best([8]) is None
     assert PrefixSnapshots(limit=0).save(llm, [1], 0) is None and not PrefixSnapshots(limit=0).items
+
+
+def test_prefix_snapshots_are_kept_per_role_so_many_user_turns_keep_the_filters_prompt():
+    from gem_agents.providers.local_provider import PrefixSnapshots
+
+    llm = _FakeLlama()
+    snaps = PrefixSnapshots(limit=2)
+    llm.seq = b"filter"
+    snaps.save(llm, [1, 2, 3], 0, group="filter")
+    for turn in range(10):
+        llm.seq = b"user%d" % turn
+        snaps.save(llm, [7, turn], 0, group="user")
+    assert [s.tokens for s in snaps.items if s.group == "user"] == [[7, 8], [7, 9]]
+    best = snaps.best([1, 2, 3, 4])
+    assert best is not None and best.group == "filter"
