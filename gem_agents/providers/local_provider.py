@@ -115,6 +115,14 @@ class PrebuiltBackend:
         extra = {k: v for k, v in cfg.setting("engine_kwargs").items() if k != "n_threads_batch"}
         self.llm = llama_cls(str(path), n_ctx=cfg.setting("n_ctx"), n_threads=gen, n_threads_batch=batch, verbose=False,
                              **extra)
+        # What the last call reused of the KV cache and spent on its prompt (the call log's profile).
+        self.last_reused = 0
+        self.last_prompt_seconds = 0.0
+        self.reuse = True  # False: every prompt from position 0 (the tests compare answers both ways)
+        self.snapshots = PrefixSnapshots(cfg.setting("prefix_snapshots", 2))
+        self.exact = 0  # leading KV cells a fresh evaluation would compute identically (_reuse_prefix)
+        self.cache_group = ""  # the role now calling (set by the engine): saved prompts are kept per role
+        self.compact_json = bool(cfg.setting("compact_json", True))
         self._template = ""
         raw = self.llm._lib.llama_model_chat_template(self.llm._model, self.llm._ffi.NULL)
         if raw != self.llm._ffi.NULL:
@@ -137,13 +145,22 @@ class PrebuiltBackend:
         grammar = None
         if schema is not None:
             grammar = response_format_to_grammar({"type": "json_schema", "json_schema": {"schema": schema}})
+            if self.compact_json and grammar:
+                grammar = compact_json_grammar(grammar)
         if len(tokens) + max_tokens >= llm.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens + max_tokens {max_tokens} exceed n_ctx {llm.n_ctx}")
         # A repeat penalty would fight the grammar on JSON (keys and brackets repeat by design).
         llm._configure_generation_sampler(temperature, 40, 0.95, 0.05, 1.0 if grammar else 1.05, 64, seed,
                                           grammar, "root")
-        reused, _status = llm._prepare_chat_prefix(tokens, "gem")
+        started = time.perf_counter()
+        reused = self._reuse_prefix(tokens)
         n_past = llm._eval_tokens(tokens[reused:], reused)
+        # The cells of complete row groups of this prompt are what a fresh evaluation computes; the
+        # generated tokens (evaluated one at a time) and a trailing partial group are not.
+        self.exact = len(tokens) // REUSE_ALIGN * REUSE_ALIGN
+        if self.reuse and len(tokens) - reused >= SNAPSHOT_MIN_NEW:
+            self.snapshots.save(llm, tokens, self.exact, group=self.cache_group)
+        self.last_reused, self.last_prompt_seconds = reused, time.perf_counter() - started
         out = bytearray()
         count = 0
         for _ in range(max_tokens):
@@ -155,11 +172,156 @@ class PrebuiltBackend:
             n_past = llm._eval_tokens([token], n_past)
         return out.decode("utf-8", "replace"), count
 
+    def _reuse_prefix(self, tokens: list[int]) -> int:
+        """Keep the longest exactly reusable prefix of `tokens` in the KV cache (live or a saved prompt's); its length.
+
+        Reuse must not change an answer: the CPU kernels compute prompt rows in groups (8 on this build),
+        and a row evaluated alone or in a partial group gets slightly different numbers — enough to flip
+        a greedy choice (measured: "```json" instead of "{"). So only cells a fresh evaluation of
+        `tokens` would compute identically are kept: prompt cells of complete groups, up to a multiple
+        of REUSE_ALIGN, never the cells of generated tokens. The rest is evaluated from there, its groups
+        aligned as in a fresh evaluation.
+        """
+        llm = self.llm
+        if not self.reuse:
+            llm._clear_context_state()
+            self.exact = 0
+            return 0
+        head = tokens[:-1]  # at least one token is evaluated: its logits are the first answer token's
+        live = getattr(llm, "_chat_cache_tokens", None) if getattr(llm, "_chat_cache_key", None) == "gem" else None
+        keep = _aligned(min(_common_prefix(live or [], head), self.exact))
+        snap = self.snapshots.best(head)
+        if snap is not None:
+            from_snap = _aligned(min(_common_prefix(snap.tokens, head), snap.exact))
+            if from_snap >= keep + SNAPSHOT_MIN_GAIN and self.snapshots.restore(llm, snap):
+                live, keep, self.exact = llm._chat_cache_tokens, from_snap, snap.exact
+        if keep == 0 or live is None or not _trim(llm, keep):
+            llm._clear_context_state()
+            llm._chat_cache_key, llm._chat_cache_tokens = "gem", []
+            self.exact = 0
+            return 0
+        llm._chat_cache_tokens = live[:keep]
+        return keep
+
     def close(self) -> None:
         """Free the model and context."""
         self.llm.close()
 
 
+# Reused prefixes end on a multiple of this (a multiple of the kernels' row group, 8 on x86 AVX2 builds).
+REUSE_ALIGN = 16
+
+
+def _aligned(n: int) -> int:
+    return n // REUSE_ALIGN * REUSE_ALIGN
+
+
+def _trim(llm: Any, keep: int) -> bool:
+    """Drop sequence 0's cells from position `keep` on; False when the memory cannot do it."""
+    lib = llm._lib
+    remove = getattr(lib, "llama_memory_seq_rm", None)
+    if remove is not None:
+        memory = lib.llama_get_memory(llm._ctx)
+        return memory != llm._ffi.NULL and bool(remove(memory, 0, keep, -1))
+    legacy = getattr(lib, "llama_kv_cache_seq_rm", None)
+    return legacy is not None and bool(legacy(llm._ctx, 0, keep, -1))
+
+
+# A prompt is saved when it evaluated at least this many new tokens, and restored when that saves at least
+# this many more than the live cache: below that, copying the state costs about what evaluating would.
+SNAPSHOT_MIN_NEW = 48
+SNAPSHOT_MIN_GAIN = 32
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
+    n = 0
+    for left, right in zip(a, b, strict=False):
+        if left != right:
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class Snapshot:
+    """The KV state of sequence 0 right after a prompt was evaluated, and that prompt's tokens."""
+
+    tokens: list[int]
+    state: Any  # a cffi uint8_t[] owned here
+    size: int
+    exact: int  # leading cells that a fresh evaluation computes identically (see _reuse_prefix)
+    group: str = ""
+
+
+class PrefixSnapshots:
+    """The last few prompts' KV states, so a call can start from another role's shared prefix.
+
+    One llama.cpp sequence holds one conversation, and the roles of a run take turns on it: the
+    relevance filter of the next text would otherwise evaluate its long fixed instructions again
+    after a dozen user turns replaced them. The state of an evaluated prompt (≈ 28 KB a token on the
+    1.5B) is kept for the `limit` most recent prompts of each group (the calling role), so one role's
+    many calls never push out another's; a prompt that a newer one of its group extends is dropped as
+    redundant. `limit` 0 keeps none.
+    """
+
+    def __init__(self, limit: int = 2):
+        self.limit = max(0, int(limit))
+        self.items: list[Snapshot] = []
+        self.restored = 0
+
+    def best(self, tokens: list[int]) -> Snapshot | None:
+        """The saved prompt sharing the longest prefix with `tokens`."""
+        best, length = None, 0
+        for snap in self.items:
+            n = _common_prefix(snap.tokens, tokens)
+            if n > length:
+                best, length = snap, n
+        return best
+
+    def save(self, llm: Any, tokens: list[int], exact: int, group: str = "") -> None:
+        """Keep sequence 0's state, which holds exactly `tokens` now."""
+        if not self.limit:
+            return
+        lib, ffi, ctx = llm._lib, llm._ffi, llm._ctx
+        size = lib.llama_state_seq_get_size(ctx, 0)
+        state = ffi.new("uint8_t[]", size)
+        written = lib.llama_state_seq_get_data(ctx, state, size, 0)
+        if not written:
+            return
+        self.items = [s for s in self.items if s.group != group or _common_prefix(s.tokens, tokens) < len(s.tokens)]
+        self.items.append(Snapshot(tokens=list(tokens), state=state, size=written, exact=exact, group=group))
+        mine = [s for s in self.items if s.group == group]
+        for old in mine[:-self.limit]:
+            self.items.remove(old)
+
+    def restore(self, llm: Any, snap: Snapshot) -> bool:
+        """Replace sequence 0 by a saved state; the live-cache bookkeeping then names its tokens."""
+        llm._clear_context_state()
+        if not llm._lib.llama_state_seq_set_data(llm._ctx, snap.state, snap.size, 0):
+            llm._clear_context_state()
+            return False
+        llm._chat_cache_key = "gem"
+        llm._chat_cache_tokens = list(snap.tokens)
+        self.items.remove(snap)
+        self.items.append(snap)  # most recently used last
+        self.restored += 1
+        return True
+
+
+def compact_json_grammar(grammar: str) -> str:
+    """The converter's grammar with at most one space where JSON allows whitespace.
+
+    Its `space` rule demands a space or a newline plus up to 20 indent characters at every separator,
+    and the Qwen models take the newline and indent: a pretty-printed answer, a token or two of
+    whitespace per key, generated at the slowest rate there is (a third of an extraction's tokens).
+    """
+    lines = grammar.splitlines()
+    out = [COMPACT_SPACE if line.startswith("space ::=") else line for line in lines]
+    return "\n".join(out) + ("\n" if grammar.endswith("\n") else "")
+
+
+COMPACT_SPACE = 'space ::= " "?'
 _LOG_CALLBACK: Any = None
 
 
@@ -318,24 +480,30 @@ class LocalEngine:
             tokens = self.backend.tokenize(prompt)
             activity.report({"event": "call_start", "role": role, "model": self.path.name,
                              "prompt_tokens": len(tokens)})
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             try:
                 # Sampling draws a fresh seed per call (the engine's call count: reproducible for one
                 # process's sequence of calls), so repeated trials of one task are independent samples
                 # (pass^k); greedy decoding needs none. The call cache still answers a repeated call.
                 seed = self.calls if cfg.temperature > 0 else 0
+                if hasattr(self.backend, "cache_group"):
+                    self.backend.cache_group = role
                 text, generated = self.backend.generate(tokens, max_tokens=cfg.max_tokens,
                                                         temperature=cfg.temperature, seed=seed, schema=schema)
             finally:
                 spent = time.perf_counter() - start
+                cpu = time.process_time() - cpu_start  # the work itself, whatever else shares the cores
                 self.seconds += spent
             self.calls += 1
             self.prompt_tokens += len(tokens)
             self.completion_tokens += generated
             end = {"event": "call_end", "role": role, "model": self.path.name, "prompt_tokens": len(tokens),
-                   "completion_tokens": generated, "seconds": round(spent, 3)}
+                   "completion_tokens": generated, "seconds": round(spent, 3), "cpu_seconds": round(cpu, 3),
+                   # the profile: prompt tokens answered from the KV cache, and the prompt's share of the time
+                   "reused_tokens": int(getattr(self.backend, "last_reused", 0) or 0),
+                   "prompt_seconds": round(float(getattr(self.backend, "last_prompt_seconds", 0.0) or 0.0), 3)}
             activity.report(end)
-            log_call(end)
+            log_call({**end, "prompt": prompt, "answer": text} if os.environ.get("GEM_MODEL_CALL_LOG_TEXT") else end)
         usage = {"input_tokens": len(tokens), "output_tokens": generated}
         if tools:
             if forced is not None:
@@ -346,7 +514,10 @@ class LocalEngine:
 
 
 def log_call(row: dict[str, Any]) -> None:
-    """Append one call's figures to $GEM_MODEL_CALL_LOG (a JSONL file) when set: benchmarks read per-call times."""
+    """Append one call's figures to $GEM_MODEL_CALL_LOG (a JSONL file) when set: benchmarks read per-call times.
+
+    With GEM_MODEL_CALL_LOG_TEXT=1 the rendered prompt and the answer are logged too (to see where prompt tokens go).
+    """
     target = os.environ.get("GEM_MODEL_CALL_LOG")
     if not target:
         return
@@ -370,7 +541,8 @@ def load_engine(cfg: RoleConfig, *, backend_factory: BackendFactory = None, path
     """The shared engine for a role config's model file (loaded on first use)."""
     path = path or resolve_model_file(cfg.setting("model_path"), cfg.setting("model_package"))
     key = (str(path), cfg.setting("n_ctx"), cfg.setting("n_threads"), cfg.setting("chat_format"),
-           json.dumps(cfg.setting("engine_kwargs", {}), sort_keys=True))
+           json.dumps(cfg.setting("engine_kwargs", {}), sort_keys=True), cfg.setting("compact_json"),
+           cfg.setting("prefix_snapshots"))
     with _ENGINES_LOCK:
         if key not in _ENGINES:
             started = time.perf_counter()
@@ -416,6 +588,10 @@ class LocalSettings(BaseModel):
     n_threads: int | None = None
     chat_format: str | None = None
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments for llama_cpp.Llama")
+    compact_json: bool = Field(default=True, description="structured answers without newlines and indents "
+                                                         "(fewer generated tokens; prebuilt runtime)")
+    prefix_snapshots: int = Field(default=2, ge=0, description="saved prompt states per role to resume shared "
+                                                               "prefixes from (prebuilt; 0 = only the live KV cache)")
 
 
 def _validate(cfg: RoleConfig) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from gem_agents.config import RoleConfig
 from gem_agents.models.client import ModelClient
-from gem_agents.providers.local_provider import load_engine, local_completer
+from gem_agents.providers.local_provider import REUSE_ALIGN, load_engine, local_completer
 from gem_agents.stages.relevance import filter_messages
 from tools_runtime.records import Document
 
@@ -111,3 +111,37 @@ def test_draft_revision_answer_fits_its_schema_and_applies(cfg):
     assert len(data["tools"]) == len(draft.tools)
     revised, problems = apply_revision(draft, data)
     assert isinstance(problems, list) and revised["execution_graph"]
+
+
+def test_prefix_reuse_gives_the_same_greedy_answer_as_a_fresh_prompt(cfg):
+    # The KV cache is reused two ways: the live conversation (a prompt extending the last one) and saved
+    # prompt states (the next text's filter call shares the long instructions, after another role's call
+    # replaced them). Either way the greedy answer must be the one a prompt evaluated from scratch gets.
+    engine = load_engine(cfg)
+    backend = engine.backend
+    doc2 = Document(id="d2", text="How to print a document from Windows:\n1. Open the file.\n2. Press Ctrl+P.\n"
+                                  "3. Choose the printer and press Print.")
+    first = engine.render(filter_messages(DOC, json_mode=True), None)
+    second = engine.render(filter_messages(doc2, json_mode=True), None)
+    other = engine.render([{"role": "user", "content": "Say hello."}], None)
+
+    def answer(text: str) -> str:
+        return backend.generate(backend.tokenize(text), max_tokens=20, temperature=0.0, seed=0, schema=None)[0]
+
+    backend.reuse = True
+    answer(first)
+    answer(other)  # the live cache now holds an unrelated prompt
+    restored = backend.snapshots.restored
+    reused_second = answer(second)
+    assert backend.snapshots.restored == restored + 1 and backend.last_reused > 100  # the saved instructions
+    extended = second + reused_second + "<|im_end|>\n<|im_start|>user\nAnd in one word?<|im_end|>\n<|im_start|>assistant\n"
+    reused_extended = answer(extended)
+    # the live conversation: the whole earlier prompt but its trailing partial row group
+    assert backend.last_reused == len(backend.tokenize(second)) // REUSE_ALIGN * REUSE_ALIGN
+    backend.reuse = False
+    try:
+        assert answer(second) == reused_second
+        assert answer(extended) == reused_extended
+        assert backend.last_reused == 0
+    finally:
+        backend.reuse = True

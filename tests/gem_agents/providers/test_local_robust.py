@@ -137,3 +137,88 @@ def test_the_progress_display_names_the_role_the_model_plays():
                                                "seconds": 2.5}}
     activity.report({"event": "call_end", "role": "user"})  # after the run: no longer listening
     assert "user" not in monitor.model_calls
+
+
+def test_compact_grammar_allows_one_space_at_most_where_the_converter_demanded_newlines():
+    from llama_cpp_py_sync.constraints import response_format_to_grammar  # pure Python, no library loaded
+
+    from gem_agents.providers.local_provider import COMPACT_SPACE, compact_json_grammar
+
+    schema = {"type": "object", "properties": {"reply": {"type": "string"}}, "required": ["reply"]}
+    grammar = response_format_to_grammar({"type": "json_schema", "json_schema": {"schema": schema}})
+    assert '"\\n"' in grammar  # the converter's own rule lets the model indent
+    compact = compact_json_grammar(grammar)
+    assert COMPACT_SPACE in compact.splitlines() and '"\\n"' not in compact
+    # every other rule is kept as it was
+    assert [line for line in compact.splitlines() if not line.startswith("space ::=")] == \
+        [line for line in grammar.splitlines() if not line.startswith("space ::=")]
+
+
+class _FakeLlama:
+    """The few private members of llama-cpp-py-sync's Llama that the prefix snapshots touch."""
+
+    def __init__(self) -> None:
+        import cffi
+
+        self._ffi = cffi.FFI()
+        self._ctx = object()
+        self.seq: bytes = b""  # what sequence 0 holds, as the bytes a state copy carries
+        self._chat_cache_key: str | None = None
+        self._chat_cache_tokens: list[int] | None = None
+        outer = self
+
+        class Lib:
+            def llama_state_seq_get_size(self, ctx, seq):
+                return len(outer.seq)
+
+            def llama_state_seq_get_data(self, ctx, dst, size, seq):
+                outer._ffi.memmove(dst, outer.seq, len(outer.seq))
+                return len(outer.seq)
+
+            def llama_state_seq_set_data(self, ctx, src, size, seq):
+                outer.seq = bytes(outer._ffi.buffer(src, size))
+                return size
+
+        self._lib = Lib()
+
+    def _clear_context_state(self) -> None:
+        self.seq, self._chat_cache_key, self._chat_cache_tokens = b"", None, None
+
+
+def test_prefix_snapshots_restore_the_longest_shared_prompt_and_drop_the_ones_a_newer_prompt_extends():
+    from gem_agents.providers.local_provider import PrefixSnapshots
+
+    llm = _FakeLlama()
+    snaps = PrefixSnapshots(limit=2)
+    llm.seq = b"filter-a"
+    snaps.save(llm, [1, 2, 3, 4], 4)
+    llm.seq = b"filter-a-longer"
+    snaps.save(llm, [1, 2, 3, 4, 5], 4)  # extends the first: the first is redundant now
+    assert [s.tokens for s in snaps.items] == [[1, 2, 3, 4, 5]]
+    llm.seq = b"user"
+    snaps.save(llm, [9, 9], 0)
+    best = snaps.best([1, 2, 3, 7])
+    assert best is not None and best.tokens == [1, 2, 3, 4, 5]
+    assert snaps.restore(llm, best)
+    assert llm.seq == b"filter-a-longer" and llm._chat_cache_tokens == [1, 2, 3, 4, 5]
+    assert llm._chat_cache_key == "gem" and snaps.restored == 1
+    llm.seq = b"third"
+    snaps.save(llm, [5, 5], 0)  # at the limit the least recently used goes: the user prompt, not the restored one
+    assert [s.tokens for s in snaps.items] == [[1, 2, 3, 4, 5], [5, 5]]
+    assert snaps.best([8]) is None
+    assert PrefixSnapshots(limit=0).save(llm, [1], 0) is None and not PrefixSnapshots(limit=0).items
+
+
+def test_prefix_snapshots_are_kept_per_role_so_many_user_turns_keep_the_filters_prompt():
+    from gem_agents.providers.local_provider import PrefixSnapshots
+
+    llm = _FakeLlama()
+    snaps = PrefixSnapshots(limit=2)
+    llm.seq = b"filter"
+    snaps.save(llm, [1, 2, 3], 0, group="filter")
+    for turn in range(10):
+        llm.seq = b"user%d" % turn
+        snaps.save(llm, [7, turn], 0, group="user")
+    assert [s.tokens for s in snaps.items if s.group == "user"] == [[7, 8], [7, 9]]
+    best = snaps.best([1, 2, 3, 4])
+    assert best is not None and best.group == "filter"
