@@ -405,11 +405,12 @@ def _mentions(text: str, value: Any) -> bool:
 
 
 def _leaves(obj: Any, depth: int = 0) -> list[Any]:
+    """The scalar values inside a result or an argument (a list's items, a dict's values)."""
     if depth > 6:
         return []
     if isinstance(obj, dict):
         return [x for v in obj.values() for x in _leaves(v, depth + 1)]
-    if isinstance(obj, list):
+    if isinstance(obj, list | tuple):
         return [x for v in obj for x in _leaves(v, depth + 1)]
     return [obj]
 
@@ -560,17 +561,6 @@ def task_issues(scenario: Scenario, task: Task, gold: GoldRun) -> list[Failure]:
 
 # ---------------------------------------------------------------------------------------------------------
 # grounding: the assistant writes only what it could know
-
-
-def _leaves(value: Any, depth: int = 0) -> list[Any]:
-    """The scalar values inside an argument (a list's items, a dict's values)."""
-    if depth > 4:
-        return []
-    if isinstance(value, dict):
-        return [x for v in value.values() for x in _leaves(v, depth + 1)]
-    if isinstance(value, list | tuple):
-        return [x for v in value for x in _leaves(v, depth + 1)]
-    return [value]
 
 
 def _needs_grounding(value: Any, schema: dict[str, Any]) -> bool:
