@@ -242,6 +242,9 @@ def _split_sections(lines: list[str]) -> dict[str, tuple[int, list[tuple[int, st
     for n, line in enumerate(lines, 1):
         if line.startswith("## "):
             name = line[3:].strip()
+            if name not in SECTIONS and not any(x.strip() for x in lines[n:]) \
+                    and any(s.startswith(name) for s in SECTIONS):
+                break  # a header cut off mid-word ("## s") on the last line: the block was cut off
             if name not in SECTIONS:
                 raise FormatError(f"unknown section '## {name}'; sections are {', '.join(SECTIONS)}", n)
             if name in sections:

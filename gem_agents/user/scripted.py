@@ -129,14 +129,21 @@ def _stated(text: str, key: str, value: Any) -> bool:
     return raw is not None and raw.lower() == render_value(value).lower()
 
 
+def _stated_last(texts: list[str], key: str, value: Any) -> bool:
+    """True when the latest of `texts` that says `key` says it is `value`."""
+    latest = next((t for t in reversed(texts) if find_fact([t], key) is not None), None)
+    return latest is not None and _stated(latest, key, value)
+
+
 def goal_message(scenario: Scenario, index: int, said: list[str]) -> str:
     """The message that states goal `index`, with the facts the user volunteers for it."""
     goal = scenario.goals[index]
     facts = {k: value_for(scenario, k, said) for k in goal.volunteer if k in scenario.known_info}
     # Facts the goal's own words already give, or that the user already said, are not said again:
     # a person does not re-send their printer's name with every request.
+    # Only the latest mention counts: "orientation is portrait" said since "… is landscape" must be corrected.
     facts = {k: v for k, v in facts.items() if not _stated(goal.description, k, v)
-             and not any(_stated(text, k, v) for text in said)}
+             and not _stated_last(said, k, v)}
     opener = ""
     if index == 0 and not GREETED.match(goal.description):
         opener = GREETINGS[scenario.seed % len(GREETINGS)] + " "

@@ -607,7 +607,8 @@ def unsaid_value(sc: Scenario, m: Messages) -> tuple[Scenario, Messages]:
             out = copy.deepcopy(m)
             for i in said:
                 out[i]["content"] = str(out[i]["content"]).replace(needle, other)
-            return sc, out
+            if _grounding_codes(out, sc) - _grounding_codes(m, sc):  # nothing else (a tool's example) gives it
+                return sc, out
     raise NotApplicable("no write value the user said and no tool returned")
 
 
