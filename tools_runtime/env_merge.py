@@ -22,6 +22,7 @@ and the rename maps let `remap_task` move a document's task onto the merged envi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -103,17 +104,20 @@ def _shifted(source: ValueSource, by: int) -> ValueSource:
 
 
 def merge_environments(parts: list[tuple[str, Workflow]], *, env_id: str, title: str = "",
-                       text_offsets: dict[str, int] | None = None) -> MergedEnvironment:
+                       text_offsets: dict[str, int] | None = None, apart: Iterable[str] = ()) -> MergedEnvironment:
     """One environment holding every part's tools, entities, records and rules, clashes renamed (see the module).
 
     `text_offsets` (document → where its text starts in the merged document's text) shifts the spans
-    the records' values are quoted from."""
+    the records' values are quoted from. The entities of the documents in `apart` are never shared (renamed
+    on a clash): a page whose task no longer runs once its records meet another page's keeps its own."""
     text_offsets = text_offsets or {}
+    apart = set(apart)
     if not parts:
         raise MergeError("nothing to merge")
     if any(wf.backend.kind != "sim" for _, wf in parts):
         raise MergeError("only environments on the simulated backend can be merged")
     entities: dict[str, Entity] = {}
+    owner: dict[str, str] = {}  # the document that defined each entity first
     records: dict[str, list[StateRecord]] = {}
     tools: dict[str, ToolSpec] = {}
     effects: dict[str, ToolEffect] = {}
@@ -127,7 +131,8 @@ def merge_environments(parts: list[tuple[str, Workflow]], *, env_id: str, title:
         for ent in wf.entities:
             mine = [r for r in wf.initial_state if r.entity == ent.name]
             held = entities.get(ent.name)
-            if held is None or (_compatible(held, ent) and _records_agree(ent, mine, records[ent.name])):
+            if held is None or (doc not in apart and owner.get(ent.name) not in apart and _compatible(held, ent)
+                                and _records_agree(ent, mine, records[ent.name])):
                 ent_map[ent.name] = ent.name
             else:
                 ent_map[ent.name] = _free(ent.name, set(entities))
@@ -159,6 +164,7 @@ def merge_environments(parts: list[tuple[str, Workflow]], *, env_id: str, title:
             if name not in entities:
                 entities[name] = ent.model_copy(update={"name": name})
                 records[name] = []
+                owner[name] = doc
             else:  # shared: the fields of both pages
                 held = entities[name]
                 entities[name] = held.model_copy(update={

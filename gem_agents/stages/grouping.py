@@ -11,10 +11,12 @@ of its area's pages. Grouping is a pipeline (`pipeline: grouped`) over *group do
    would run on the page alone, and merges the environments (`tools_runtime.env_merge`): clashing
    names renamed, each tool's source page kept (`groups/<id>.json` in the run directory). The merged
    environment must pass the same validator (`tools_runtime.env_validate`) as any other.
-3. The `grouped_tasks` stage runs the tasks stage on every part's own environment and moves each task
-   onto the merged one (`remap_task`); its gold is executed again there and a task whose gold no longer
-   runs is rejected with the reason. So every task comes from one page's text, and refinement
-   (`multi_goal` takes sibling tasks) combines procedures of several pages.
+3. Every page's tasks (the tasks stage on the page's own environment) move onto the merged environment
+   (`remap_task`) and their gold is executed again there. A page whose task no longer runs (its records met
+   another page's: a directory one page creates already exists on another) is merged again with its
+   entities kept apart; what still fails is rejected with the reason. The `grouped_tasks` stage hands these
+   tasks on. So every task comes from one page's text, and refinement (`multi_goal` takes sibling tasks)
+   combines procedures of several pages.
 """
 
 from __future__ import annotations
@@ -94,11 +96,13 @@ def parts_of(doc: Document) -> list[Document]:
 
 @dataclass
 class Group:
-    """A group document's pages with their environments, and the merged environment."""
+    """A group document's pages with their environments, the merged environment and the pages' tasks on it."""
 
     parts: list[tuple[Document, Workflow]] = field(default_factory=list)
     merged: MergedEnvironment | None = None
     rejected: list[str] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    task_rejections: list[TaskRejection] = field(default_factory=list)
 
 
 async def extract_group(env: StageEnv, doc: Document) -> Group:
@@ -120,13 +124,25 @@ async def extract_group(env: StageEnv, doc: Document) -> Group:
             continue
         group.parts.append((part, res.workflow))
     if group.parts:
+        own: dict[str, tuple[list[Task], list[TaskRejection]]] = {}
+        tasks_stage = get("stage", "tasks")
+        for part, part_wf in group.parts:
+            own[part.id] = await tasks_stage.run(env, part, part_wf)
+        apart: set[str] = set()
         try:
-            group.merged = merge_environments([(p.id, wf) for p, wf in group.parts], env_id=doc.id,
-                                              title=str(doc.meta.get("title") or doc.id),
-                                              text_offsets={p.id: int(p.meta.get("offset", 0)) for p, _ in group.parts})
+            for _ in range(2):  # once more with the pages whose tasks broke kept apart
+                group.merged = merge_environments(
+                    [(p.id, wf) for p, wf in group.parts], env_id=doc.id, title=str(doc.meta.get("title") or doc.id),
+                    text_offsets={p.id: int(p.meta.get("offset", 0)) for p, _ in group.parts}, apart=apart)
+                group.tasks, group.task_rejections, broken = _moved_tasks(group.merged, own)
+                if not broken - apart:
+                    break
+                apart |= broken
         except MergeError as exc:
             group.rejected.append(f"group: {exc}")
+            group.merged = None
         else:
+            assert group.merged is not None
             group.rejected += [f"group: {d}: left out: {why}" for d, why in group.merged.skipped.items()]
             problems = errors(validate_environment(group.merged.workflow, doc.text))
             if problems:
@@ -135,6 +151,27 @@ async def extract_group(env: StageEnv, doc: Document) -> Group:
     env.shared[key] = group
     _write_provenance(env, doc, group)
     return group
+
+
+def _moved_tasks(merged: MergedEnvironment, own: dict[str, tuple[list[Task], list[TaskRejection]]]
+                 ) -> tuple[list[Task], list[TaskRejection], set[str]]:
+    """Every page's tasks on the merged environment with their gold run again; the pages whose gold broke."""
+    tasks: list[Task] = []
+    rejected: list[TaskRejection] = []
+    broken: set[str] = set()
+    for page, (page_tasks, why) in own.items():
+        if page not in merged.docs:
+            continue
+        rejected += why
+        for task in page_tasks:
+            got = validate(merged.workflow, remap_task(task, merged, page), "group")
+            if isinstance(got, Drop):
+                broken.add(page)
+                rejected.append(TaskRejection(task_id=task.id, code=f"group_{got.code}",
+                                              reason=f"on the merged environment: {got.reason}"))
+            else:
+                tasks.append(got)
+    return tasks, rejected, broken
 
 
 def _write_provenance(env: StageEnv, doc: Document, group: Group) -> None:
@@ -166,31 +203,17 @@ async def run_grouped_tasks(env: StageEnv, doc: Document, workflow: Workflow
                             ) -> tuple[list[Task], list[TaskRejection]]:
     """Stage 3a for a group document: each page's tasks on its own environment, moved onto the merged one and
     executed there again; else the tasks stage."""
-    tasks_stage = get("stage", "tasks")
     if not parts_of(doc):
-        return await tasks_stage.run(env, doc, workflow)
+        return await get("stage", "tasks").run(env, doc, workflow)
     group = await extract_group(env, doc)
     if group.merged is None:
         return [], [TaskRejection(task_id=f"{doc.id}:t", code="group_unmerged", reason="; ".join(group.rejected))]
-    tasks: list[Task] = []
-    rejected: list[TaskRejection] = []
-    for part, part_wf in group.parts:
-        if part.id not in group.merged.docs:
-            continue
-        own, why = await tasks_stage.run(env, part, part_wf)
-        rejected += why
-        for task in own:
-            got = validate(group.merged.workflow, remap_task(task, group.merged, part.id), "group")
-            if isinstance(got, Drop):
-                rejected.append(TaskRejection(task_id=task.id, code=f"group_{got.code}",
-                                              reason=f"on the merged environment: {got.reason}"))
-            else:
-                tasks.append(got)
-    return tasks, rejected
+    return list(group.tasks), list(group.task_rejections)
 
 
 GROUPED_EXTRACT = register("stage", "grouped_extract", Stage(
-    name="grouped_extract", run=run_grouped_extract, roles=("filter", "extract"), graph_step=_extract_graph_step,
+    name="grouped_extract", run=run_grouped_extract, roles=("filter", "extract", "task"),
+    graph_step=_extract_graph_step,
     reads=("limits.repair_rounds", "limits.max_tools"),
     summary="a group document's pages extracted one by one and merged into one environment (tools_runtime.env_merge)"))
 

@@ -69,3 +69,15 @@ def test_a_page_whose_graph_orders_a_shared_tool_the_other_way_is_left_out_with_
     merged = merge_environments([("a", printers), ("b", backwards)], env_id="g")
     assert "b" in merged.skipped and "cycle" in merged.skipped["b"]
     assert merged.docs == ["a"]
+
+
+def test_a_page_kept_apart_gets_entities_of_its_own():
+    printers = load_workflow(f"{DATA}/printer_setup.json")
+    again = printers.model_copy(update={"id": "again"})
+    shared = merge_environments([("a", printers), ("b", again)], env_id="g")
+    assert shared.entities["b"]["printer"] == "printer" and len(shared.workflow.entities) == 1
+    # Kept apart (its task broke where its records met the other page's), whichever page came first.
+    for apart in ("a", "b"):
+        split = merge_environments([("a", printers), ("b", again)], env_id="g", apart={apart})
+        assert {e.name for e in split.workflow.entities} == {"printer", "printer_2"}
+        assert errors(validate_environment(split.workflow)) == []
