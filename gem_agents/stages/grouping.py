@@ -40,6 +40,10 @@ from tools_runtime.tasks import Task, TaskRejection
 # A product area from a document id: gnome-help's page prefix (`gnome-help:printing-setup` → printing),
 # every tldr page (one shell). Other ids form no group.
 AREA_PATTERNS = (re.compile(r"^(gnome-help:[a-z0-9]+)-"), re.compile(r"^(tldr):"))
+# A product from a document id: every gnome-help page is one product (the GNOME desktop, whose users do
+# several of its procedures in one session), every tldr page one shell. Other ids form no group.
+PRODUCT_PATTERNS = (re.compile(r"^(gnome-help):"), re.compile(r"^(tldr):"))
+GROUP_BY = ("area", "product")
 PART_SEPARATOR = "\n\n"
 
 
@@ -52,12 +56,25 @@ def product_area(doc_id: str) -> str | None:
     return None
 
 
-def group_documents(docs: list[Document], *, min_size: int = 2) -> list[Document]:
-    """One document per product area with at least `min_size` pages (in first-seen order); the rest unchanged."""
+def product_of(doc_id: str) -> str | None:
+    """The product a document id belongs to (all gnome-help pages: one desktop), or None when none."""
+    for pattern in PRODUCT_PATTERNS:
+        m = pattern.match(doc_id)
+        if m:
+            return m.group(1)
+    return None
+
+
+def group_documents(docs: list[Document], *, min_size: int = 2, by: str = "area") -> list[Document]:
+    """One document per product area (or product, `by="product"`) with at least `min_size` pages (in
+    first-seen order); the rest unchanged."""
+    if by not in GROUP_BY:
+        raise ValueError(f"group by {by!r}: expected one of {', '.join(GROUP_BY)}")
+    key_of = product_area if by == "area" else product_of
     areas: OrderedDict[str, list[Document]] = OrderedDict()
     out: list[Document | str] = []
     for doc in docs:
-        area = product_area(doc.id)
+        area = key_of(doc.id)
         if area is None:
             out.append(doc)
             continue
@@ -221,4 +238,5 @@ GROUPED_TASKS = register("stage", "grouped_tasks", Stage(
     name="grouped_tasks", run=run_grouped_tasks, roles=("task",), reads=("tasks_per_env", "seed"),
     summary="each page's tasks, moved onto the merged environment and executed there again"))
 
-__all__ = ["GROUPED_EXTRACT", "GROUPED_TASKS", "extract_group", "group_documents", "parts_of", "product_area"]
+__all__ = ["GROUPED_EXTRACT", "GROUPED_TASKS", "extract_group", "group_documents", "parts_of", "product_area",
+           "product_of"]

@@ -80,3 +80,46 @@ def test_gem_run_grouped_merges_the_pages_and_refines_across_them(tmp_path):
     across = [t for t in refined if t.scenario.task.env_id == "group:gnome-help:sharing"
               and len({sources.get(a.tool) for a in t.scenario.task.gold_actions} - {None}) == 2]
     assert across and all(t.verdict.passed for t in across)
+
+
+def test_group_by_product_puts_every_gnome_help_page_in_one_verified_environment(tmp_path):
+    from gem_agents.run.store import RunStore
+
+    docs = [("gnome-help:sharing-screen", SCREEN), ("c4_demo:1", "x"), ("gnome-help:sharing-shell", SHELL),
+            ("gnome-help:display-night", OTHER)]
+    out = group_documents([Document(id=i, text=t) for i, t in docs], by="product")
+    assert [d.id for d in out] == ["group:gnome-help", "c4_demo:1"]
+    assert [p.id for p in parts_of(out[0])] == ["gnome-help:sharing-screen", "gnome-help:sharing-shell",
+                                                "gnome-help:display-night"]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps({"id": i, "text": t}) for i, t in docs if i != "c4_demo:1") + "\n")
+    grouped = tmp_path / "grouped.jsonl"
+    res = CliRunner().invoke(app, ["group", str(src), "-o", str(grouped), "--by", "product"])
+    assert res.exit_code == 0, res.output
+    assert [json.loads(x)["id"] for x in grouped.read_text().splitlines()] == ["group:gnome-help"]
+    run_dir = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", str(REPO_CONFIGS / "offline_grouped.yaml"), "--input", str(grouped),
+                                   "--out", str(run_dir), "--json", "--no-report"])
+    assert res.exit_code == 0, res.output
+    prov = json.loads((run_dir / "groups" / "group_gnome-help.json").read_text())
+    assert prov["pages"] == [i for i, _ in docs if i != "c4_demo:1"]
+    sources = prov["tool_sources"]
+    assert sources["set_night_light"] == "gnome-help:display-night"
+    store = RunStore(run_dir, readonly=True)
+    try:
+        refined = list(store.trajectories(kind="refined", verified_only=True))
+    finally:
+        store.close()
+    # A verified refined task combining procedures of pages from different areas (sharing and display).
+    across = [t for t in refined if {sources.get(a.tool) for a in t.scenario.task.gold_actions}
+              >= {"gnome-help:display-night", "gnome-help:sharing-screen"}
+              or {sources.get(a.tool) for a in t.scenario.task.gold_actions}
+              >= {"gnome-help:display-night", "gnome-help:sharing-shell"}]
+    assert across and all(t.verdict.passed for t in across)
+
+
+def test_group_by_rejects_an_unknown_key():
+    import pytest
+
+    with pytest.raises(ValueError):
+        group_documents([], by="page")
