@@ -411,6 +411,19 @@ def _commit_capability(b: Build, commit: Step, pending: list[Step], gestures: li
     b.caps.append(Capability(name, desc[:600], effect, params, list(params), golds, folded))
 
 
+_NAME_STOPS = frozenset("named called in on to for from with at into by as".split())
+
+
+def _made_noun(draft: ToolDraft) -> str:
+    """What a bare create step makes, from its drafted name ("create_folder_named_archive" → folder)."""
+    words = []
+    for w in draft.name.split("_")[1:]:
+        if w in _NAME_STOPS:
+            break
+        words.append(w)
+    return words[-1] if words else ""
+
+
 def _pick_target(step: Step) -> tuple[str, str]:
     key = next(iter(step.draft.params))
     return _noun_of(key), key
@@ -670,7 +683,10 @@ def build_environment(drafts: list[ToolDraft], text: str, title: str, *, alterna
             pending, gestures = [], []
         elif s.role in ("create", "delete"):
             word = "add" if s.role == "create" else "remove"
-            commit = Step(s.draft, s.index, "commit", s.verb, word.capitalize())
+            if s.verb in COMMIT_KINDS and COMMIT_KINDS[s.verb][0] == s.role:
+                word = s.verb  # "Create a folder" is create_folder, not add
+            noun = _made_noun(s.draft) if s.role == "create" and not s.draft.params else ""
+            commit = Step(s.draft, s.index, "commit", s.verb, f"{word.capitalize()} {noun}".strip())
             _commit_capability(b, commit, [*pending, *([s] if s.draft.params else [])], gestures, target)
             pending, gestures = [], []
         else:  # a setting: it waits for a commit button that would fold it, else stands alone

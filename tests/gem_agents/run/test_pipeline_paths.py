@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -33,6 +34,17 @@ RECORDED = REPO / "tests" / "data" / "recorded"
 runner = CliRunner()
 
 
+_CALL_ID = re.compile(r"call_[0-9a-f]+_\d+")
+
+
+def opaque_ids(record: str) -> str:
+    """A record with its tool-call ids numbered in order of appearance. The fake server names ids after the
+    request body and how often it saw it; two rollouts that send the same body at once can swap those
+    occurrences, which says nothing about either path."""
+    seen: dict[str, str] = {}
+    return _CALL_ID.sub(lambda m: seen.setdefault(m.group(0), f"call_{len(seen)}"), record)
+
+
 def stored(out: Path) -> dict[str, list[tuple]]:
     """Every stored row but the timing columns (`seconds`, `finished`), in a stable order."""
     db = sqlite3.connect(out / "run.sqlite")
@@ -40,7 +52,8 @@ def stored(out: Path) -> dict[str, list[tuple]]:
         return {
             "documents": db.execute("SELECT doc_id, source, text, status, stage, relevance, workflow, reasons, error "
                                     "FROM documents ORDER BY doc_id").fetchall(),
-            "trajectories": db.execute("SELECT id, doc_id, kind, passed, record FROM trajectories ORDER BY id").fetchall(),
+            "trajectories": [(*row[:4], opaque_ids(row[4])) for row in db.execute(
+                "SELECT id, doc_id, kind, passed, record FROM trajectories ORDER BY id")],
             "tasks": db.execute("SELECT * FROM tasks ORDER BY doc_id, task_id").fetchall(),
         }
     finally:

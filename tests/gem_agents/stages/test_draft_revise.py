@@ -55,11 +55,11 @@ def test_renames_and_drops_reach_graph_effects_and_tools_consistently():
     wf = draft()
     first, second, third = (t.name for t in wf.tools[:3])
     data, problems = apply_revision(wf, json.loads(revision(wf, **{first: {"real_tool": False},
-                                                                  third: {"name": "Create folder"}})))
+                                                                  third: {"name": "Make archive folder"}})))
     assert problems == []
     names = [t["name"] for t in data["tools"]]
-    assert first not in names and "create_folder" in names and third not in names
-    assert first not in data["execution_graph"] and "create_folder" in data["execution_graph"]
+    assert first not in names and "make_archive_folder" in names and third not in names
+    assert first not in data["execution_graph"] and "make_archive_folder" in data["execution_graph"]
     assert set(data["effects"]) == set(names)
     assert second in names and data["title"] == "Archive old project files"
 
