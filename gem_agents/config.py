@@ -166,6 +166,8 @@ class RunConfig(_Strict):
     tasks_per_env: int = Field(default=3, ge=1, description="tasks the `task` role writes per environment; "
                                                            "each valid task is simulated `rollouts` times")
     refine_rounds: int = Field(default=1, ge=0)
+    refine_max_requests: int = Field(default=6, ge=2, le=30, description="the most requests (the original's "
+                                     "included) a composed refined task holds: what one person asks in a session")
     refine_ops: list[str] = Field(default_factory=lambda: ["chain_goals", "add_tools", "withhold_info",
                                                            "plan_errors", "change_mind", "state_dependency"])
     prefilter: bool = True

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import random
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -73,6 +74,9 @@ class RefineContext:
     # Set by compose_task on a second try: an operator skips candidates that call again, with arguments of the
     # same shape, a tool the task already called (the first try's candidate broke the repetition budget).
     no_repeats: bool = False
+    # How many earlier composed tasks of this environment called each tool (shared by the environment's jobs,
+    # filled by compose_task): multi_goal prefers capabilities they did not use, so composed tasks vary.
+    tool_use: Counter[str] | None = None
 
 
 TaskOp = Callable[[RefineContext, Task, random.Random], Task]
@@ -405,7 +409,18 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             and not s.meta.get(REQUESTS)]
     # Most new capabilities first; among those, the fewest writes the task already made (no "again").
     writes_done = {a.tool for a in task.gold_actions if is_write(wf, a.tool)}
-    sibs.sort(key=lambda s: (-len(gold_tools(s) - used - sessions), len(gold_tools(s) & writes_done), s.id))
+    seen = ctx.tool_use or Counter()
+    tie = {s.id: rng.random() for s in sorted(sibs, key=lambda s: s.id)}  # seeded: runs stay reproducible
+
+    def rank(s: Task) -> tuple[int, int, int, int, float]:
+        # Capabilities no earlier composed task of the environment used first, then the most new ones, the
+        # least used ones, the fewest writes the task already made (no "again"); ties by seeded chance, not
+        # by id (sorting by id made every composed task pick the same siblings).
+        new = gold_tools(s) - used - sessions
+        return (-len(new - set(seen)), -len(new), sum(seen[t] for t in new), len(gold_tools(s) & writes_done),
+                tie[s.id])
+
+    sibs.sort(key=rank)
     for sib in sibs:
         new = gold_tools(sib) - used - sessions
         if not new:
@@ -435,7 +450,7 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     # No sibling adds a tool: build a request for an unused capability (writes first, then reads).
     order = {"update": 0, "create": 0, "external": 0, "delete": 1, "compute": 2, "read": 3}
     unused = sorted((t.name for t in wf.tools if t.name not in used and t.name not in sessions
-                     and t.name in wf.effects), key=lambda n: order.get(wf.effects[n].kind, 9))
+                     and t.name in wf.effects), key=lambda n: (order.get(wf.effects[n].kind, 9), seen[n]))
     for tool in unused:
         effect = wf.effects[tool]
         try:
@@ -947,8 +962,9 @@ COMPOSE_REPEAT = {"multi_goal": 10, "error_condition": 3, "ambiguous": 2, "branc
 # The most a composed task's gold may repeat (calls of a tool, with arguments of the same shape, that an
 # earlier request already made): dialogues add look-ups of their own, and repetition_share must stay ≤ 0.2.
 REPETITION_BUDGET = 0.18
-# The most requests a composed task holds (the original's included): a dialogue a person would still follow.
-MAX_COMPOSED_REQUESTS = 14
+# The most requests a composed task holds (the original's included) when the caller names none: about what one
+# person asks in one session (config `refine_max_requests`). Fourteen made sessions of ~12 pages' procedures.
+MAX_COMPOSED_REQUESTS = 6
 NEEDS_JUDGE = "a refusal is verified only by a judge, and no judge role is configured"
 # Operators whose requests only a judge can verify (they join a composed task only when one is configured).
 JUDGE_OPS = frozenset({"policy_refusal"})
@@ -1006,7 +1022,8 @@ def op_rng(task: Task, op: str, seed: int) -> random.Random:
 
 def refine_candidates(ctx: RefineContext, parent: Task, ops: list[str] | None = None, *, seed: int = 0,
                       singles: bool = True, compose: bool = True, judge: bool = False,
-                      operators: dict[str, TaskOp] | None = None) -> tuple[list[Task], list[Drop]]:
+                      operators: dict[str, TaskOp] | None = None, max_requests: int = MAX_COMPOSED_REQUESTS
+                      ) -> tuple[list[Task], list[Drop]]:
     """Refined tasks for `parent`: one per applicable operator (`singles`) and one composing them all
     (`compose`), each validated by its gold run; every operator that did not apply is a Drop.
     `operators` (name → function, in composition order) replaces TASK_OPS: gem_agents passes the registered ones."""
@@ -1028,7 +1045,8 @@ def refine_candidates(ctx: RefineContext, parent: Task, ops: list[str] | None = 
             got = validate(ctx.workflow, cand, op)
             (drops if isinstance(got, Drop) else out).append(got)  # type: ignore[arg-type]
     if compose and len(order) > 1:
-        current, why = compose_task(ctx, parent, order, seed=seed, judge=judge, operators=table)
+        current, why = compose_task(ctx, parent, order, seed=seed, judge=judge, operators=table,
+                                    max_requests=max_requests)
         if len(requests_of(current)) > 2:
             out.append(current.model_copy(update={"meta": {**current.meta, "composed": True}}))
         if not singles:  # what did not apply is said once per operator (with singles, their own drops say it)
@@ -1038,13 +1056,14 @@ def refine_candidates(ctx: RefineContext, parent: Task, ops: list[str] | None = 
 
 
 def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: int = 0, judge: bool = False,
-                 operators: dict[str, TaskOp] | None = None
+                 operators: dict[str, TaskOp] | None = None, max_requests: int = MAX_COMPOSED_REQUESTS
                  ) -> tuple[Task, dict[str, str]]:
     """One task chaining the operators in turns: each turn tries every operator once, so a composed task
     mixes new capabilities with errors, clarifications and conditions instead of exhausting one kind
     first; an operator stops when it finds nothing new (its reason is returned) or reaches its
-    COMPOSE_REPEAT. Refusals come after the acting requests (a later request must not call the tool a
-    refusal forbids), long context last (it needs the others between)."""
+    COMPOSE_REPEAT; the task stops growing at `max_requests` requests. Refusals come after the acting
+    requests (a later request must not call the tool a refusal forbids), long context last (it needs the
+    others between)."""
     tail = [op for op in ("policy_refusal", "long_context") if op in order]
     turns = [op for op in order if op not in tail]
     current = parent
@@ -1077,10 +1096,14 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
         why.pop(op, None)
         return True
 
+    # The acting requests leave room for the tail's (a refusal only with a judge), so the whole task holds
+    # at most max_requests; the cap is checked before every request, not once a turn.
+    room = max(2, max_requests - len([op for op in tail if judge or op not in JUDGE_OPS]))
     live = list(turns)
-    while live and len(requests_of(current)) < MAX_COMPOSED_REQUESTS:
+    while live and len(requests_of(current)) < room:
         later.clear()
-        kept = [op for op in live if applied.get(op, 0) < COMPOSE_REPEAT.get(op, 1) and attempt(op)]
+        kept = [op for op in live if applied.get(op, 0) < COMPOSE_REPEAT.get(op, 1)
+                and len(requests_of(current)) < room and attempt(op)]
         if not kept:
             break
         live = [op for op in live if op in kept or op in later]
@@ -1093,6 +1116,8 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
                 why[op] = str(exc)
             continue
         attempt(op)
+    if ctx.tool_use is not None and len(requests_of(current)) > 2:  # what refine_candidates keeps as composed
+        ctx.tool_use.update(gold_tools(current))
     return current, {op: r for op, r in why.items() if not applied.get(op)}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +162,11 @@ def _jobs(rows: list[tuple[int, Trajectory | None, str]], workflows: dict[str, W
         usable.append((n, traj, sc))
     # A grounded task may be composed with the other tasks of the file (multi-goal refinement).
     siblings = [sc.task for _, _, sc in usable if sc.task is not None]
+    # One tool-use count per environment: its composed tasks spread over its capabilities (refine_tasks.multi_goal).
+    use: dict[str, Counter[str]] = {}
     jobs = [(n, RefineJob(sc.workflow, traj.model_copy(update={"scenario": sc}), seed=seed, siblings=siblings,
-                          show_dialogue=True)) for n, traj, sc in usable]
+                          show_dialogue=True, tool_use=use.setdefault(sc.workflow.id, Counter())))
+            for n, traj, sc in usable]
     return jobs, rejected
 
 

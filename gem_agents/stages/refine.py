@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from tools_runtime.refine_ops import DEFAULT_OPS, RefineOpError, apply_ops, chec
 from tools_runtime.refine_tasks import (
     BRANCH_OPS,
     JUDGE_OPS,
+    MAX_COMPOSED_REQUESTS,
     Drop,
     RefineContext,
     extend,
@@ -512,7 +514,9 @@ async def simulate_task(workflow: Workflow, task: Task, roles: Roles, *, seed: i
 async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles, *, text: str = "",
                           siblings: list[Task] | None = None, ops: list[str] | None = None, seed: int = 0,
                           client: ModelClient | None = None, singles: bool = False, compose: bool = True,
-                          k: int = 2, offline: bool | None = None, judge: ModelClient | None = None) -> TaskRefinement:
+                          k: int = 2, offline: bool | None = None, judge: ModelClient | None = None,
+                          max_requests: int = MAX_COMPOSED_REQUESTS, tool_use: Counter[str] | None = None
+                          ) -> TaskRefinement:
     """Refine a verified trajectory's task into new tasks, simulate each again and keep the verified ones.
 
     Offline (`client=None`) the operators of `tools_runtime.refine_tasks` write the tasks; with a
@@ -525,11 +529,13 @@ async def refine_to_tasks(workflow: Workflow, original: Trajectory, roles: Roles
         out.drops.append(Drop(operator="all", parent=original.id, code="no_task",
                               reason="the trajectory carries no task to refine"))
         return out
-    ctx = RefineContext(workflow=workflow, text=text or "\n".join(workflow.steps), siblings=list(siblings or []))
+    ctx = RefineContext(workflow=workflow, text=text or "\n".join(workflow.steps), siblings=list(siblings or []),
+                        tool_use=tool_use)
     try:
         if client is None:
             cands, drops = refine_candidates(ctx, parent, ops, seed=seed, singles=singles, compose=compose,
-                                             judge=judge is not None, operators=task_operators())
+                                             judge=judge is not None, operators=task_operators(),
+                                             max_requests=max_requests)
         else:
             cands, drops = await propose_tasks(client, ctx, parent, original, k=k)
     except RefineOpError as exc:
@@ -635,6 +641,10 @@ class RefineJob:
     text: str = ""
     # `gem refine` shows a scenario refiner the dialogue it refines; `gem run` never did (same cache keys).
     show_dialogue: bool = False
+    # Shared by the jobs of one environment: which tools its earlier composed tasks called (refine_tasks.multi_goal
+    # prefers others). Offline composition runs before a job's first await and the semaphore wakes jobs in order,
+    # so the jobs fill it in job order and a run is reproducible.
+    tool_use: Counter[str] | None = None
 
 
 @dataclass
@@ -671,7 +681,8 @@ async def refine_one(env: StageEnv, job: RefineJob) -> RefineResult | TaskRefine
         if traj.scenario.task is not None and job.workflow.effects:
             task_ops = [o for o in cfg.refine_ops if o in task_operators()] or None
             return await refine_to_tasks(job.workflow, traj, env.dialogue_roles, text=job.text, siblings=job.siblings,
-                                         ops=task_ops, seed=job.seed, client=client, judge=env.client("judge"))
+                                         ops=task_ops, seed=job.seed, client=client, judge=env.client("judge"),
+                                         max_requests=cfg.refine_max_requests, tool_use=job.tool_use)
         return await refine(traj.scenario, env.dialogue_roles, rounds=cfg.refine_rounds, ops=list(cfg.refine_ops),
                             seed=job.seed, client=client, trajectory=traj if job.show_dialogue else None)
     except ModelCallError as exc:
@@ -705,7 +716,8 @@ def _refine_graph_step(stage: Stage, env: StageEnv) -> GraphStep:
         # too (a create-first alternative, the provenance of a new request's values).
         text = doc.text
         verified = [t for t in originals if t.verdict and t.verdict.passed]
-        jobs = [RefineJob(workflow, t, seed=env.config.seed + i, siblings=siblings, text=text)
+        tool_use: Counter[str] = Counter()
+        jobs = [RefineJob(workflow, t, seed=env.config.seed + i, siblings=siblings, text=text, tool_use=tool_use)
                 for i, t in enumerate(verified)]
         outcomes = await stage.run(env, jobs)
         refined = [t for o in outcomes for t in o.trajectories()]
@@ -724,5 +736,5 @@ def _refine_graph_step(stage: Stage, env: StageEnv) -> GraphStep:
 REFINE = register("stage", "refine", Stage(
     name="refine", run=run_refine, roles=("refine", "user", "assistant", "tool_env", "judge"),
     preflight=refine_preflight, graph_step=_refine_graph_step,
-    reads=("refine_rounds", "refine_ops", "seed", "concurrency.rollouts"),
+    reads=("refine_rounds", "refine_max_requests", "refine_ops", "seed", "concurrency.rollouts"),
     summary="harder scenarios or new tasks from verified trajectories, simulated and verified again"))

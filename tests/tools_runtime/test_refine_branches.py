@@ -142,13 +142,14 @@ LARGE = Path(__file__).resolve().parents[2] / "benchmarks" / "environments" / "l
 
 
 def test_composed_refinement_reaches_the_papers_complexity_where_the_environment_has_the_tools():
-    """14 tools: the composed task chains many distinct operators and stays within the repetition budget."""
+    """14 tools: the composed task chains many distinct operators and stays within the repetition budget
+    (allowed 14 requests; the default cap of a session is tested below)."""
     from tools_runtime.refine_tasks import REPETITION_BUDGET, compose_task, gold_repeats, repetition_share
 
     wf = load_workflow(LARGE)
     tasks = [Task.model_validate_json(x) for x in LARGE.with_suffix(".tasks.jsonl").read_text().splitlines() if x]
     ctx = RefineContext(workflow=wf, text="\n".join(wf.steps), siblings=tasks)
-    task, _ = compose_task(ctx, tasks[0], list(TASK_OPS))
+    task, _ = compose_task(ctx, tasks[0], list(TASK_OPS), max_requests=14)
     assert {"multi_goal", "ambiguous", "branch", "error_condition"} <= set(task.meta["operators"])
     repeats, calls = gold_repeats(task)
     assert repeats <= max(1, REPETITION_BUDGET * calls)
@@ -160,6 +161,40 @@ def test_composed_refinement_reaches_the_papers_complexity_where_the_environment
     assert (st.messages, st.tool_types) >= (46, 9) and st.tool_calls >= 14, st
     assert repetition_share([traj.model_copy(update={"provenance": traj.provenance.model_copy(
         update={"stage": "refine"})})]) <= 0.2
+
+
+def test_a_composed_session_holds_at_most_max_requests_acting_requests():
+    from tools_runtime.refine_tasks import MAX_COMPOSED_REQUESTS, compose_task
+
+    wf = load_workflow(LARGE)
+    tasks = [Task.model_validate_json(x) for x in LARGE.with_suffix(".tasks.jsonl").read_text().splitlines() if x]
+    ctx = RefineContext(workflow=wf, text="\n".join(wf.steps), siblings=tasks)
+    default, _ = compose_task(ctx, tasks[0], list(TASK_OPS))
+    small, _ = compose_task(ctx, tasks[0], list(TASK_OPS), max_requests=4)
+    assert MAX_COMPOSED_REQUESTS == 6
+    # The cap counts every request, long context's (last) included.
+    assert 4 < len(default.meta["requests"]) <= MAX_COMPOSED_REQUESTS
+    assert len(small.meta["requests"]) <= 4 < len(default.meta["requests"])
+
+
+def test_composed_tasks_of_one_environment_spread_over_its_capabilities():
+    """With a shared use count, later composed tasks prefer tools earlier ones did not call (seeded: same twice)."""
+    from collections import Counter
+
+    from tools_runtime.refine_tasks import compose_task, gold_tools
+
+    wf = load_workflow(LARGE)
+    tasks = [Task.model_validate_json(x) for x in LARGE.with_suffix(".tasks.jsonl").read_text().splitlines() if x]
+
+    def tool_sets(shared: bool) -> list[frozenset[str]]:
+        use: Counter[str] | None = Counter() if shared else None
+        ctx = RefineContext(workflow=wf, text="\n".join(wf.steps), siblings=tasks, tool_use=use)
+        return [frozenset(gold_tools(compose_task(ctx, t, list(TASK_OPS), max_requests=4)[0])) for t in tasks[:4]]
+
+    spread, plain = tool_sets(True), tool_sets(False)
+    assert spread == tool_sets(True)
+    assert len(set().union(*spread)) >= len(set().union(*plain))
+    assert len(set(spread)) >= len(set(plain)) and set(spread) != set(plain)
 
 
 def test_a_small_environment_stops_at_its_tool_ceiling(offline_env):
