@@ -172,9 +172,16 @@ def out_of_role(reply: str) -> bool:
     return any(s in low for s in ASSISTANT_LINES)
 
 
+# A sentence that asks for something; a report ("It now reads folder name: Archive.") names a fact but asks
+# nothing, and a model user shown it as a question re-sent the fact after the work was done.
+_ASKING = re.compile(r"\?|\b(?:tell me|let me know|please (?:give|provide|share|confirm|enter|send)|i need|"
+                     r"i'll need|need (?:your|the))\b", re.IGNORECASE)
+
+
 def asked_facts(scenario: Scenario, last: str) -> dict[str, Any]:
-    """The user's facts the assistant's last message asks about (their words appear in it)."""
-    low = last.lower()
+    """The user's facts the assistant's last message asks about (their words appear in a sentence that asks)."""
+    asking = [x for x in re.split(r"(?<=[.!?])\s+", last) if _ASKING.search(x) and not OFFERS_MORE.search(x)]
+    low = " ".join(asking).lower()
     out = {}
     for key, value in scenario.known_info.items():
         words = [w for w in humanize(key).lower().split() if len(w) > 2 and w not in ("the", "your")]

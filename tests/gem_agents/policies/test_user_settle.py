@@ -6,7 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 
-from gem_agents.policies.chat import THANKS, chat_user, requests_brought_up, resends_facts, settle_user_reply
+from gem_agents.policies.chat import (
+    THANKS,
+    asked_facts,
+    chat_user,
+    requests_brought_up,
+    resends_facts,
+    settle_user_reply,
+)
 from gem_agents.policies.scripted_assistant import scripted_assistant
 from gem_agents.user.scripted import scripted_user
 from graphs.roles import STOP_TOKEN, Roles, RoleView
@@ -43,6 +50,15 @@ def test_a_user_that_re_sends_facts_after_the_work_is_done_thanks_and_ends():
     # While the assistant is still asking for something, the reply is left alone.
     asking = [*history[:1], {"role": "user", "content": "What is the password, please?"}]
     assert settle_user_reply(sc, asking, "My password is Secret-1350.", False) == ("My password is Secret-1350.", False)
+
+
+def test_a_report_that_names_a_fact_is_no_question_and_a_re_sent_fact_after_it_ends_the_dialogue():
+    sc, _ = scripted("shop_return", 0)
+    report = "That's finished: I created the return. It now reads username: faridl81. Anything else I can help with?"
+    assert asked_facts(sc, report) == {}
+    assert asked_facts(sc, "Thanks. Could you tell me your username?") == {"username": "faridl81"}
+    history = [{"role": "assistant", "content": OPENING}, {"role": "user", "content": report}]
+    assert settle_user_reply(sc, history, "My username is faridl81.", False) == (THANKS, True)
 
 
 def test_the_structured_model_user_is_settled_too():
