@@ -74,11 +74,35 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def busy_cores(window_s: float = 0.3) -> float:
+    """How many cores other processes keep busy now: /proc/stat sampled over a short window while we sleep.
+
+    The 1-minute load average also counts what finished a moment ago: right after `make run`'s pip install
+    it read 1.4 on an idle 2-core machine, and the model generated on one thread for the whole demo.
+    """
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window_s)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except OSError:
+            return 0.0
+    spent = total1 - total0
+    return 0.0 if spent <= 0 else (os.cpu_count() or 1) * (1 - (idle1 - idle0) / spent)
+
+
 def _threads(cfg: RoleConfig, load: float | None = None) -> tuple[int, int]:
     """(generation threads, prompt threads); `n_threads` in the config wins.
 
     On idle cores generation uses two threads (up to 4). When other processes already keep the
-    cores busy (load average over half the cores) it uses one: threads that wait on each other
+    cores busy (over half the cores busy now, `busy_cores`) it uses one: threads that wait on each other
     while the scheduler runs someone else lose most of their time (issue 19: 8 vs 26 tok/s on the
     0.5B under load). Prompt processing is one large batch and takes every core (up to 4) either way.
     """
@@ -87,10 +111,7 @@ def _threads(cfg: RoleConfig, load: float | None = None) -> tuple[int, int]:
         gen = cfg.setting("n_threads")
     else:
         if load is None:
-            try:
-                load = os.getloadavg()[0]
-            except OSError:
-                load = 0.0
+            load = busy_cores()
         gen = 1 if load > cores / 2 else max(1, min(cores, 4))
     batch = int(cfg.setting("engine_kwargs").get("n_threads_batch") or max(gen, min(cores, 4)))
     return gen, batch

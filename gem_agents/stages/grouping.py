@@ -30,7 +30,6 @@ from typing import Any
 from gem_agents.registry import get, register
 from gem_agents.stages import ExtractionResult
 from gem_agents.stages.base import Stage, StageEnv
-from gem_agents.stages.extract import _extract_graph_step
 from tools_runtime.env_merge import MergedEnvironment, MergeError, merge_environments, remap_task
 from tools_runtime.env_validate import errors, validate_environment
 from tools_runtime.records import Document, Relevance, Workflow
@@ -228,9 +227,16 @@ async def run_grouped_tasks(env: StageEnv, doc: Document, workflow: Workflow
     return list(group.tasks), list(group.task_rejections)
 
 
+def _grouped_graph_step(stage: Stage, env: StageEnv) -> Any:
+    """The extract stage's pipeline step. Imported on use: registering extract's stages loads this module."""
+    from gem_agents.stages.extract import _extract_graph_step
+
+    return _extract_graph_step(stage, env)
+
+
 GROUPED_EXTRACT = register("stage", "grouped_extract", Stage(
     name="grouped_extract", run=run_grouped_extract, roles=("filter", "extract", "task"),
-    graph_step=_extract_graph_step,
+    graph_step=_grouped_graph_step,
     reads=("limits.repair_rounds", "limits.max_tools"),
     summary="a group document's pages extracted one by one and merged into one environment (tools_runtime.env_merge)"))
 

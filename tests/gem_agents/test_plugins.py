@@ -159,3 +159,26 @@ def test_registering_the_providers_imports_no_sdk() -> None:
     assert proc.returncode == 0, proc.stderr
     names, heavy = proc.stdout.strip().splitlines()
     assert "openai" in names and heavy == "[]", proc.stdout
+
+
+def test_every_builtin_module_imports_first_in_a_fresh_interpreter() -> None:
+    """Registering a built-in loads its kind's other built-ins, so any of them imported first must not meet a
+    half-initialised sibling (`import gem_agents.stages.extract` once failed through stages/grouping.py)."""
+    script = (
+        "import importlib, sys\n"
+        "from gem_agents.registry import BUILTIN_MODULES\n"
+        "mods = sorted({m for ms in BUILTIN_MODULES.values() for m in ms})\n"
+        "bad = []\n"
+        "for m in mods:\n"
+        "    for k in [k for k in sys.modules if k.split('.')[0] in ('gem_agents', 'graphs', 'tools_runtime')]:\n"
+        "        del sys.modules[k]\n"
+        "    try:\n"
+        "        importlib.import_module(m)\n"
+        "    except Exception as exc:\n"
+        "        bad.append(f'{m}: {exc!r}')\n"
+        "print(len(mods)); print('\\n'.join(bad))\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 0, res.stderr
+    count, *bad = res.stdout.strip().splitlines()
+    assert int(count) >= 10 and bad == [], bad

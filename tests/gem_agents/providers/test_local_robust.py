@@ -245,3 +245,21 @@ def test_the_call_log_carries_the_profile_and_the_benchmark_sums_it(tmp_path, mo
     assert (row["calls"], row["reused_tokens"], row["cpu_seconds"], row["prompt_seconds"]) == (2, 400, 7.0, 2.0)
     # at idle speeds (75 prompt / 32 generated tok/s): 475 + 75 tokens evaluated, 64 generated
     assert row["idle_projection_s"] == round(475 / 75 + 1.0, 1) + round(75 / 75 + 1.0, 1)
+
+
+def test_busy_cores_sees_a_process_spinning_now():
+    """The thread choice reads the cores busy now, not the load average (which lags a finished pip install)."""
+    import subprocess
+    import sys
+
+    from gem_agents.providers.local_provider import busy_cores
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)  # let it reach the run queue
+        assert busy_cores(0.5) >= 0.5
+    finally:
+        spinner.kill()
+        spinner.wait()
