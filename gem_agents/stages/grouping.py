@@ -46,22 +46,18 @@ GROUP_BY = ("area", "product")
 PART_SEPARATOR = "\n\n"
 
 
+def _first_group(patterns: tuple[re.Pattern[str], ...], doc_id: str) -> str | None:
+    return next((m.group(1) for m in (p.match(doc_id) for p in patterns) if m), None)
+
+
 def product_area(doc_id: str) -> str | None:
     """The product area a document id belongs to, or None when it belongs to none."""
-    for pattern in AREA_PATTERNS:
-        m = pattern.match(doc_id)
-        if m:
-            return m.group(1)
-    return None
+    return _first_group(AREA_PATTERNS, doc_id)
 
 
 def product_of(doc_id: str) -> str | None:
     """The product a document id belongs to (all gnome-help pages: one desktop), or None when none."""
-    for pattern in PRODUCT_PATTERNS:
-        m = pattern.match(doc_id)
-        if m:
-            return m.group(1)
-    return None
+    return _first_group(PRODUCT_PATTERNS, doc_id)
 
 
 def group_documents(docs: list[Document], *, min_size: int = 2, by: str = "area") -> list[Document]:

@@ -20,6 +20,7 @@ from gem_agents.run.engine import run_documents
 from gem_agents.run.lock import RunDirBusy, run_dir_lock
 from gem_agents.run.store import RunStore
 from graphs.pipeline import PipelineStages
+from tests.gem_agents.run.test_pipeline_paths import Killed, _counting
 from tools_runtime.records import Document
 
 REPO = Path(__file__).resolve().parents[3]
@@ -120,25 +121,8 @@ def test_a_document_resumes_at_the_stage_it_had_reached(tmp_path):
     cfg = RunConfig.model_validate({"rollouts": 2, "refine_rounds": 0})
     calls = {"filter": 0, "extract": 0, "simulate": 0}
 
-    class Killed(BaseException):
-        """Stands in for the process dying mid-stage (not an Exception, so no node catches it)."""
-
     def counting(stages: PipelineStages, die: bool) -> PipelineStages:
-        async def f(d):
-            calls["filter"] += 1
-            return await stages.filter(d)
-
-        async def e(d, r):
-            calls["extract"] += 1
-            return await stages.extract(d, r)
-
-        async def s(w):
-            calls["simulate"] += 1
-            if die:
-                raise Killed()
-            return await stages.simulate(w)
-
-        return PipelineStages(filter=f, extract=e, simulate=s, refine=None)
+        return _counting(stages, calls, die)
 
     async def attempt(die: bool):
         async with open_run(cfg, tmp_path / "run") as ctx:
