@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,15 @@ def bfcl_dir(shared_dir: Path) -> Path:
 def corpus_path(shared_dir: Path) -> Path:
     """The real-text dev corpus."""
     return shared_dir / "data" / "texts" / "corpus_dev.jsonl"
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything tries to open a URL or a socket."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network touched: {args!r}")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)

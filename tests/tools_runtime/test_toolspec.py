@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -34,18 +32,6 @@ def issues_of(obj: object, fmt: str = "auto") -> list[SpecIssue]:
         normalize_tool(obj, fmt)
     assert info.value.issues, "a ToolSpecError always carries issues"
     return info.value.issues
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if anything tries to open a URL or a socket."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"network touched: {args!r}")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 # --- the real BFCL function docs ---------------------------------------------------------------------------

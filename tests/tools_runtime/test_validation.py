@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import types
-import urllib.request
 from typing import Any
 
 import pytest
@@ -56,18 +54,6 @@ ORDER = ToolSpec(
 
 def messages(spec: ToolSpec, args: object) -> dict[str, ArgError]:
     return {e.message: e for e in validate_arguments(spec, args)}
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if anything tries to open a URL or a socket."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"network touched: {args!r}")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 def test_valid_arguments() -> None:
