@@ -84,6 +84,20 @@ def guess_labels(text: str) -> tuple[str, str, str]:
             _best(text, _TASK_CUES, "other"))
 
 
+def grounded_platform(text: str, platform: str) -> str:
+    """The platform label if the text names it at least once, else the vocabulary guess.
+
+    A small model labels a desktop settings page `command_line` now and then; the label reaches the
+    assistant's system prompt ("done on the command line"), so a label the text never hints at is
+    replaced by what the text's own vocabulary says.
+    """
+    cues = dict(_PLATFORM_CUES).get(platform)
+    if not cues or any(w in text.lower() for w in cues):
+        return platform
+    guess = _best(text, _PLATFORM_CUES, "other")
+    return guess if guess != "other" else platform
+
+
 def _summary(doc: Document) -> str:
     """A one-line summary from the title or the first line."""
     title = str(doc.meta.get("title") or "")
@@ -148,7 +162,8 @@ async def judge_relevance(doc: Document, client: ModelClient | None, *, use_pref
             messages = [*messages, {"role": "assistant", "content": reply.text},
                         reask_message(error, json_mode=json_mode)]
             continue
-        return rel.model_copy(update={"decided_by": "model" if attempt == 0 else "model_reask"})
+        return rel.model_copy(update={"decided_by": "model" if attempt == 0 else "model_reask",
+                                      "platform": grounded_platform(doc.text, rel.platform)})
     return Relevance(multi_step=False, summary=f"unparsable answer: {error}"[:300], decided_by="unparsable")
 
 

@@ -96,3 +96,13 @@ def test_structured_output_switch():
 def test_prompt_keeps_braces_in_the_text():
     doc = Document(id="t", text="- Count lines:\n\n`wc -l {{path/to/file}}`\n- Count words:\n\n`wc -w {{path/to/file}}`")
     assert "{{path/to/file}}" in filter_messages(doc)[0]["content"]
+
+
+def test_a_platform_the_text_never_hints_at_is_replaced_by_the_texts_vocabulary():
+    # the 1.5B labelled a GNOME printing page `command_line`; the assistant was then told so
+    answer = {"multi_step": True, "summary": "s", "domain": "d", "platform": "command_line", "task": "t"}
+    rel = run(judge_relevance(PROCEDURE, client(Stub(json.dumps(answer)), "json_schema")))
+    assert rel.platform == "computer"
+    shell = Document(id="s", text="# Copy files\n1. Open a terminal.\n2. Run `cp -r src dst`.\n3. Run `ls dst`.\n")
+    rel = run(judge_relevance(shell, client(Stub(json.dumps(answer)), "json_schema"), use_prefilter=False))
+    assert rel.platform == "command_line"
