@@ -226,6 +226,7 @@ def task_draft_view(workflow: Workflow, tasks: list[Task]) -> str:
 
 
 _TOOLISH = re.compile(r"\b[a-z]+_[a-z_]+\b")
+_SCAFFOLD = re.compile(r"\b(?:the user knows|what gets done|draft request)\b|\b\w+=\S", re.IGNORECASE)
 
 
 def check_instruction(text: str, task: Task, workflow: Workflow) -> list[str]:
@@ -237,6 +238,14 @@ def check_instruction(text: str, task: Task, workflow: Workflow) -> list[str]:
     named = [w for w in _TOOLISH.findall(text) if w in tools]
     if named:
         problems.append(f"the request names a tool ({', '.join(named)}); say what the user wants instead")
+    params = {p for t in workflow.tools for p in t.parameters.get("properties", {})} | {k.key for k in task.known_info}
+    if (fields := sorted({w for w in _TOOLISH.findall(text) if w in params})):
+        problems.append(f"the request names a parameter ({', '.join(fields)}); say it in plain words")
+    # The draft view's own scaffolding copied into the request reaches the user verbatim: a 1.5B wrote
+    # "The user knows: account_name='alex', automatic_login=True, password='…'" and the user sent it.
+    if _SCAFFOLD.search(text):
+        problems.append("the request copies the draft's notes (\"the user knows\", key=value); write only "
+                        "what the user says")
     if (unrelated := unrelated_write(text, task, workflow)) is not None:
         problems.append(unrelated + "; ask for what the drafted request asks for")
     return problems

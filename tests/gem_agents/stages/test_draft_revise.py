@@ -124,6 +124,21 @@ def test_a_task_request_naming_a_tool_is_repaired_then_left_offline():
     assert out[0].offline is True and "names a tool" in out[0].meta["model_revision_rejected"]
 
 
+def test_a_request_copying_the_draft_notes_or_a_parameter_name_is_not_kept():
+    # seen in the embedded funnel: the 1.5B's request ended "The user knows: account_name='alex', ..."
+    wf = draft()
+    drafts, _ = write_tasks_offline(wf, DOC.text, k=1)
+    fact = drafts[0].known_info[0]
+    leaked = f"Please archive my old files. The user knows: {fact.key}={fact.value!r}"
+    named = f"Please archive my old files, the {fact.key} is {fact.value}."
+    for text, why in ((leaked, "copies the draft"), (named, "names a parameter")):
+        bad = json.dumps({"tasks": [{"instruction": text, "persona": "x"}]})
+        client, seen = fake_client([bad, bad], role="task")
+        out = asyncio.run(revise_tasks(wf, DOC, client, drafts[:1], repair_rounds=1))
+        assert why in seen[1][0][-1]["content"]
+        assert out[0].offline is True and out[0].instruction == drafts[0].instruction
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the user on a small model
 
