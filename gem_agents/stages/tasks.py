@@ -269,7 +269,12 @@ def _goal(title: str) -> str:
         t = re.sub(r"^how (?:do i|to)\s+", "", t, flags=re.IGNORECASE)  # "How to how to hack" → hack
         first = t.split()[0].lower() if t else ""
     t = re.sub(r"\byour\b", "my", re.sub(r"\bYour\b", "My", t))  # the page speaks to the user; the user speaks
-    if first.endswith("ing") or first in ("a", "an", "the"):
+    from gem_agents.stages.offline_extractor import VERBS
+
+    # A title that names a thing rather than an action ("Templates for commonly-used document types",
+    # "Printing a booklet") is no verb phrase after "I want to".
+    plural_noun = first.endswith("s") and not first.endswith("ss") and first not in VERBS
+    if first.endswith("ing") or first in ("a", "an", "the") or plural_noun:
         return f"sort out {t[:1].lower() + t[1:]}"
     return t[:1].lower() + t[1:]
 
