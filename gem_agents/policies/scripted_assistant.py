@@ -212,7 +212,7 @@ def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
     dest = next((str(v) for k, v in args.items() if re.search(r"target|dest|existing|parent", k) and str(v) != target),
                 None) or next((str(v) for k, v in args.items() if re.search(r"target|dest|existing|parent", k)), None)
     src = next((str(v) for k, v in args.items() if isinstance(v, str) and "/" in v and str(v) != dest), None)
-    if verb in ("copy", "move") and dest and src:  # "I copied a to b", whichever parameter is the key
+    if verb in ("copy", "move", "rename") and dest and src:  # "I copied a to b", whichever parameter is the key
         return f"I {PAST[verb]} {src} to {dest}"
     if effect.kind == "update":
         said = []
@@ -228,8 +228,11 @@ def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
             return f"I {PAST[verb]} {target or 'the ' + entity}"
         fields = ", ".join(humanize(w.field) for w in effect.writes[:3])
         return f"I changed the {fields or entity}{on}"
-    if entity.split(" ")[0] == verb and "_" in tool:  # print_document makes a print job: "printed the document"
-        entity = humanize(tool.split("_", 1)[1])
+    if entity.split(" ")[0][:5] == verb[:5] and "_" in tool and effect.kind in ("create", "delete", "external"):
+        # print_document makes a print job, connect_to_server a connection: say what the tool names.
+        rest = humanize(tool.split("_", 1)[1])
+        obj = re.sub(r"^(to|from|into|on) ", r"\1 the ", rest) if re.match(r"(to|from|into|on) ", rest) else f"the {rest}"
+        return f"I {PAST.get(verb, verb)} {obj}" + (f" {target}" if target else "")
     if effect.kind in ("create", "delete", "external") and verb in PAST:
         return f"I {PAST[verb]} the {entity}" + (f" {target}" if target else "")
     return {
@@ -249,6 +252,18 @@ def plural(noun: str) -> str:
     if noun.endswith("y") and noun[-2:-1] not in "aeiou":
         return noun[:-1] + "ies"
     return noun + ("es" if noun.endswith(("sh", "ch", "x")) else "s")
+
+
+def _and(parts: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1] if parts else ""
+
+
+def _is(key: str, value: Any) -> str:
+    """A field's value as a clause: 'the account type is Standard', 'media sharing is on'."""
+    if isinstance(value, bool):
+        return f"{humanize(key)} {be(key)} {'on' if value else 'off'}"
+    return f"the {humanize(key)} {be(key)} {value}"
 
 
 def _shown(value: Any) -> str:
@@ -288,21 +303,24 @@ def _looked_up(scenario: Scenario, goal: int, effect: Any, result: Any) -> str:
     if named:
         parts = []
         for r in named:
-            fields = [f"the {humanize(k)} is {_shown(v)}" for k, v in r.items() if k != key and _scalar(v)]
-            said = fields[0] if len(fields) == 1 else ", ".join(fields[:-1]) + " and " + fields[-1] if fields else ""
+            fields = [_is(k, v) for k, v in r.items() if k != key and _scalar(v)]
+            said = _and(fields)
             parts.append(f"for {r[key]}, {said}" if said else str(r[key]))
         text = "; ".join(parts)
-        rule = next((b for r in named if (b := _blocked_by(scenario, effect.entity, r))), "")
+        # Only a request that asked for a change under a rule is told why nothing changed.
+        rule = next((b for r in named if (b := _blocked_by(scenario, effect.entity, r))), "") \
+            if re.search(r"\brules?\b", asked, re.IGNORECASE) else ""
         if rule:
             text += f". The rule says \"{rule.rstrip('.')}\", so I have not changed it"
         return text
     if key and len(rows) > 1:  # a listing: one line per record, its key first
         items = []
-        for r in rows[:6]:
+        for r in rows[:10]:
             rest = [f"{humanize(k)} {_shown(v)}" for k, v in r.items() if k not in (key, "panel") and _scalar(v)]
             items.append(f"{r.get(key)}" + (f" ({', '.join(rest[:3])})" if rest else ""))
-        return f"you have {len(rows)} {plural(humanize(effect.entity))}: " + "; ".join(items)
-    said = ", and ".join(f"the {humanize(k)} {be(k)} {_shown(v)}" for k, v in _scalars(result, limit=6) if k != "panel")
+        more = f"; and {len(rows) - len(items)} more" if len(rows) > len(items) else ""
+        return f"you have {len(rows)} {plural(humanize(effect.entity))}: " + "; ".join(items) + more
+    said = _and([_is(k, v) for k, v in _scalars(result, limit=6) if k != "panel"])
     panel = rows[0].get("panel") if len(rows) == 1 else None
     return f"in {panel}, {said}" if panel and said else said
 

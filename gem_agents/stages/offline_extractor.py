@@ -78,7 +78,7 @@ above below beside behind near inside outside across along around between among 
 within underneath beneath except during per upon
 """.split())
 # Words an object phrase never starts or ends on: "Make him create …" names no object.
-PRONOUNS = frozenset("him her them me us it you yourself itself themselves".split())
+PRONOUNS = frozenset("him her them me us it you yourself itself themselves others".split())
 LEADING_PREPS = frozenset("on to for at in into".split())  # "click on X", "go to X", "look for X"
 PARTICLES = frozenset("up down in out on off over back".split())
 WH_WORDS = frozenset("what how why where when whether which".split())

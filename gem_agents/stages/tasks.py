@@ -403,7 +403,8 @@ def _lookup_task(workflow: Workflow, text: str, n: int, seed: int) -> Task | Non
             if reader is None:
                 continue
             label = fld.replace("_", " ")
-            instruction = (f"{OPENERS[rng.randrange(len(OPENERS))]} before I change anything in "
+            where = "in" if ent.key == "panel" else "for"  # "in Multitasking", "for kim"
+            instruction = (f"{OPENERS[rng.randrange(len(OPENERS))]} before I change anything {where} "
                            f"{rec.values.get(ent.key, workflow.title)}, what is the {label} set to right now?")
             return Task(id=f"{workflow.id}:o{n}", env_id=workflow.id, instruction=instruction,
                         persona=PERSONAS[rng.randrange(len(PERSONAS))], unknown_info=[f"the current {label}"],
