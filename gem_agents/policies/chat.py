@@ -244,8 +244,13 @@ def settle_user_reply(scenario: Scenario, history: list[dict[str, Any]], text: s
     or repeats "My add name is …" after the write is done; the scripted user's next request, or thanks,
     replaces such a reply.
     """
-    from gem_agents.user.scripted import goal_message
+    from gem_agents.user.scripted import goal_message, reask, unanswered
 
+    if history and unanswered(history):
+        # The assistant said nothing: ask again once (then give up), never thank an empty reply.
+        again, stop = reask(history)
+        if again:
+            return again, stop
     mine = [str(m.get("content") or "") for m in history if m.get("role") == "assistant"]
     last = next((str(m.get("content") or "") for m in reversed(history) if m.get("role") == "user"), "")
     if not history or asked_facts(scenario, last):

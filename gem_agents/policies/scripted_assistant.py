@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gem_agents.user.dialogue_text import coerce, find_fact, humanize
+from gem_agents.user.dialogue_text import be, coerce, find_fact, humanize
 from gem_agents.user.scripted import goals_stated
 from graphs.roles import RoleView
 from tools_runtime.binding import bind_tools
@@ -143,16 +143,19 @@ def _tool_call(n: int, name: str, args: dict[str, Any]) -> dict[str, Any]:
 # Phrasings, picked per dialogue and turn (deterministic), so the scripted assistant is no single template.
 DONE = ["Done — {did}.", "All set: {did}.", "That's finished: {did}.", "I've taken care of it: {did}.",
         "Okay, {did}.", "Good news — {did}.", "Right, {did}."]
-RESULT = ["Here is what the system shows — {facts}.", "The result: {facts}.", "It now reads {facts}.",
-          "For your records: {facts}."]
+# What a change returned that the user did not say (a new record's id), as sentences: "The print job id is …".
+RESULT = ["The {facts}.", "For your records, the {facts}.", "Note that the {facts}."]
 # Each closing question offers more help in words the scripted user recognises ("anything else").
 MORE = ["Is there anything else I can help you with?", "Anything else you need?",
         "Can I help with anything else?", "Do you need anything else?", "Is there something else I can do?",
         "What else can I help you with?"]
 ASK = ["To continue, could you please tell me your {what}?", "Could you tell me the {what}?",
        "I'll need your {what} for that — what is it?", "What is the {what}, please?"]
-FOUND = ["Here is what I found — {facts}.", "The system shows {facts}.", "This is what it lists: {facts}.",
-         "I see {facts}."]
+# A switch is asked for as a choice, an enum with its options: "What is the bluetooth?" is no question.
+ASK_SWITCH = ["Do you want {what} on or off?", "Would you like {what} turned on or off?"]
+ASK_CHOICE = ["Which {what} would you like: {options}?", "Which {what} should it be: {options}?"]
+FOUND = ["Here is what I found: {facts}.", "I checked: {facts}.", "I looked it up: {facts}.",
+         "According to the system, {facts}."]
 BYE = ["You're welcome! Have a great day.", "Glad I could help. Take care!", "My pleasure — goodbye!",
        "Happy to help. Have a good one!", "Anytime. Good luck with the rest of it!", "No problem at all. Bye for now!",
        "Great — enjoy the rest of your day.", "You're all set, then. Goodbye!", "Glad that's sorted. See you!",
@@ -192,7 +195,8 @@ PAST = {"copy": "copied", "move": "moved", "rename": "renamed", "add": "added", 
         "print": "printed", "connect": "connected", "disconnect": "disconnected", "upload": "uploaded",
         "download": "downloaded", "book": "booked", "register": "registered", "cancel": "cancelled",
         "clear": "cleared", "empty": "emptied", "make": "made", "new": "created", "insert": "inserted",
-        "erase": "erased", "uninstall": "uninstalled", "save": "saved", "restore": "restored"}
+        "erase": "erased", "uninstall": "uninstalled", "save": "saved", "restore": "restored", "resize": "resized",
+        "format": "formatted", "import": "imported", "apply": "applied"}
 
 
 def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
@@ -208,7 +212,7 @@ def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
     dest = next((str(v) for k, v in args.items() if re.search(r"target|dest|existing|parent", k) and str(v) != target),
                 None) or next((str(v) for k, v in args.items() if re.search(r"target|dest|existing|parent", k)), None)
     src = next((str(v) for k, v in args.items() if isinstance(v, str) and "/" in v and str(v) != dest), None)
-    if verb in ("copy", "move") and dest and src:  # "I copied a to b", whichever parameter is the key
+    if verb in ("copy", "move", "rename") and dest and src:  # "I copied a to b", whichever parameter is the key
         return f"I {PAST[verb]} {src} to {dest}"
     if effect.kind == "update":
         said = []
@@ -220,10 +224,17 @@ def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
                 said.append(f"set the {humanize(w.field)} to {value}")
         if said:
             return "I " + " and ".join(said) + on
+        if verb in PAST:  # a button press recorded as `last_action`: "I resized Samsung SSD 980"
+            return f"I {PAST[verb]} {target or 'the ' + entity}"
         fields = ", ".join(humanize(w.field) for w in effect.writes[:3])
         return f"I changed the {fields or entity}{on}"
+    if entity.split(" ")[0][:5] == verb[:5] and "_" in tool and effect.kind in ("create", "delete", "external"):
+        # print_document makes a print job, connect_to_server a connection: say what the tool names.
+        rest = humanize(tool.split("_", 1)[1])
+        obj = re.sub(r"^(to|from|into|on) ", r"\1 the ", rest) if re.match(r"(to|from|into|on) ", rest) else f"the {rest}"
+        return f"I {PAST.get(verb, verb)} {obj}" + (f" {target}" if target else "")
     if effect.kind in ("create", "delete", "external") and verb in PAST:
-        return f"I {PAST[verb]} the {entity}{on}"
+        return f"I {PAST[verb]} the {entity}" + (f" {target}" if target else "")
     return {
         "create": f"I created the {entity}{on}",
         "delete": f"I removed {target or 'the ' + entity}",
@@ -234,21 +245,131 @@ def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
     }.get(effect.kind, f"I ran {what}")
 
 
+def plural(noun: str) -> str:
+    """`account` → accounts, `city` → cities (a listing says how many)."""
+    if noun.endswith("s"):
+        return noun
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + ("es" if noun.endswith(("sh", "ch", "x")) else "s")
+
+
+def _and(parts: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1] if parts else ""
+
+
+def _is(key: str, value: Any) -> str:
+    """A field's value as a clause: 'the account type is Standard', 'media sharing is on'."""
+    if isinstance(value, bool):
+        return f"{humanize(key)} {be(key)} {'on' if value else 'off'}"
+    return f"the {humanize(key)} {be(key)} {value}"
+
+
+def _shown(value: Any) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+
+def _rows(result: Any) -> list[dict[str, Any]]:
+    if isinstance(result, dict) and isinstance(result.get("results"), list):
+        return [r for r in result["results"] if isinstance(r, dict)]
+    return [result] if isinstance(result, dict) else []
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, str | int | float | bool) and v is not None
+
+
+def _blocked_by(scenario: Scenario, entity: str, row: dict[str, Any]) -> str:
+    """The `must` rule a record breaks for the tools that change it ("If your account type is Standard,
+    you cannot change this setting" for a Standard account), read from the declared preconditions."""
+    for effect in scenario.workflow.effects.values():
+        if effect.entity != entity or effect.kind not in ("update", "delete"):
+            continue
+        for pre in effect.preconditions:
+            m = re.fullmatch(r"\s*record\[['\"](\w+)['\"]\]\s*!=\s*['\"]([^'\"]*)['\"]\s*", pre.expr)
+            if m and str(row.get(m.group(1))) == m.group(2):
+                return pre.message
+    return ""
+
+
+def _looked_up(scenario: Scenario, goal: int, effect: Any, result: Any) -> str:
+    """A look-up's answer: the records the user named (all of them for a listing), and a rule that stops
+    the change the user asked for, in words ("kim is a Standard account: …")."""
+    rows = _rows(result)
+    asked = scenario.goals[goal].description if 0 <= goal < len(scenario.goals) else ""
+    key = next((e.key for e in scenario.workflow.entities if e.name == effect.entity), None)
+    named = [r for r in rows if key and key in r and re.search(rf"(?<![\w-]){re.escape(str(r[key]))}(?![\w-])", asked)]
+    if named:
+        parts = []
+        for r in named:
+            fields = [_is(k, v) for k, v in r.items() if k != key and _scalar(v)]
+            said = _and(fields)
+            parts.append(f"for {r[key]}, {said}" if said else str(r[key]))
+        text = "; ".join(parts)
+        # Only a request that asked for a change under a rule is told why nothing changed.
+        rule = next((b for r in named if (b := _blocked_by(scenario, effect.entity, r))), "") \
+            if re.search(r"\brules?\b", asked, re.IGNORECASE) else ""
+        if rule:
+            text += f". The rule says \"{rule.rstrip('.')}\", so I have not changed it"
+        return text
+    if key and len(rows) > 1:  # a listing: one line per record, its key first
+        items = []
+        for r in rows[:10]:
+            rest = [f"{humanize(k)} {_shown(v)}" for k, v in r.items() if k not in (key, "panel") and _scalar(v)]
+            items.append(f"{r.get(key)}" + (f" ({', '.join(rest[:3])})" if rest else ""))
+        more = f"; and {len(rows) - len(items)} more" if len(rows) > len(items) else ""
+        return f"you have {len(rows)} {plural(humanize(effect.entity))}: " + "; ".join(items) + more
+    said = _and([_is(k, v) for k, v in _scalars(result, limit=6) if k != "panel"])
+    panel = rows[0].get("panel") if len(rows) == 1 else None
+    return f"in {panel}, {said}" if panel and said else said
+
+
 def _summary(scenario: Scenario, prog: Progress, goal: int, messages: list[dict[str, Any]]) -> str:
     last = max((i for i, c in enumerate(scenario.plan) if c.goal == goal), default=None)
     result = prog.results.get(last) if last is not None else None
     call = scenario.plan[last] if last is not None else None
-    did = _did(scenario, call.tool, call.arguments) if call else "it is done"
-    facts = "; ".join(f"{humanize(k)}: {v}" for k, v in _scalars(result))
-    text = _pick(DONE, scenario, messages).format(did=did)
     effect = scenario.workflow.effects.get(call.tool) if call else None
+    if call is not None and effect is not None and effect.kind == "read":
+        found = _looked_up(scenario, goal, effect, result)
+        if found:
+            text = _pick(FOUND, scenario, messages).format(facts=found)
+        else:
+            text = _pick(DONE, scenario, messages).format(did=_did(scenario, call.tool, call.arguments))
+        return f"{text} {_pick(MORE, scenario, messages)}"
+    did = _did(scenario, call.tool, call.arguments) if call else "it is done"
+    # What changed is said in `did`; the result adds only what the user did not say and `did` does not
+    # (a new record's id), never every field back ("include: …; layout: …; orientation: …").
+    given = {_shown(v).lower() for v in (call.arguments.values() if call else [])}
+    facts = ", and the ".join(f"{humanize(k)} {be(k)} {v}" for k, v in _scalars(result, limit=8)
+                              if k != "panel" and str(v).lower() not in given and str(v).lower() not in did.lower())
+    text = _pick(DONE, scenario, messages).format(did=did)
     if facts:
-        bank = FOUND if effect is not None and effect.kind == "read" else RESULT
-        text += " " + _pick(bank, scenario, messages).format(facts=facts)
+        text += " " + _pick(RESULT, scenario, messages).format(facts=facts)
     return f"{text} {_pick(MORE, scenario, messages)}"
 
 
+def _schema_for(key: str, scenario: Scenario) -> dict[str, Any]:
+    """The JSON Schema of the parameter a user fact `key` fills (first planned call that reads it)."""
+    for call in scenario.plan:
+        for param, src in call.sources.items():
+            if src.kind == "user" and (src.key or param) == key:
+                spec = scenario.workflow.tool(call.tool)
+                schema = spec.properties.get(param) if spec else None
+                return schema if isinstance(schema, dict) else {}
+    return {}
+
+
 def _ask(keys: list[str], scenario: Scenario | None = None, messages: list[dict[str, Any]] | None = None) -> str:
+    if scenario is not None and len(keys) == 1:
+        schema = _schema_for(keys[0], scenario)
+        what = humanize(keys[0])
+        if schema.get("type") == "boolean":
+            return _pick(ASK_SWITCH, scenario, messages or []).format(what=what)
+        options = [str(o) for o in schema.get("enum") or []]
+        if 2 <= len(options) <= 5:
+            listed = ", ".join(options[:-1]) + " or " + options[-1]
+            return _pick(ASK_CHOICE, scenario, messages or []).format(what=what, options=listed)
     names = [humanize(k) for k in keys]
     listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     bank = ASK if scenario is not None and len(names) == 1 else ASK[:1]

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gem_agents.stages.offline_extractor import ToolDraft, snake, tokens
+from gem_agents.stages.offline_extractor import VERBS, ToolDraft, snake, tokens
 from gem_agents.stages.plausible import plausible_values
 from tools_runtime.binding import singular
 from tools_runtime.environment import (
@@ -54,6 +54,7 @@ COMMIT_KINDS: dict[str, tuple[str, str]] = {
     "upload": ("create", "upload"), "rename": ("update", ""), "resize": ("update", ""),
     "format": ("update", ""), "remove": ("delete", ""), "delete": ("delete", ""), "empty": ("delete", ""),
     "disconnect": ("delete", ""), "sign": ("session", ""), "log": ("session", ""), "unlock": ("session", ""),
+    "book": ("create", "item"), "register": ("create", "item"), "insert": ("create", "item"),
 }
 LINE_PROGRAMS = frozenset("wc tail head cat nl less more".split())
 COMMIT_NAMES = {"print": "print_document", "connect": "connect_to_server", "install": "install_package"}
@@ -175,8 +176,31 @@ def _panel(steps: list[Step], title: str) -> str:
         s.draft.step for s in steps))
     if m:
         return m.group(1)
-    words = [w for w in tokens(title) if w[:1].isalpha()]
-    return " ".join(words[-2:]) if words else "Settings"
+    return _title_place(title)
+
+
+# Where a title's object ends: a purpose or manner ("Rename music files using metadata", "… with nothing").
+_TITLE_TAIL = re.compile(r"\s+(?:using|with|without|by|for|from|to|so|when|if|while)\s.*$", re.IGNORECASE)
+_NOT_PLACE = frozenset("a an the your my our their its this that these those how to do i what why which in on at of "
+                       "and or".split())
+
+
+def _title_place(title: str) -> str:
+    """The thing a title works on, as a place the settings live ("Survive in the woods" → 'woods').
+
+    The last words of the title's object, before any purpose or manner clause, without articles or
+    prepositions; 'Settings' when nothing is left.
+    """
+    head = _TITLE_TAIL.sub("", re.sub(r"^how (?:to|do i)\s+", "", title.strip(), flags=re.IGNORECASE))
+    words = [w for w in tokens(head) if w[:1].isalpha()]
+    if words and words[0].lower() in VERBS:
+        words = words[1:]  # the title's verb; "Templates for …" has none
+    tail: list[str] = []
+    for w in reversed(words):
+        if w.lower() in _NOT_PLACE:
+            break
+        tail.insert(0, w)
+    return " ".join(tail[-2:]) if tail else "Settings"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -316,11 +340,11 @@ def _settings_capability(b: Build, step: Step, gestures: list[Step], target: tup
     fld, schema, gold = _setting_param(step)
     param = fld
     if target is None:
-        entity, key, where = b.settings, None, f"the {b.panel} settings"
+        entity, key, where = b.settings, None, f"in the {settings_words(b.panel)}"
         b.entity(entity, "panel", {fld: schema})
     else:
         entity, key = target
-        where = f"the chosen {entity.replace('_', ' ')}"
+        where = f"of the chosen {entity.replace('_', ' ')}"
         b.entity(entity, key, {fld: schema})
     params: dict[str, dict[str, Any]] = {}
     required: list[str] = []
@@ -334,10 +358,37 @@ def _settings_capability(b: Build, step: Step, gestures: list[Step], target: tup
         golds[param] = gold
     verb = "set"
     name = b.unique(snake([verb, *fld.split("_")])[:56])
-    desc = f"Change {fld.replace('_', ' ')} in {where}. Text: {step.draft.step.rstrip('.')}.{_ui_path(gestures)}"
+    label = fld.replace("_", " ")
+    # The first sentence is a request a person could make (refinement asks with it): "Turn hot corner on or
+    # off in the Multitasking settings", "Change the short name of the chosen printer".
+    if schema.get("type") == "boolean":
+        what = f"Turn {label} on or off {where.replace('of the chosen', 'for the chosen')}"
+    else:
+        what = f"Change the {label} {where}"
+    desc = f"{what}. Text: {step.draft.step.rstrip('.')}.{_ui_path(gestures)}"
     effect = ToolEffect(kind="update", entity=entity, key=key, writes=[FieldWrite(field=fld, param=param)],
                         returns=[fld], requires_session=bool(b.session_tool))
     b.caps.append(Capability(name, desc[:600], effect, params, required, golds, [step.index]))
+
+
+def settings_words(panel: str) -> str:
+    """'Sound settings'; a panel already called settings ('Settings') is not 'Settings settings'."""
+    return panel if panel.lower().endswith("settings") else f"{panel} settings"
+
+
+# How a commit reads as a request, by the effect it has: "Print the document", "Book a room", "Resize the
+# chosen disk" — a verb and its object, never the button's label and the page ("Rename button in …").
+def _commit_phrase(word: str, kind: str, entity: str) -> str:
+    noun = entity.replace("_", " ")
+    fixed = {"print": "Print the document", "connect": "Connect to a server", "install": "Install a package"}
+    if word in fixed:
+        return fixed[word]
+    verb = word.capitalize()
+    if kind == "create":
+        return f"{verb} {'an' if noun[:1] in 'aeiou' else 'a'} {noun}" if noun != word else verb
+    if kind in ("update", "delete"):
+        return f"{verb} the chosen {noun}" if not noun.endswith("settings") else f"{verb} in the {noun}"
+    return f"{verb} the {noun}"
 
 
 def _commit_capability(b: Build, commit: Step, pending: list[Step], gestures: list[Step],
@@ -370,7 +421,7 @@ def _commit_capability(b: Build, commit: Step, pending: list[Step], gestures: li
         params[pick_key] = {"type": "string", "description": f"Which {noun} to add."}
         fields[pick_key] = params[pick_key]
     if kind == "create":
-        entity = made if made != "item" else (_noun_of(pick_key) if pick_key else snake(obj_words[-1:]) or "item")
+        entity = made if made != "item" else (_noun_of(pick_key) if pick_key else singular(snake(obj_words[-1:])) or "item")
         key = pick_key or None
         ent_key = pick_key or f"{entity}_id"
         b.entity(entity, ent_key, fields)
@@ -407,11 +458,11 @@ def _commit_capability(b: Build, commit: Step, pending: list[Step], gestures: li
         return
     name = b.unique(name[:56])
     text_steps = "; ".join(s.draft.step.rstrip(".") for s in [*pending, commit])
-    desc = f"{commit.label} in {b.panel}. Text: {text_steps}.{_ui_path(gestures)}"
+    desc = f"{_commit_phrase(word, kind, entity)} ({b.panel}). Text: {text_steps}.{_ui_path(gestures)}"
     b.caps.append(Capability(name, desc[:600], effect, params, list(params), golds, folded))
 
 
-_NAME_STOPS = frozenset("named called in on to for from with at into by as".split())
+_NAME_STOPS = frozenset("named called in on to for from with at into by as him her them it me us you".split())
 
 
 def _made_noun(draft: ToolDraft) -> str:
@@ -476,7 +527,7 @@ def _reads(b: Build) -> list[Capability]:
     for ent in b.entities.values():
         if ent.name == b.settings:
             name = f"get_{ent.name}"
-            desc = f"Show the current {b.panel} settings (every field)."
+            desc = f"Show the current {settings_words(b.panel)} (every field)."
         else:
             name = f"list_{plural(ent.name)}"
             desc = f"List the {ent.name.replace('_', ' ')} records with their fields."
@@ -534,7 +585,7 @@ def _policy(b: Build, text: str) -> None:
                 break
     if b.session_tool:
         writes = [c.name for c in b.caps if c.effect.requires_session]
-        b.rules.insert(0, Rule(id="r0", text=f"Unlock the {b.panel} settings with the user's password "
+        b.rules.insert(0, Rule(id="r0", text=f"Unlock the {settings_words(b.panel)} with the user's password "
                                "before changing anything.", strength="must", tools=writes))
 
 
@@ -654,7 +705,7 @@ def build_environment(drafts: list[ToolDraft], text: str, title: str, *, alterna
     """The environment fields (tools, effects, entities, initial_state, policy, execution_graph) for a page."""
     steps = [classify(d, i, alternatives) for i, d in enumerate(drafts)]
     panel = _panel(steps, title)
-    b = Build(text=text, panel=panel, settings=f"{snake(tokens(panel))[:40] or 'app'}_settings")
+    b = Build(text=text, panel=panel, settings=snake(tokens(settings_words(panel)))[:49] or "app_settings")
     pending: list[Step] = []
     gestures: list[Step] = []
     target: tuple[str, str] | None = None
@@ -666,7 +717,7 @@ def build_environment(drafts: list[ToolDraft], text: str, title: str, *, alterna
         elif s.role == "session":
             b.session_tool = "unlock_settings"
             b.caps.append(Capability(
-                "unlock_settings", f"Unlock the {panel} settings with the user's password (administrator "
+                "unlock_settings", f"Unlock the {settings_words(panel)} with the user's password (administrator "
                 f"rights). Text: {s.draft.step.rstrip('.')}.",
                 ToolEffect(kind="session", returns=["status"]),
                 {"password": {"type": "string", "description": "The user's password."}}, ["password"], {},
@@ -686,6 +737,9 @@ def build_environment(drafts: list[ToolDraft], text: str, title: str, *, alterna
             if s.verb in COMMIT_KINDS and COMMIT_KINDS[s.verb][0] == s.role:
                 word = s.verb  # "Create a folder" is create_folder, not add
             noun = _made_noun(s.draft) if s.role == "create" and not s.draft.params else ""
+            if s.role == "create" and not s.draft.params and not noun:
+                gestures.append(s)  # "Make it a point to …", "Make him create …": nothing is made
+                continue
             commit = Step(s.draft, s.index, "commit", s.verb, f"{word.capitalize()} {noun}".strip())
             _commit_capability(b, commit, [*pending, *([s] if s.draft.params else [])], gestures, target)
             pending, gestures = [], []

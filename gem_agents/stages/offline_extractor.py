@@ -74,7 +74,11 @@ STOP_WORDS = frozenset("""
 of you it they we he she i and or then to so until when if by from in on into onto with under for at over
 through before after while using via as which that who where because than but next again instead there here
 is are be will can
+above below beside behind near inside outside across along around between among against toward towards without
+within underneath beneath except during per upon
 """.split())
+# Words an object phrase never starts or ends on: "Make him create …" names no object.
+PRONOUNS = frozenset("him her them me us it you yourself itself themselves others".split())
 LEADING_PREPS = frozenset("on to for at in into".split())  # "click on X", "go to X", "look for X"
 PARTICLES = frozenset("up down in out on off over back".split())
 WH_WORDS = frozenset("what how why where when whether which".split())
@@ -390,6 +394,8 @@ def _object(rest: str) -> tuple[list[str], list[str], bool, str]:
     i = 0
     if toks and toks[0].lower() in LEADING_PREPS:
         i = 1
+    elif len(toks) > 1 and toks[0].lower() in PARTICLES and toks[1].lower() in DETERMINERS:
+        i = 1  # "Set up your kit": the particle belongs to the verb, the object follows
     words: list[str] = []
     label: list[str] = []
     choice = False
@@ -430,8 +436,20 @@ def _object(rest: str) -> tuple[list[str], list[str], bool, str]:
     while i < len(toks):
         t = toks[i]
         low = t.lower()
+        nxt = toks[i + 1].lower() if i + 1 < len(toks) else ""
+        if t == "," and len(words) == 1 and _adjective_series(toks[i + 1:]):
+            i += 1  # "a small, dry material": the adjectives qualify the noun that follows
+            continue
         if not t[:1].isalnum():
             break
+        if low in PRONOUNS:
+            break  # "Make him create …": no object noun
+        if low in ("or", "and") and words and _participle(words[-1]) and nxt[:1].isalpha():
+            i += 1  # "any grated or sliced cheese"
+            continue
+        if words and _participle(low) and (nxt in DETERMINERS or nxt in STOP_WORDS or not nxt[:1].isalnum()
+                                           or toks[i + 1][:1].isupper()):
+            break  # "the disk containing the filesystem": a clause about the noun, not the noun
         if low in STOP_WORDS:
             if low == "of" and words and words[-1].lower() in GENERIC_HEADS and i + 1 < len(toks):
                 # "the name of the city" → city_name
@@ -464,6 +482,29 @@ def _object(rest: str) -> tuple[list[str], list[str], bool, str]:
     if re.match(r"^(?:which|that|you|from the list|of your choice)", tail):
         choice = True
     return words, label, choice, amount
+
+
+ING_NOUNS = frozenset("setting settings building meeting recording string thing ring spring heading listing drawing "
+                      "painting wedding morning evening ceiling pudding sharing clothing lighting bedding filling "
+                      "topping icing frosting dressing seasoning opening ending beginning warning".split())
+
+
+def _participle(word: str) -> bool:
+    """An -ing or -ed verb form that qualifies a noun ("containing", "grated"), not a noun ("setting")."""
+    w = word.lower()
+    if w in ING_NOUNS or len(w) < 5:
+        return False
+    return w.endswith("ing") or (w.endswith("ed") and not w.endswith(("eed", "ied")))
+
+
+def _adjective_series(toks: list[str]) -> bool:
+    """After a comma: more plain words before the phrase ends ("dry material to use"), not a list item."""
+    plain = 0
+    for t in toks:
+        if not t[:1].isalpha() or t.lower() in STOP_WORDS or t.lower() in DETERMINERS:
+            break
+        plain += 1
+    return plain >= 2
 
 
 def _name(verb: str, words: list[str], limit: int = 3) -> str:
@@ -544,12 +585,16 @@ def _labels_in(sentence: str) -> list[list[str]]:
 
 
 def _param_key(words: list[str]) -> str:
-    """`city` → city_name, `account type` → account_type (a generic head keeps its noun)."""
+    """`city` → city_name, `account type` → account_type, `files` → file_name (a generic head keeps its noun).
+
+    A plural names one record by its singular: "Select the files" asks for a file's name, and a person
+    says "the file name", never "the files name".
+    """
     if len(words) >= 2 and words[-1].lower() in GENERIC_HEADS:
-        return snake(words[-2:])
+        return snake([singular(words[-2].lower()), words[-1]])
     if words and words[-1].lower() in GENERIC_HEADS:
         return snake(words[-1:])
-    return f"{snake(words[-1:]) or 'item'}_name"
+    return f"{singular(snake(words[-1:])) or 'item'}_name"
 
 
 CHOICE_VERBS = frozenset({"select", "remove", "delete", "find", "search", "open", "set", "change", "check",

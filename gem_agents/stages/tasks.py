@@ -269,7 +269,12 @@ def _goal(title: str) -> str:
         t = re.sub(r"^how (?:do i|to)\s+", "", t, flags=re.IGNORECASE)  # "How to how to hack" → hack
         first = t.split()[0].lower() if t else ""
     t = re.sub(r"\byour\b", "my", re.sub(r"\bYour\b", "My", t))  # the page speaks to the user; the user speaks
-    if first.endswith("ing") or first in ("a", "an", "the"):
+    from gem_agents.stages.offline_extractor import VERBS
+
+    # A title that names a thing rather than an action ("Templates for commonly-used document types",
+    # "Printing a booklet") is no verb phrase after "I want to".
+    plural_noun = first.endswith("s") and not first.endswith("ss") and first not in VERBS
+    if first.endswith("ing") or first in ("a", "an", "the") or plural_noun:
         return f"sort out {t[:1].lower() + t[1:]}"
     return t[:1].lower() + t[1:]
 
@@ -398,7 +403,8 @@ def _lookup_task(workflow: Workflow, text: str, n: int, seed: int) -> Task | Non
             if reader is None:
                 continue
             label = fld.replace("_", " ")
-            instruction = (f"{OPENERS[rng.randrange(len(OPENERS))]} before I change anything in "
+            where = "in" if ent.key == "panel" else "for"  # "in Multitasking", "for kim"
+            instruction = (f"{OPENERS[rng.randrange(len(OPENERS))]} before I change anything {where} "
                            f"{rec.values.get(ent.key, workflow.title)}, what is the {label} set to right now?")
             return Task(id=f"{workflow.id}:o{n}", env_id=workflow.id, instruction=instruction,
                         persona=PERSONAS[rng.randrange(len(PERSONAS))], unknown_info=[f"the current {label}"],

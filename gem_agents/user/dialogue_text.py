@@ -99,11 +99,15 @@ def find_fact(texts: list[str], key: str) -> str | None:
     sentence = re.compile(rf"\b(?:my|the)\s+{shown}\s+(?:is|are)\s+(.+?)(?:,\s+(?:and\s+)?(?:my|the|turn)\s|[.;](?:\s|$)|$)",
                           re.IGNORECASE | re.MULTILINE)
     # "turn Bluetooth on", "switch the Automatic Login switch to on", "turn off Wi-Fi".
-    switch = re.compile(rf"\b(?:turn|switch|set)(?:ed)?\s+(?:my\s+|the\s+)?{shown}(?:\s+switch)?\s+(?:to\s+)?(on|off)\b",
+    # "turn X on or off" names the switch, not a state: no fact.
+    state = r"(on|off)\b(?!\s+or\s+(?:on|off)\b)"
+    switch = re.compile(rf"\b(?:turn|switch|set)(?:ed)?\s+(?:my\s+|the\s+)?{shown}(?:\s+switch)?\s+(?:to\s+)?{state}",
                         re.IGNORECASE)
-    switch_first = re.compile(rf"\b(?:turn|switch)(?:ed)?\s+(on|off)\s+(?:my\s+|the\s+)?{shown}\b", re.IGNORECASE)
+    switch_first = re.compile(rf"\b(?:turn|switch)(?:ed)?\s+{state}\s+(?:my\s+|the\s+)?{shown}\b", re.IGNORECASE)
+    # "I'd like Bluetooth turned off", "with hot corner switched on" (the scripted user's own phrasing).
+    switched = re.compile(rf"\b{shown}(?:\s+switch)?\s+(?:turned|switched|set)\s+(?:to\s+)?{state}", re.IGNORECASE)
     for text in reversed(texts):
-        hits = [(m.start(), m.group(1)) for p in (line, sentence, switch, switch_first)
+        hits = [(m.start(), m.group(1)) for p in (line, sentence, switch, switch_first, switched)
                 for m in p.finditer(text or "")]
         if hits:
             return max(hits)[1].strip()

@@ -32,6 +32,35 @@ NO_INFO = ["Sorry, I don't have that information. Please go ahead with what I ga
            "No idea, sorry — please use what I already gave you."]
 GO_AHEAD = ["Yes, please go ahead.", "Yes, do it.", "Sounds good, go ahead.", "Yes please."]
 CLOSINGS = ["Thanks, that's all I needed!", "Great, thank you — that's everything.", "Perfect, thanks for your help!"]
+# An assistant that said nothing is asked again, once; a person does not thank an empty reply.
+REASK = ["Sorry, did you get my message? ", "Hello? I'm still waiting for an answer. "]
+GIVE_UP = "I still have no answer, so I'll leave it for now."
+
+
+def unanswered(view_messages: list[dict[str, Any]]) -> bool:
+    """True when the assistant said nothing since the user's last line (the user's own view, roles flipped).
+
+    An empty reply never reaches the user's view, so the user's own line is still the last one; a reply
+    with no word in it ("…") is no answer either.
+    """
+    if not view_messages:
+        return False
+    last = view_messages[-1]
+    if last.get("role") == "assistant":
+        return True
+    return last.get("role") == "user" and not re.search(r"\w", str(last.get("content") or ""))
+
+
+def reask(view_messages: list[dict[str, Any]]) -> tuple[str, bool]:
+    """(text, stop) for a user whose last line went unanswered: that line again, or, asked once, the end."""
+    mine = [str(m.get("content") or "") for m in view_messages if m.get("role") == "assistant"]
+    if not mine:
+        return "", False
+    if mine[-1].startswith(tuple(REASK)):
+        return GIVE_UP, True
+    line = re.sub(r"^\W*(?:hi|hello|hey|good (?:morning|afternoon|evening)|greetings)\b[^,.!?—]{0,12}[,.!?—]+\s*", "",
+                  mine[-1], flags=re.IGNORECASE)
+    return REASK[len(mine) % len(REASK)] + (line[:1].upper() + line[1:]), False
 
 
 def _said(view: RoleView) -> list[str]:
@@ -172,6 +201,10 @@ async def scripted_user(view: RoleView) -> dict[str, Any]:
     said = _said(view)
     if not said:
         return {"role": "user", "content": goal_message(scenario, 0, said)}
+    if unanswered(view.messages):
+        text, stop = reask(view.messages)
+        if text:
+            return {"role": "user", "content": f"{text} {STOP_TOKEN}" if stop else text, **({"stop": True} if stop else {})}
     last = view.messages[-1]
     reply = str(last.get("content") or "") if last.get("role") == "user" else ""
     asked = answer_keys(reply, scenario, max(goals_stated(scenario, said) - 1, 0))
