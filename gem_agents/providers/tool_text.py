@@ -18,6 +18,9 @@ import regex
 _BLOCK = regex.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", regex.S)
 _NAME = regex.compile(r'"name"\s*:\s*"([^"]+)"')
 _FENCE = regex.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", regex.S)
+# Tags a small model invents around its calls (the 1.5B wrote `<tools> {…} {…} </tools>`); their body is
+# read like a fence's.
+_WRAP = regex.compile(r"<(tools|tool_calls|functions|function_calls|function_call)>\s*(.*?)\s*</\1>", regex.S)
 
 
 def _call_id(index: int, body: str) -> str:
@@ -92,7 +95,7 @@ def parse_tool_text(text: str, tool_names: list[str] | None = None) -> dict[str,
     """An assistant message from generated text, with its tool calls parsed leniently.
 
     Accepted, in this order: `<tool_call>` blocks (the template's format); fenced JSON blocks
-    (```json …```) holding `{"name", "arguments"}` objects; the whole answer being such an object,
+    (```json …```) or invented wrapper tags (`<tools>…</tools>`) holding `{"name", "arguments"}` objects; the whole answer being such an object,
     a list of them, or several of them one after another (commas or newlines between). Small models write the last two although the template asks for the first.
     Fenced or bare JSON counts as a call only when its name is a bound tool (when names are given),
     so a JSON example written for the user stays text.
@@ -109,9 +112,10 @@ def parse_tool_text(text: str, tool_names: list[str] | None = None) -> dict[str,
         return msg
     bodies: list[str] = []
     kept = text
-    for fence in _FENCE.finditer(text):
-        found = _json_calls(fence.group(1), names)
-        if found:
+    for fence in [*_FENCE.finditer(text), *_WRAP.finditer(text)]:
+        inner = fence.group(fence.re.groups)
+        found = _json_calls(inner, names) or _json_sequence(inner, names)
+        if found and fence.group(0) in kept:
             bodies += found
             kept = kept.replace(fence.group(0), "", 1)
     if not bodies:

@@ -55,6 +55,19 @@ def test_calls_written_one_after_another_are_all_parsed_and_a_cut_off_tail_is_dr
     assert "tool_calls" not in parse_tool_text(mixed, NAMES)
 
 
+def test_calls_inside_a_tag_the_model_invented_are_parsed():
+    # the 1.5B as the assistant in the embedded funnel (2026-12-02): `<tools> {…} {…} </tools>`, not `<tool_call>`
+    text = ('<tools>\n{"name": "get_order", "arguments": {"order_id": "A1"}}\n'
+            '{"name": "cancel_order", "arguments": {"order_id": "A1"}}\n</tools>')
+    msg = parse_tool_text(text, NAMES)
+    assert _calls(msg) == [("get_order", {"order_id": "A1"}), ("cancel_order", {"order_id": "A1"})]
+    assert msg["content"] == ""
+    one = parse_tool_text('Sure.\n<function_call>{"name": "get_order", "arguments": {"order_id": "B2"}}</function_call>',
+                          NAMES)
+    assert _calls(one) == [("get_order", {"order_id": "B2"})] and one["content"] == "Sure."
+    assert "tool_calls" not in parse_tool_text('<tools>{"name": "rm_rf", "arguments": {}}</tools>', NAMES)
+
+
 def _converts(schema: dict) -> str:
     constraints = pytest.importorskip("llama_cpp_py_sync.constraints")
     return constraints.response_format_to_grammar({"type": "json_schema", "json_schema": {"schema": schema}})
