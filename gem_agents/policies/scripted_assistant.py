@@ -204,8 +204,10 @@ def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
     effect = scenario.workflow.effects.get(tool)
     what = humanize(tool)
     target = str(args[effect.key]) if effect and effect.key and effect.key in args else ""
-    if effect is None:
-        return f"I ran {what}"
+    if effect is None:  # no declared effect (a bundled example): the tool's own verb, else its name
+        verb = tool.split("_", 1)[0].lower()
+        past = PAST.get(verb) or {"update": "updated", "change": "changed", "set": "set", "get": "got"}.get(verb)
+        return f"I {past} the {humanize(tool.split('_', 1)[1])}" if past and "_" in tool else f"I ran {what}"
     entity = humanize(effect.entity) if effect.entity else "record"
     on = f" for {target}" if target else ""
     verb = tool.split("_", 1)[0].lower()
@@ -263,6 +265,8 @@ def _is(key: str, value: Any) -> str:
     """A field's value as a clause: 'the account type is Standard', 'media sharing is on'."""
     if isinstance(value, bool):
         return f"{humanize(key)} {be(key)} {'on' if value else 'off'}"
+    if isinstance(value, int | float) and be(key) == "are":  # a count: "it has 64 lines", not "the lines are 64"
+        return f"it has {value} {humanize(key)}"
     return f"the {humanize(key)} {be(key)} {value}"
 
 
@@ -340,9 +344,11 @@ def _summary(scenario: Scenario, prog: Progress, goal: int, messages: list[dict[
     did = _did(scenario, call.tool, call.arguments) if call else "it is done"
     # What changed is said in `did`; the result adds only what the user did not say and `did` does not
     # (a new record's id), never every field back ("include: …; layout: …; orientation: …").
-    given = {_shown(v).lower() for v in (call.arguments.values() if call else [])}
+    # Values the user typed are not read back; values a tool made (an id passed on from an earlier result) are.
+    said = " ".join(_user_texts(messages)).lower()
     facts = ", and the ".join(f"{humanize(k)} {be(k)} {v}" for k, v in _scalars(result, limit=8)
-                              if k != "panel" and str(v).lower() not in given and str(v).lower() not in did.lower())
+                              if k not in ("panel", "last_action") and str(v).lower() not in said
+                              and str(v).lower() not in did.lower())
     text = _pick(DONE, scenario, messages).format(did=did)
     if facts:
         text += " " + _pick(RESULT, scenario, messages).format(facts=facts)

@@ -116,7 +116,9 @@ def _button_label(step_text: str) -> str:
     """The button a click names ("Click Print." → 'Print', "Confirm … by clicking Resize" → 'Resize')."""
     m = re.search(r"\b(?i:click(?:ing)?|press(?:ing)?|tap(?:ping)?|select|choose|pick)\s+(?:on\s+)?(?:the\s+)?"
                   r"([A-Z][\w…]*(?:\s+(?:to\s+)?[A-Z]?[a-z]+)?)", step_text)
-    return m.group(1).rstrip("…").strip() if m else ""
+    label = m.group(1).rstrip("…").strip() if m else ""
+    # "Click the Rename button": the button is called Rename.
+    return re.sub(r"\s+(?:button|tab|menu|icon|link|switch|checkbox)$", "", label, flags=re.IGNORECASE)
 
 
 def classify(draft: ToolDraft, index: int, alternatives: bool) -> Step:

@@ -92,6 +92,14 @@ def say_facts(facts: dict[str, Any], variant: int = 0) -> str:
     return MANY_FACTS[variant % len(MANY_FACTS)] + "\n" + fact_lines(facts)
 
 
+def _a_checkbox(m: re.Match[str]) -> bool:
+    """A tick verb that sets a checkbox: it names one ("… checkbox"), is a tick verb, or "check" a UI label
+    ("check Reverse"), never "check the account type" or "select the device"."""
+    verb = m.group(1).lower()
+    label = m.group(0)[len(m.group(1)):].strip().removeprefix("the ").strip()
+    return bool(m.group(2)) or verb in ("tick", "untick", "uncheck") or (verb == "check" and label[:1].isupper())
+
+
 def find_fact(texts: list[str], key: str) -> str | None:
     """The latest raw value given for `key` in `texts` (newest last): a `- key: value` line or a sentence."""
     shown = re.escape(humanize(key))
@@ -106,9 +114,17 @@ def find_fact(texts: list[str], key: str) -> str | None:
     switch_first = re.compile(rf"\b(?:turn|switch)(?:ed)?\s+{state}\s+(?:my\s+|the\s+)?{shown}\b", re.IGNORECASE)
     # "I'd like Bluetooth turned off", "with hot corner switched on" (the scripted user's own phrasing).
     switched = re.compile(rf"\b{shown}(?:\s+switch)?\s+(?:turned|switched|set)\s+(?:to\s+)?{state}", re.IGNORECASE)
+    # "Select the Use Printer by Default checkbox", "check Reverse", "uncheck Hot Corner": a checkbox's state
+    # is the verb's (a word may stand between the key's words: "use printer *by* default").
+    loose = r"(?:\s+\w+)?\s+".join(re.escape(w) for w in humanize(key).split())
+    ticked = re.compile(rf"\b(select|check|tick|enable|uncheck|untick|clear|disable)\s+(?:the\s+)?{loose}"
+                        rf"(?:\s+(checkbox|check box|option|switch))?\b", re.IGNORECASE)
     for text in reversed(texts):
         hits = [(m.start(), m.group(1)) for p in (line, sentence, switch, switch_first, switched)
                 for m in p.finditer(text or "")]
+        hits += [(m.start(), "off" if m.group(1).lower() in ("uncheck", "untick", "clear", "disable") else "on")
+                 for m in ticked.finditer(text or "")
+                 if _a_checkbox(m)]
         if hits:
             return max(hits)[1].strip()
     return None

@@ -193,6 +193,27 @@ def test_switch_phrasings_are_read_and_on_or_off_is_no_fact():
     assert find_fact(["Keep hot corner switched on, please."], "hot_corner") == "on"
     assert find_fact(["Could you turn connection on or off for the chosen device?"], "connection") is None
     assert find_fact(["Could you turn connection on or off for it? Turn connection off."], "connection") == "off"
+    # A checkbox the request names is a stated switch; "check the account type" states nothing.
+    assert find_fact(["Please select the Use Printer by Default checkbox."], "use_printer_default") == "on"
+    assert find_fact(["In the General tab, under Copies, check Reverse."], "reverse") == "on"
+    assert find_fact(["Could you check the account type for kim?"], "account_type") is None
+
+
+RENAME = """# Rename music files
+1. Open Files.
+2. Select each item to place it into the filename template in the order you want.
+3. Click the Rename button to apply the pattern.
+"""
+
+
+def test_a_button_press_is_said_by_its_verb_not_read_back():
+    wf = _env(RENAME, "rename")
+    tool = next(t for t in wf.tools if t.name.startswith("rename_"))
+    assert all("button" not in str(w.value or "").lower() for w in wf.effects[tool.name].writes)
+    tasks, _ = write_tasks_offline(wf, RENAME, k=1)
+    traj = rollout(scenario_from_task(wf, tasks[0], 0))
+    done = next(line for line in _assistant_lines(traj) if "renamed" in line)
+    assert "last action" not in done.lower(), done
 
 
 SCREEN_EDGES = """# Enable or disable window resizing at screen edges
