@@ -572,6 +572,13 @@ def procedure_task(workflow: Workflow, text: str, seed: int = 0) -> Task | None:
     opener = OPENERS[rng.randrange(len(OPENERS))]
     goal = f"I want to {purpose}." if purpose else "I need help with the steps of this guide."
     instruction = " ".join(x for x in (opener, goal, facts) if x)
+    # A step the goal does not name ("Switch Media Sharing to on" under "Share your music"): the user quotes it.
+    for action in walk.actions:
+        probe = Task(id="probe", env_id=workflow.id, instruction=instruction, gold_actions=[action])
+        spec = workflow.tool(action.tool)
+        step = _step_text(spec.description if spec else "").split("; ")[0]
+        if step and unrelated_write(instruction, probe, workflow) is not None:
+            instruction += f" The guide says: \"{step}.\""
     unknown = [f"the {workflow.effects[a.tool].entity.replace('_', ' ')} the assistant creates"
                for a in walk.actions if workflow.effects[a.tool].kind == "create"]
     if any(i.withhold for i in known):
@@ -600,8 +607,7 @@ def write_tasks_offline(workflow: Workflow, text: str, *, k: int = 3, seed: int 
     if whole is not None:
         # The text's whole procedure first: with one task per environment, that is the one simulated.
         tasks.append(whole)
-    # Candidates beyond k stand in for the ones the whole procedure already covers (dropped below).
-    for n in range(max(len(writes), 1) * 2 if whole is not None else min(k, max(len(writes), 1) * 2)):
+    for n in range(min(k, max(len(writes), 1) * 2)):
         if not writes:
             break
         if n >= len(writes) and n == len(writes):
@@ -609,14 +615,13 @@ def write_tasks_offline(workflow: Workflow, text: str, *, k: int = 3, seed: int 
             if lookup is not None:
                 tasks.append(lookup)
                 continue
+        if whole is not None and _needs_made_record(workflow, writes[n % len(writes)]):
+            continue  # "send the invitation" alone has no booking to send it for: only the whole procedure does
         tasks.append(_offline_task(workflow, text, writes[n % len(writes)], n, seed + n // len(writes)))
     seen: set[str] = set()
     unique = []
-    covered = _written(workflow, whole) if whole is not None and tasks and tasks[0] is whole else None
     for t in tasks:
         sig = json.dumps([a.model_dump() for a in t.gold_actions], sort_keys=True, default=str)
-        if t is not whole and covered is not None and _written(workflow, t) == covered:
-            continue  # the same writes as the whole procedure, one step of it: a near-duplicate
         if sig not in seen:
             seen.add(sig)
             unique.append(t)
@@ -624,10 +629,14 @@ def write_tasks_offline(workflow: Workflow, text: str, *, k: int = 3, seed: int 
     return valid, [*whole_rejected, *rejected]
 
 
-def _written(workflow: Workflow, task: Task) -> frozenset[str]:
-    """The tools a task changes something with (sign-in aside)."""
-    return frozenset(a.tool for a in task.gold_actions
-                     if (e := workflow.effects.get(a.tool)) is not None and e.kind not in ("read", "session", "compute"))
+def _needs_made_record(workflow: Workflow, tool: str) -> bool:
+    """A tool that names, by its id, a record of a kind the initial state has none of (a booking made earlier)."""
+    spec = workflow.tool(tool)
+    have = {r.entity for r in workflow.initial_state}
+    return spec is not None and any(p == f"{e.name}_id" and e.name not in have for p in spec.properties
+                                    for e in workflow.entities)
+
+
 
 
 # ---------------------------------------------------------------------------------------------------------

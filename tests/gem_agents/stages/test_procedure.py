@@ -155,11 +155,13 @@ def test_the_booking_task_chains_the_booking_id_and_asks_for_the_password():
     assert search["date"] == book["date"]  # the booking is for the day searched
 
 
-def test_one_step_tasks_that_repeat_the_procedures_writes_are_dropped():
-    w, text = env("share_a_printer.md")
-    tasks, _ = write_tasks_offline(w, text, k=3)
-    assert tasks[0].meta.get("procedure")
-    assert not any([a.tool for a in t.gold_actions] == ["apply_sharing_settings"] for t in tasks[1:])
+def test_the_one_step_tasks_follow_the_whole_procedure():
+    w, text = env("book_a_meeting_room.md")
+    tasks, rejected = write_tasks_offline(w, text, k=3)
+    assert tasks[0].meta.get("procedure") and not any(t.meta.get("procedure") for t in tasks[1:])
+    assert len(tasks) >= 2 and all(len(t.gold_actions) <= 2 for t in tasks[1:])
+    # "Send the invitation" alone has no booking to send it for: no such one-step task is written, none rejected.
+    assert rejected == [] and not any(t.gold_actions[-1].tool == "send_invitation" for t in tasks[1:])
 
 
 def test_alternatives_get_no_procedure_task():
@@ -170,3 +172,15 @@ def test_alternatives_get_no_procedure_task():
     assert res.workflow is not None
     assert sum(e.kind != "read" for e in res.workflow.effects.values()) >= 2  # two writes, each an alternative
     assert procedure_task(res.workflow, page) is None
+
+
+def test_a_model_revision_cannot_drop_the_sign_in_the_later_writes_require():
+    from gem_agents.stages.draft_revise import apply_revision, validate_revision
+
+    w, text = env("book_a_meeting_room.md")
+    answer = {"title": w.title, "tools": [{"draft": t.name, "name": t.name, "description": t.description,
+                                           "real_tool": t.name != "log_in"} for t in w.tools]}
+    data, problems = apply_revision(w, answer)
+    assert problems == [] and "log_in" in [t["name"] for t in data["tools"]]
+    revised, errs = validate_revision(data, Document(id=w.id, text=text))
+    assert revised is not None, errs
