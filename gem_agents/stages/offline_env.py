@@ -15,6 +15,14 @@ service would do. This module turns the drafts into the environment spec (enviro
   that picks a record from a list ("Select the device … from the list") makes the following changes
   act on that record (`key`); Add/Create are `create`, Remove/Delete are `delete`, Unlock with a
   password is a `session` the later writes require; every entity gets a read tool.
+* **The procedure's own capabilities** (steps drafted with a `kind`, offline_extractor.procedure_draft):
+  "Log in to the portal" is a session tool every later write requires; "Search for rooms by building
+  and date" a search whose filters are fields of the records (a date is a condition carried to the
+  booking); "Book the room for your meeting time" a create that names the room; "Send the invitation
+  to the attendees" an outbound message about the record just made (its id); "Move the files to the
+  Archive folder" an update of where the picked record is; "Compress the Archive folder" an action that
+  leaves its mark (`compressed: true`); "Check the availability of the room" a read of that field.
+  Settings typed, selected or switched before Apply / Save changes are parameters of one commit tool.
 * **Policy** is the page's must/should sentences, plus the unlock requirement as a `must` rule. A rule
   stated as a condition on a record ("If your account type is Standard, you cannot change this
   setting") also becomes that record's field and a precondition of the tools that change it.
@@ -54,8 +62,16 @@ COMMIT_KINDS: dict[str, tuple[str, str]] = {
     "upload": ("create", "upload"), "rename": ("update", ""), "resize": ("update", ""),
     "format": ("update", ""), "remove": ("delete", ""), "delete": ("delete", ""), "empty": ("delete", ""),
     "disconnect": ("delete", ""), "sign": ("session", ""), "log": ("session", ""), "unlock": ("session", ""),
-    "book": ("create", "booking"), "reserve": ("create", "reservation"), "schedule": ("create", "appointment"),
 }
+LINE_PROGRAMS = frozenset("wc tail head cat nl less more".split())
+COMMIT_NAMES = {"print": "print_document", "connect": "connect_to_server", "install": "install_package"}
+SETTING_VERBS = frozenset("set select change adjust toggle enable disable switch turn type enter rename".split())
+CREATE_VERBS = frozenset("add create insert install register book upload download copy new make".split())
+DELETE_VERBS = frozenset("remove delete clear uninstall cancel erase discard empty disconnect".split())
+SEARCH_VERBS = frozenset("search find".split())
+# "Book the room for your meeting time" makes a booking (a record of its own that names the room).
+COMMIT_KINDS.update({"book": ("create", "booking"), "reserve": ("create", "reservation"),
+                     "schedule": ("create", "appointment")})
 # Buttons that commit what was typed, selected or switched before them: those settings are one capability.
 FOLD_BUTTONS = frozenset("apply save submit ok update".split())
 # A drafted step's `kind` (offline_extractor.procedure_draft) → its role here.
@@ -63,12 +79,6 @@ KIND_ROLES = {"session": "session", "search": "search_by", "create": "create", "
               "action": "action", "option": "setting", "check": "check"}
 # Search parameters that are conditions of what is done with the result, not fields of the records found.
 WHEN_WORDS = frozenset("date day time hour dates days times period duration slot".split())
-LINE_PROGRAMS = frozenset("wc tail head cat nl less more".split())
-COMMIT_NAMES = {"print": "print_document", "connect": "connect_to_server", "install": "install_package"}
-SETTING_VERBS = frozenset("set select change adjust toggle enable disable switch turn type enter rename".split())
-CREATE_VERBS = frozenset("add create insert install register book upload download copy new make".split())
-DELETE_VERBS = frozenset("remove delete clear uninstall cancel erase discard empty disconnect".split())
-SEARCH_VERBS = frozenset("search find".split())
 RULE_CUE = re.compile(r"\b(must|should|need to|needs to|have to|has to|required|requires|only|never|"
                       r"do not|don't|cannot|can't|make sure|at least|not recommended)\b", re.IGNORECASE)
 STRONG_CUE = re.compile(r"\b(must|need to|needs to|have to|has to|required|requires|never|do not|don't|"
@@ -387,6 +397,8 @@ def _commit_capability(b: Build, commit: Step, pending: list[Step], gestures: li
         fields[pick_key] = params[pick_key]
     if kind == "create":
         entity = made if made != "item" else (_noun_of(pick_key) if pick_key else snake(obj_words[-1:]) or "item")
+        key = pick_key or None
+        ent_key = pick_key or f"{entity}_id"
         if commit.draft.kind == "create" and target is not None and target[0] != entity:
             # "Book the room for your meeting time" after a search: the booking names the room it is for, and
             # carries the search's conditions (its date).
@@ -394,8 +406,6 @@ def _commit_capability(b: Build, commit: Step, pending: list[Step], gestures: li
             cond = {k: dict(v) for k, v in b.conditions.get(target[0], {}).items()}
             params = {**ref, **cond, **params}
             fields = {**ref, **cond, **fields}
-        key = pick_key or None
-        ent_key = pick_key or f"{entity}_id"
         b.entity(entity, ent_key, fields)
         b.made.append((entity, ent_key))
         writes = [FieldWrite(field=f, param=f) for f in fields]
@@ -432,7 +442,7 @@ def _commit_capability(b: Build, commit: Step, pending: list[Step], gestures: li
     else:
         return
     name = b.unique(name[:56])
-    text_steps = "; ".join(dict.fromkeys(s.draft.step.rstrip(".") for s in [*pending, commit]))
+    text_steps = "; ".join(s.draft.step.rstrip(".") for s in [*pending, commit])
     desc = f"{commit.label} in {b.panel}. Text: {text_steps}.{_ui_path(gestures)}"
     b.caps.append(Capability(name, desc[:600], effect, params, list(params), golds, folded))
 
@@ -733,8 +743,8 @@ def _policy(b: Build, text: str) -> None:
                 break
     if b.session_tool:
         writes = [c.name for c in b.caps if c.effect.requires_session]
-        text = b.session_rule or f"Unlock the {b.panel} settings with the user's password before changing anything."
-        b.rules.insert(0, Rule(id="r0", text=text, strength="must", tools=writes))
+        b.rules.insert(0, Rule(id="r0", text=f"Unlock the {b.panel} settings with the user's password "
+                               "before changing anything.", strength="must", tools=writes))
 
 
 def _current(b: Build, entity: str) -> tuple[dict[str, Any], dict[str, ValueSource]]:
@@ -931,7 +941,11 @@ def build_environment(drafts: list[ToolDraft], text: str, title: str, *, alterna
     reads = _reads(b)
     _state(b, alternatives)
     _policy(b, text)
+    if b.session_rule and b.rules and b.rules[0].id == "r0":
+        b.rules[0].text = b.session_rule  # "Sign in to the office portal …", not the panel's unlock
     _conditional_rules(b, reads)
+    for c in b.caps:  # a create step that is also its own commit is quoted once ("Text: Book the room …")
+        c.description = re.sub(r"(Text: )([^.;]+)(?:; \2)+(?=[.;])", r"\1\2", c.description)
     caps = [*reads, *b.caps]
     writes = [c.name for c in b.caps]
     graph = "(" + ", ".join(c.name for c in reads) + ")" if reads else ""

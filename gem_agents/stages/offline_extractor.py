@@ -11,6 +11,8 @@ failing those, runs of imperative lines — and turns each step into one tool:
 * parameters come from the values the text names: UI labels after select/choose (under the
   setting the step's leading clause names), quoted and inline values (`Type 4,1,2,3`), amounts
   in recipes, `{{placeholders}}` in tldr commands, and "the X you want" choices;
+* steps that name a capability beyond a setting (sign in, search by A and B, book X for a time, send X to
+  Y, move X to Y, compress X, an option from a drop-down list) carry a `kind` (`procedure_draft`);
 * the graph is the steps in order (a tldr page's examples are alternatives: one stage).
 
 A text the rules cannot turn into at least two steps is rejected with the reason, never

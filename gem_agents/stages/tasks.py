@@ -10,7 +10,9 @@ with a TaskRejection and never simulated.
 `write_tasks` asks a model (prompts/task.txt; JSON matching TASK_SCHEMA, one repair round with the
 rejections); `write_tasks_offline` is the deterministic stand-in: values from the environment's
 text-grounded state and parameter examples, instructions from the text's own step sentences and the
-title, held to the same checks and marked `offline`.
+title, held to the same checks and marked `offline`. Its first task is the text's whole procedure
+(`procedure_task`: the goal in the user's words, the calls in the execution graph's order), then one
+task per write.
 """
 
 from __future__ import annotations
@@ -560,7 +562,6 @@ def procedure_task(workflow: Workflow, text: str, seed: int = 0) -> Task | None:
         return None
     rng = random.Random(f"{workflow.id}|procedure|{seed}")
     walk = _Walk(workflow, text, rng)
-    # A search finds what the user wants: its filters are the chosen record's own values.
     for tool in order:
         if not walk.call(tool):
             return None
@@ -578,7 +579,7 @@ def procedure_task(workflow: Workflow, text: str, seed: int = 0) -> Task | None:
         spec = workflow.tool(action.tool)
         step = _step_text(spec.description if spec else "").split("; ")[0]
         if step and unrelated_write(instruction, probe, workflow) is not None:
-            instruction += f" The guide says: \"{step}.\""
+            instruction += f" The guide says: \"{as_user_words(step)}.\""
     unknown = [f"the {workflow.effects[a.tool].entity.replace('_', ' ')} the assistant creates"
                for a in walk.actions if workflow.effects[a.tool].kind == "create"]
     if any(i.withhold for i in known):
