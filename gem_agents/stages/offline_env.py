@@ -447,6 +447,24 @@ def _commit_capability(b: Build, commit: Step, pending: list[Step], gestures: li
     b.caps.append(Capability(name, desc[:600], effect, params, list(params), golds, folded))
 
 
+_NAME_STOPS = frozenset("named called in on to for from with at into by as".split())
+
+
+def _made_noun(draft: ToolDraft) -> str:
+    """What a bare create step makes, from its drafted name ("create_folder_named_archive" → folder)."""
+    words = []
+    for w in draft.name.split("_")[1:]:
+        if w in _NAME_STOPS:
+            break
+        words.append(w)
+    return words[-1] if words else ""
+
+
+def _pick_target(step: Step) -> tuple[str, str]:
+    key = next(iter(step.draft.params))
+    return _noun_of(key), key
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the procedure's capabilities beyond settings: sign in, search, check, send, move, act, and the settings a
 # commit button (Apply, Save changes) applies together
@@ -618,24 +636,6 @@ def _fold_capability(b: Build, button: Step, settings: list[Step], gestures: lis
                         requires_session=bool(b.session_tool))
     b.caps.append(Capability(name, desc[:600], effect, params, list(params), golds,
                              [*(st.index for st in settings), button.index]))
-
-
-_NAME_STOPS = frozenset("named called in on to for from with at into by as".split())
-
-
-def _made_noun(draft: ToolDraft) -> str:
-    """What a bare create step makes, from its drafted name ("create_folder_named_archive" → folder)."""
-    words = []
-    for w in draft.name.split("_")[1:]:
-        if w in _NAME_STOPS:
-            break
-        words.append(w)
-    return words[-1] if words else ""
-
-
-def _pick_target(step: Step) -> tuple[str, str]:
-    key = next(iter(step.draft.params))
-    return _noun_of(key), key
 
 
 def _command_capability(b: Build, step: Step) -> None:
