@@ -293,9 +293,11 @@ def args_for(ctx: RefineContext, tool: str, state: dict[str, Any], rng: random.R
             elif param in required and (param == "date" or param.endswith("_date")):
                 args[param] = f"2026-12-{rng.randrange(10, 28)}"  # a date the user would say, not "Date 79"
             elif param in required:
+                from tools_runtime.seeding import fake_value  # a value a person says, never "my folder name"
+
                 words = human(param)
                 args[param] = f"{words.title()} {rng.randrange(2, 99)}" if effect and effect.kind == "create" \
-                    else f"my {words}"
+                    else fake_value(param, schema, rng)
     return args
 
 

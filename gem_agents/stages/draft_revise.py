@@ -105,7 +105,8 @@ def apply_revision(draft: Workflow, answer: dict[str, Any]) -> tuple[dict[str, A
         if item is None:
             problems.append(f"tool '{t.name}' of the draft is missing from your answer")
             continue
-        if item.get("real_tool") is False:
+        session = (effect := draft.effects.get(t.name)) is not None and effect.kind == "session"
+        if item.get("real_tool") is False and not session:  # the sign-in stays: the later writes require it
             dropped.add(t.name)
             continue
         new = snake(str(item.get("name") or "").split())[:NAME_MAX].strip("_")

@@ -15,6 +15,14 @@ service would do. This module turns the drafts into the environment spec (enviro
   that picks a record from a list ("Select the device … from the list") makes the following changes
   act on that record (`key`); Add/Create are `create`, Remove/Delete are `delete`, Unlock with a
   password is a `session` the later writes require; every entity gets a read tool.
+* **The procedure's own capabilities** (steps drafted with a `kind`, offline_extractor.procedure_draft):
+  "Log in to the portal" is a session tool every later write requires; "Search for rooms by building
+  and date" a search whose filters are fields of the records (a date is a condition carried to the
+  booking); "Book the room for your meeting time" a create that names the room; "Send the invitation
+  to the attendees" an outbound message about the record just made (its id); "Move the files to the
+  Archive folder" an update of where the picked record is; "Compress the Archive folder" an action that
+  leaves its mark (`compressed: true`); "Check the availability of the room" a read of that field.
+  Settings typed, selected or switched before Apply / Save changes are parameters of one commit tool.
 * **Policy** is the page's must/should sentences, plus the unlock requirement as a `must` rule. A rule
   stated as a condition on a record ("If your account type is Standard, you cannot change this
   setting") also becomes that record's field and a precondition of the tools that change it.
@@ -62,6 +70,16 @@ SETTING_VERBS = frozenset("set select change adjust toggle enable disable switch
 CREATE_VERBS = frozenset("add create insert install register book upload download copy new make".split())
 DELETE_VERBS = frozenset("remove delete clear uninstall cancel erase discard empty disconnect".split())
 SEARCH_VERBS = frozenset("search find".split())
+# "Book the room for your meeting time" makes a booking (a record of its own that names the room).
+COMMIT_KINDS.update({"book": ("create", "booking"), "reserve": ("create", "reservation"),
+                     "schedule": ("create", "appointment")})
+# Buttons that commit what was typed, selected or switched before them: those settings are one capability.
+FOLD_BUTTONS = frozenset("apply save submit ok update".split())
+# A drafted step's `kind` (offline_extractor.procedure_draft) → its role here.
+KIND_ROLES = {"session": "session", "search": "search_by", "create": "create", "send": "send", "move": "move",
+              "action": "action", "option": "setting", "check": "check"}
+# Search parameters that are conditions of what is done with the result, not fields of the records found.
+WHEN_WORDS = frozenset("date day time hour dates days times period duration slot".split())
 RULE_CUE = re.compile(r"\b(must|should|need to|needs to|have to|has to|required|requires|only|never|"
                       r"do not|don't|cannot|can't|make sure|at least|not recommended)\b", re.IGNORECASE)
 STRONG_CUE = re.compile(r"\b(must|need to|needs to|have to|has to|required|requires|never|do not|don't|"
@@ -127,6 +145,8 @@ def classify(draft: ToolDraft, index: int, alternatives: bool) -> Step:
     params = draft.params
     if alternatives:
         return Step(draft, index, "command", verb)
+    if draft.kind in KIND_ROLES:
+        return Step(draft, index, KIND_ROLES[draft.kind], verb)
     if "password" in params and verb in ("unlock", "sign", "log"):
         return Step(draft, index, "session", verb)
     if verb in ("press", "click", "confirm", "use", "tap") and not params:
@@ -313,6 +333,12 @@ class Build:
     records: list[StateRecord] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
     session_tool: str = ""
+    session_rule: str = ""
+    # Per entity, per field: the values its records start with (record i takes value i, cycling).
+    fill: dict[str, dict[str, list[tuple[Any, str]]]] = field(default_factory=dict)
+    # Per searched entity: the search's conditions that are no field of it (the date of "by building and date").
+    conditions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    made: list[tuple[str, str]] = field(default_factory=list)  # (entity, key) of each record a create makes
 
     def entity(self, name: str, key: str, fields: dict[str, dict[str, Any]], description: str = "") -> Entity:
         """The entity `name`, created or widened with `fields`."""
@@ -426,11 +452,21 @@ def _commit_capability(b: Build, commit: Step, pending: list[Step], gestures: li
         entity = made if made != "item" else (_noun_of(pick_key) if pick_key else singular(snake(obj_words[-1:])) or "item")
         key = pick_key or None
         ent_key = pick_key or f"{entity}_id"
+        if commit.draft.kind == "create" and target is not None and target[0] != entity:
+            # "Book the room for your meeting time" after a search: the booking names the room it is for, and
+            # carries the search's conditions (its date).
+            ref = {target[1]: {"type": "string", "description": f"Which {target[0].replace('_', ' ')}."}}
+            cond = {k: dict(v) for k, v in b.conditions.get(target[0], {}).items()}
+            params = {**ref, **cond, **params}
+            fields = {**ref, **cond, **fields}
         b.entity(entity, ent_key, fields)
+        b.made.append((entity, ent_key))
         writes = [FieldWrite(field=f, param=f) for f in fields]
         effect = ToolEffect(kind="create", entity=entity, key=key, writes=writes, returns=list(fields),
                             requires_session=bool(b.session_tool))
         name = COMMIT_NAMES.get(word) or snake([word, *([] if entity == word else entity.split("_"))])
+        if commit.draft.kind == "create":
+            name = commit.draft.name  # book_room: the step's own verb and object
     elif kind == "delete" or kind == "update":
         if target is not None and not pick_key:
             entity, pick_key = target
@@ -480,6 +516,179 @@ def _made_noun(draft: ToolDraft) -> str:
 def _pick_target(step: Step) -> tuple[str, str]:
     key = next(iter(step.draft.params))
     return _noun_of(key), key
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the procedure's capabilities beyond settings: sign in, search, check, send, move, act, and the settings a
+# commit button (Apply, Save changes) applies together
+
+
+PAST = {"send": "sent", "zip": "zipped", "unzip": "unzipped", "sync": "synced", "backup": "backed_up"}
+
+
+def _past(verb: str) -> str:
+    """compress → compressed, archive → archived (the field an action leaves on its record)."""
+    if verb in PAST:
+        return PAST[verb]
+    return f"{verb}d" if verb.endswith("e") else f"{verb}ed"
+
+
+def _where(step_text: str) -> str:
+    """"Log in to the office portal" → 'the office portal' (the user's words: "your" becomes "the")."""
+    m = re.search(r"\b(?:to|into|at)\s+((?:the|your)\s+[\w .&-]+?)(?:\s+(?:with|using|by)\b|[.,;:]|$)", step_text)
+    return re.sub(r"^your\b", "the", m.group(1)) if m else ""
+
+
+def _session_capability(b: Build, s: Step, gestures: list[Step]) -> None:
+    """"Log in to the office portal": a session tool every later write requires (the credentials the text names)."""
+    d = s.draft
+    where = _where(d.step) or f"the {b.panel}"
+    name = b.unique(d.name)
+    b.session_tool = name
+    b.session_rule = f"Sign in to {where} with the user's own credentials before changing anything."
+    params = {k: dict(v) for k, v in d.params.items()}
+    desc = f"Sign in to {where}. Text: {d.step.rstrip('.')}.{_ui_path(gestures)}"
+    b.caps.append(Capability(name, desc[:600], ToolEffect(kind="session", returns=["status"]), params, list(params),
+                             {}, [s.index]))
+
+
+def _search_capability(b: Build, s: Step, gestures: list[Step]) -> tuple[str, str]:
+    """"Search for rooms by building and date": a read of the rooms filtered by what the text names."""
+    d = s.draft
+    noun = singular(d.name.split("_")[-1]) if "_" in d.name else "item"
+    key = f"{noun}_name"
+    conditions = {k: v for k, v in d.params.items() if set(k.split("_")) & WHEN_WORDS}
+    fields = {k: v for k, v in d.params.items() if k not in conditions}
+    b.entity(noun, key, fields)
+    for f in fields:  # the records carry the searched fields, so a search by them finds some
+        b.fill.setdefault(noun, {})[f] = [(v, v) for v in plausible_values(f, noun, d.step, b.text)]
+    b.conditions[noun] = conditions
+    params = {k: dict(v) for k, v in d.params.items()}
+    desc = (f"Search the {plural(noun).replace('_', ' ')} by {' and '.join(k.replace('_', ' ') for k in params)}. "
+            f"Text: {d.step.rstrip('.')}.{_ui_path(gestures)}")
+    effect = ToolEffect(kind="read", entity=noun, returns=[key, *fields], requires_session=bool(b.session_tool))
+    b.caps.append(Capability(b.unique(d.name), desc[:600], effect, params, list(params), {}, [s.index]))
+    return noun, key
+
+
+def _check_capability(b: Build, s: Step, target: tuple[str, str] | None) -> None:
+    """"Check the availability of the room you like": a read of one record's field."""
+    d = s.draft
+    param = next(iter(d.params))
+    entity = _noun_of(param)
+    key = target[1] if target is not None and target[0] == entity else param
+    what = d.name.removeprefix(f"check_{entity}_") or "status"
+    b.entity(entity, key, {what: {"type": "string", "description": f"The {entity}'s {what.replace('_', ' ')}."}})
+    b.fill.setdefault(entity, {})[what] = [("available", "")]
+    params = {key: {"type": "string", "description": f"Which {entity.replace('_', ' ')}."}}
+    effect = ToolEffect(kind="read", entity=entity, key=key, returns=[what], requires_session=bool(b.session_tool))
+    desc = f"Show a {entity.replace('_', ' ')}'s {what.replace('_', ' ')}. Text: {d.step.rstrip('.')}."
+    b.caps.append(Capability(b.unique(d.name), desc[:600], effect, params, list(params), {}, [s.index]))
+
+
+def _send_capability(b: Build, s: Step, gestures: list[Step]) -> None:
+    """"Send the invitation to the attendees": an outbound message, about the record the procedure made."""
+    d = s.draft
+    entity = singular(d.name.split("_")[-1]) if "_" in d.name else "message"
+    params = {k: dict(v) for k, v in d.params.items()}
+    if b.made and b.made[-1][1].endswith("_id"):
+        made, ref = b.made[-1]  # the invitation is for the booking just made (its id, from the create's result)
+        params = {ref: {"type": "string", "description": f"Which {made.replace('_', ' ')} it is about."}, **params}
+    b.entity(entity, f"{entity}_id", params)
+    effect = ToolEffect(kind="external", entity=entity, writes=[FieldWrite(field=k, param=k) for k in params],
+                        returns=list(params), requires_session=bool(b.session_tool))
+    desc = f"Send the {entity.replace('_', ' ')}. Text: {d.step.rstrip('.')}.{_ui_path(gestures)}"
+    b.caps.append(Capability(b.unique(d.name), desc[:600], effect, params, list(params), {}, [s.index]))
+
+
+def _example(schema: dict[str, Any]) -> tuple[Any, str] | None:
+    examples = schema.get("examples") or []
+    return (examples[0], str(examples[0])) if examples else None
+
+
+def _move_capability(b: Build, s: Step, gestures: list[Step], target: tuple[str, str] | None) -> None:
+    """"Move the selected files to the Archive folder": an update of where the chosen record is."""
+    d = s.draft
+    dest = next(iter(d.params))
+    schema = {k: v for k, v in d.params[dest].items() if k != "examples"}
+    gold = _example(d.params[dest])
+    if target is not None:
+        entity, key = target
+    else:
+        entity = singular(d.name.split("_")[-1]) if "_" in d.name else "item"
+        key = f"{entity}_name"
+    b.entity(entity, key, {dest: schema})
+    # Where the records are before the move: a place the text names other than the destination.
+    places = [v for v in plausible_values(dest, "", d.step, b.text) if not gold or v != gold[0]]
+    b.fill.setdefault(entity, {})[dest] = [(places[0], places[0])] if places else []
+    params = {key: {"type": "string", "description": f"Which {entity.replace('_', ' ')}."}, dest: schema}
+    effect = ToolEffect(kind="update", entity=entity, key=key, writes=[FieldWrite(field=dest, param=dest)],
+                        returns=[dest], requires_session=bool(b.session_tool))
+    desc = f"{d.step.rstrip('.')}. Text: {d.step.rstrip('.')}.{_ui_path(gestures)}"
+    b.caps.append(Capability(b.unique(d.name), desc[:600], effect, params, list(params),
+                             {dest: gold} if gold else {}, [s.index]))
+
+
+def _action_capability(b: Build, s: Step, gestures: list[Step]) -> None:
+    """"Compress the Archive folder": an action on a record that leaves its mark on it (compressed: true)."""
+    d = s.draft
+    param = next(iter(d.params))
+    entity = _noun_of(param)
+    key = b.entities[entity].key if entity in b.entities else param
+    done = _past(_verb(d))
+    b.entity(entity, key, {done: {"type": "boolean", "description": f"Whether the {entity} is {done}."}})
+    schema = {k: v for k, v in d.params[param].items() if k != "examples"}
+    gold = _example(d.params[param])
+    effect = ToolEffect(kind="update", entity=entity, key=key, writes=[FieldWrite(field=done, value=True)],
+                        returns=[done], requires_session=bool(b.session_tool))
+    desc = f"{d.step.rstrip('.')}. Text: {d.step.rstrip('.')}.{_ui_path(gestures)}"
+    b.caps.append(Capability(b.unique(d.name), desc[:600], effect, {key: schema}, [key],
+                             {key: gold} if gold else {}, [s.index]))
+
+
+def _section(gestures: list[Step]) -> str:
+    """The tab or button the settings sit behind ("Click the Forwarding tab" → 'forwarding'), or ''."""
+    for g in reversed(gestures):
+        label = [w for w in tokens(g.label or _button_label(g.draft.step)) if w[:1].isalpha()
+                 and w.lower() not in ("tab", "button", "page", "panel", "menu", "section", "icon", "settings")]
+        if label:
+            return snake(label)[:30]
+    return ""
+
+
+def _fold_capability(b: Build, button: Step, settings: list[Step], gestures: list[Step],
+                     target: tuple[str, str] | None) -> None:
+    """Settings typed, selected or switched before Apply / Save changes: one capability with each as a parameter."""
+    section = _section(gestures)
+    if target is not None:
+        entity, key = target
+        where = f"the chosen {entity.replace('_', ' ')}"
+    else:
+        entity, key, where = b.settings, "", f"the {b.panel} settings"
+    params: dict[str, dict[str, Any]] = {}
+    golds: dict[str, tuple[Any, str]] = {}
+    if key:
+        params[key] = {"type": "string", "description": f"Which {entity.replace('_', ' ')}."}
+    writes = []
+    for st in settings:
+        fld, schema, gold = _setting_param(st)
+        if fld == "option" and section:
+            fld = f"{section}_option"  # "Select Keep a copy … from the drop-down list" on the Forwarding tab
+        fld = fld if fld not in params else f"{fld}_{len(params)}"
+        params[fld] = schema
+        writes.append(FieldWrite(field=fld, param=fld))
+        if gold is not None:
+            golds[fld] = gold
+    b.entity(entity, key or "panel", {w.field: params[w.field] for w in writes})
+    verb = (button.label.split()[0].lower() if button.label else "apply")
+    name = b.unique(snake([verb, *(section or entity).split("_"), "settings"])[:56])
+    steps = "; ".join(st.draft.step.rstrip(".") for st in [*settings, button])
+    desc = f"{button.label or 'Apply'} the {section.replace('_', ' ') or entity.replace('_', ' ')} settings of {where}. " \
+           f"Text: {steps}.{_ui_path(gestures)}"
+    effect = ToolEffect(kind="update", entity=entity, key=key or None, writes=writes, returns=[w.field for w in writes],
+                        requires_session=bool(b.session_tool))
+    b.caps.append(Capability(name, desc[:600], effect, params, list(params), golds,
+                             [*(st.index for st in settings), button.index]))
 
 
 def _command_capability(b: Build, step: Step) -> None:
@@ -622,7 +831,7 @@ def _state(b: Build, alternatives: bool) -> None:
     for ent in b.entities.values():
         if ent.name == b.settings or any(r.entity == ent.name for r in b.records):
             continue
-        if ent.name == "file":
+        if ent.name == "file" and alternatives:
             # Paths a command creates (cp's target) must not exist yet; the others are the page's files.
             made = {cap.gold[cap.effect.key][0] for cap in b.caps
                     if cap.effect.kind == "create" and cap.effect.key in cap.gold}
@@ -639,21 +848,29 @@ def _state(b: Build, alternatives: bool) -> None:
                             sources={"path": source_for(text, quote),
                                      **({"lines": ValueSource(kind="invented")} if counted else {})}))
             continue
-        creates = any(c.effect.kind == "create" and c.effect.entity == ent.name for c in b.caps)
+        creates = any(c.effect.kind in ("create", "external") and c.effect.entity == ent.name for c in b.caps)
         if creates and not any(c.effect.kind in ("update", "delete") and c.effect.entity == ent.name for c in b.caps):
             continue  # the page makes these records; none exist before
         # Names that fit the entity (printer models for printers, not "Printer A"), the text's own first.
         steps = " ".join(c.description for c in b.caps if c.effect.entity == ent.name)
-        names = plausible_values(ent.key, ent.name, steps, text)
+        # Never one the page's own create makes ("Create a folder named Archive"): that create must not conflict.
+        made = {plausible_values(ent.key, ent.name, c.description, text)[0] for c in b.caps
+                if c.effect.kind == "create" and c.effect.entity == ent.name and c.effect.key == ent.key}
+        names = [n for n in dict.fromkeys(plausible_values(ent.key, ent.name, steps, text, k=4 + len(made)))
+                 if n not in made]
         # "Select the device … from the list": the list holds several records in the state the steps start
         # from, so after one is changed two others still match a description by those values (the user
         # must say which one); a third record only where a step picks one to change.
         values, sources = _current(b, ent.name)
         picked = any(c.effect.kind in ("update", "delete") and c.effect.key and c.effect.entity == ent.name
                      for c in b.caps)
-        for n in names[:3 if picked and values else 2]:
-            b.records.append(StateRecord(entity=ent.name, values={ent.key: n, **values},
-                                         sources={ent.key: source_for(text, n), **sources}))
+        fill = b.fill.get(ent.name, {})
+        for i, n in enumerate(names[:3 if picked and values else 2]):
+            extra = {f: vals[i % len(vals)] for f, vals in fill.items() if vals and f not in values}
+            b.records.append(StateRecord(
+                entity=ent.name, values={ent.key: n, **values, **{f: v for f, (v, _) in extra.items()}},
+                sources={ent.key: source_for(text, n), **sources,
+                         **{f: source_for(text, q) if q else ValueSource(kind="invented") for f, (_, q) in extra.items()}}))
 
 
 # "If your account type is Standard, you cannot change this setting.": a rule on a field of a record.
@@ -715,7 +932,29 @@ def build_environment(drafts: list[ToolDraft], text: str, title: str, *, alterna
         if s.role == "command":
             _command_capability(b, s)
         elif s.role == "gesture":
-            gestures.append(s)
+            settings = [p for p in pending if p.role == "setting"]
+            if s.label and s.label.split()[0].lower() in FOLD_BUTTONS and len(settings) >= 2:
+                _fold_capability(b, s, settings, gestures, target)
+                pending, gestures = [], []  # the settings and the record they were for are used
+            else:
+                gestures.append(s)
+        elif s.role == "session" and s.draft.kind == "session":
+            _session_capability(b, s, gestures)
+            gestures = []
+        elif s.role == "search_by":
+            target = _search_capability(b, s, gestures)
+            gestures = []
+        elif s.role == "check":
+            _check_capability(b, s, target)
+        elif s.role == "send":
+            _send_capability(b, s, gestures)
+            gestures = []
+        elif s.role == "move":
+            _move_capability(b, s, gestures, target)
+            pending, gestures = [p for p in pending if p.role != "pick"], []
+        elif s.role == "action":
+            _action_capability(b, s, gestures)
+            gestures = []
         elif s.role == "session":
             b.session_tool = "unlock_settings"
             b.caps.append(Capability(
@@ -758,7 +997,11 @@ def build_environment(drafts: list[ToolDraft], text: str, title: str, *, alterna
     reads = _reads(b)
     _state(b, alternatives)
     _policy(b, text)
+    if b.session_rule and b.rules and b.rules[0].id == "r0":
+        b.rules[0].text = b.session_rule  # "Sign in to the office portal …", not the panel's unlock
     _conditional_rules(b, reads)
+    for c in b.caps:  # a create step that is also its own commit is quoted once ("Text: Book the room …")
+        c.description = re.sub(r"(Text: )([^.;]+)(?:; \2)+(?=[.;])", r"\1\2", c.description)
     caps = [*reads, *b.caps]
     writes = [c.name for c in b.caps]
     graph = "(" + ", ".join(c.name for c in reads) + ")" if reads else ""

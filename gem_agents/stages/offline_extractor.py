@@ -11,6 +11,8 @@ failing those, runs of imperative lines — and turns each step into one tool:
 * parameters come from the values the text names: UI labels after select/choose (under the
   setting the step's leading clause names), quoted and inline values (`Type 4,1,2,3`), amounts
   in recipes, `{{placeholders}}` in tldr commands, and "the X you want" choices;
+* steps that name a capability beyond a setting (sign in, search by A and B, book X for a time, send X to
+  Y, move X to Y, compress X, an option from a drop-down list) carry a `kind` (`procedure_draft`);
 * the graph is the steps in order (a tldr page's examples are alternatives: one stage).
 
 A text the rules cannot turn into at least two steps is rejected with the reason, never
@@ -291,6 +293,9 @@ class ToolDraft:
     description: str
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     step: str = ""
+    # What the step does beyond a setting, when its sentence says so (`procedure_draft`): session,
+    # search, create, send, move, action, option. Empty for the other steps.
+    kind: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The tool as a bare JSON tool definition; every parameter is required."""
@@ -532,7 +537,7 @@ def _switch_state(text: str) -> str:
 
 def _make_sure(rest: str, ctx: list[str], description: str, sentence: str) -> ToolDraft | None:
     """"Make sure that Landscape is selected" / "Make sure Bluetooth is switched on"."""
-    m = re.match(r"(?:that\s+)?(?:the\s+)?(.+?)\s+(?:is|are)\s+(selected|checked|enabled|switched on|turned on|"
+    m = re.match(r"(?:that\s+)?(?:the\s+)?(.+?)\s+(?:is|are)\s+(?:set\s+to\s+)?(selected|checked|enabled|switched on|turned on|"
                  r"on|switched off|turned off|off|disabled)\b", rest, re.IGNORECASE)
     if not m:
         return None
@@ -728,6 +733,130 @@ def _name_the_setting(p: _Parse) -> None:
             p.words = inside[-1]
 
 
+# ---------------------------------------------------------------------------------------------------------
+# the procedure's capabilities: what a step does beyond a setting, read from the step sentence
+#
+# "Log in to the portal", "Search for rooms by building and date", "Book the room for your meeting time",
+# "Send the invitation to the attendees", "Move the selected files to the Archive folder", "Compress the
+# Archive folder", "Select Keep a copy in the inbox from the drop-down list": each names a capability
+# of the service with the values it needs. The drafts carry a `kind` so offline_env gives them the
+# effect they state (a session, a search, a create, an outbound message, a move, an action).
+
+CREDENTIALS = (("user name", "username"), ("username", "username"), ("e-mail address", "email"),
+               ("email address", "email"), ("email", "email"), ("account name", "username"),
+               ("phone number", "phone_number"), ("password", "password"), ("passcode", "passcode"),
+               ("pin", "pin"))
+_SIGN_IN = re.compile(r"^(?:in(?:to)?|on(?:to)?)\b", re.IGNORECASE)
+_BY = re.compile(r"\bby\s+(?:the\s+|your\s+)?(?P<what>[a-z][a-z -]*?(?:,\s*[a-z][a-z -]*?)*"
+                 r"(?:,?\s+(?:and|or)\s+[a-z][a-z -]*?)?)\s*(?:[.,;:]|$)")
+_FOR_WHEN = re.compile(r"\bfor\s+(?:your|the|a|an|their)\s+(?P<what>(?:[a-z]+\s+){0,2}?(?:time|date|day|hour|hours|"
+                       r"duration|period|slot|dates|times))\b")
+_TO_WHOM = re.compile(r"\bto\s+(?:the|your|all|every|each|a|an)?\s*(?P<who>[a-z][a-z' -]{1,40}?)\s*(?:[.,;:]|$)")
+_TO_PLACE = re.compile(r"\b(?:to|into)\s+(?:the\s+|your\s+|a\s+)?(?P<dest>[^.,;:]{1,60}?)\s*(?:[.,;:]|$)")
+_FROM_LIST = re.compile(r"^(?:the\s+)?[\"“]?(?P<opt>[A-Z][^\"”.]{1,60}?)[\"”]?\s+(?:option\s+)?(?:from|in)\s+the\s+"
+                        r"(?P<where>(?:[A-Z][\w-]*\s+)*)(?:drop-down|dropdown|pull-down|pop-up|popup)?\s*(?:list|box)\b")
+# Verbs that act on a record and leave a visible result on it (the folder is compressed, the report exported).
+ACTION_VERBS = frozenset("compress zip unzip encrypt decrypt archive publish".split())
+_CHECK_OF = re.compile(r"^(?:the\s+)?(?P<what>[a-z][a-z ]{2,30}?)\s+of\s+(?:the|your|a|this)\s+(?P<obj>[a-z]+)\b")
+SEND_VERBS = frozenset("send forward email mail invite".split())
+BOOK_VERBS = frozenset("book reserve schedule".split())
+MOVE_VERBS = frozenset("move copy".split())
+SELECTED_WORDS = frozenset("selected chosen highlighted marked checked".split())
+
+
+def _key_of(phrase: str) -> str:
+    """`the meeting time` → meeting_time; determiners and possessives dropped, at most two words."""
+    kept = [w for w in tokens(phrase) if w[:1].isalpha() and w.lower() not in DETERMINERS]
+    return snake(kept[-2:])
+
+
+def _sign_in(p: _Parse) -> ToolDraft:
+    """"Sign in to the webmail account with your username and password": a session with those credentials."""
+    low = p.sentence.lower()
+    found = sorted((low.find(phrase), key) for phrase, key in CREDENTIALS if re.search(rf"\b{phrase}\b", low))
+    keys = list(dict.fromkeys(k for _, k in found))
+    if not any(k in ("username", "email", "phone_number") for k in keys):
+        keys.insert(0, "username")
+    if not any(k in ("password", "passcode", "pin") for k in keys):
+        keys.append("password")
+    params = {k: _string("Your password." if k in ("password", "passcode", "pin") else
+                         f"Your {k.replace('_', ' ')} for signing in.") for k in keys}
+    return ToolDraft(f"{p.verb}_in", p.description, params, p.sentence, kind="session")
+
+
+def _object_noun(rest: str) -> tuple[str, str]:
+    """(label, head noun) of "the Archive folder" / "the invitation" / "the selected files"; ('', '') when the
+    phrase does not open with words ("copy/paste the content")."""
+    toks = tokens(rest)
+    label: list[str] = []
+    i = 0
+    while i < len(toks) and (toks[i].lower() in DETERMINERS or toks[i].lower() in SELECTED_WORDS):
+        i += 1
+    while i < len(toks) and toks[i][:1].isupper():
+        label.append(toks[i])
+        i += 1
+    run: list[str] = []  # "the blank pages to a PDF": the noun is the phrase's last word (pages)
+    while i < len(toks) and toks[i][:1].isalpha() and toks[i][:1].islower() and toks[i] not in STOP_WORDS \
+            and len(run) < 3:
+        run.append(toks[i])
+        i += 1
+    if i < len(toks) and toks[i][:1].isalnum() and run and toks[i] not in STOP_WORDS:
+        return "", ""  # more words than a noun phrase: not an object this rule reads
+    return " ".join(label), (run[-1] if run else "")
+
+
+def procedure_draft(p: _Parse) -> ToolDraft | None:
+    """The capability a step names beyond a setting (see the section comment), or None."""
+    verb = p.mapped
+    if p.verb in ("sign", "log") and _SIGN_IN.match(p.rest):
+        return _sign_in(p)
+    words = [w for w in p.words if w.lower() not in SELECTED_WORDS]
+    if verb in ("search", "find") and (by := _BY.search(p.rest)):
+        parts = [x for x in re.split(r",\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+", by["what"]) if x.strip()]
+        keys = [k for k in dict.fromkeys(_key_of(x) for x in parts) if k]
+        if keys and words:
+            params = {k: _string(f"The {k.replace('_', ' ')} to search by.") for k in keys[:4]}
+            return ToolDraft(_name("search", _name_words(words)), p.description, params, p.sentence, kind="search")
+    if verb in BOOK_VERBS and words:
+        when = _FOR_WHEN.search(p.rest)
+        params = {_key_of(when["what"]): _string(f"The {when['what']}.")} if when else {}
+        return ToolDraft(_name(verb, _name_words(words)), p.description, params, p.sentence, kind="create")
+    if verb in SEND_VERBS and words and (whom := _TO_WHOM.search(p.rest)):
+        key = _key_of(whom["who"])
+        if key:
+            return ToolDraft(_name("send", _name_words(words)), p.description,
+                             {key: _string(f"Who receives it: the {whom['who'].strip()}.")}, p.sentence, kind="send")
+    if verb in MOVE_VERBS and (dest := _TO_PLACE.search(p.rest)):
+        label, noun = _object_noun(dest["dest"])
+        obj_label, obj_noun = _object_noun(p.rest)
+        if obj_noun and (label or noun):
+            key = singular(noun) if noun else "destination"
+            schema = _string(f"Where to {verb} it: the {noun or 'destination'}.")
+            if label:
+                schema["examples"] = [label]
+            return ToolDraft(_name(verb, [obj_noun]), p.description, {key: schema}, p.sentence, kind="move")
+    if verb in ACTION_VERBS:
+        label, noun = _object_noun(p.rest)
+        if noun and noun not in UI_NOUNS:
+            schema = _string(f"Which {noun}.")
+            if label:
+                schema["examples"] = [label]
+            return ToolDraft(_name(verb, [noun]), p.description, {f"{singular(noun)}_name": schema}, p.sentence,
+                             kind="action")
+    if verb == "check" and (of := _CHECK_OF.match(p.rest.strip())):
+        what, obj = _key_of(of["what"]), singular(of["obj"].lower())
+        if what and obj:
+            return ToolDraft(_name("check", [obj, *what.split("_")]), p.description,
+                             {f"{obj}_name": _string(f"Which {obj}.")}, p.sentence, kind="check")
+    if verb == "select" and not p.ctx and (opt := _FROM_LIST.match(p.rest.strip())):
+        where = [w for w in tokens(opt["where"]) if w[:1].isalpha()]
+        key = snake(where) or "option"
+        value = _clean_value(opt["opt"])
+        return ToolDraft(_name("select", [key]), p.description, {key: _string("The option to choose.", [value])},
+                         p.sentence, kind="option")
+    return None
+
+
 def draft_tool(sentence: str, subs: list[str] | None = None, *, lenient: bool = False,
                quotes: bool = True) -> ToolDraft | None:
     """The tool one step sentence describes, or None when it names no action.
@@ -740,6 +869,10 @@ def draft_tool(sentence: str, subs: list[str] | None = None, *, lenient: bool = 
         return None
     if p.verb == "make sure":
         return _make_sure(p.rest, p.ctx, p.description, sentence)
+    if quotes:  # a sequence's step (a tldr description is no procedure step: its command says what it does)
+        proc = procedure_draft(p)
+        if proc is not None:
+            return proc
     if _is_switch_step(p):
         return _switch(p.verb, p.rest, p.words, p.label, p.ctx, p.description, sentence)
     if p.verb == "start" and p.rest.lower().startswith("typing"):

@@ -10,7 +10,9 @@ with a TaskRejection and never simulated.
 `write_tasks` asks a model (prompts/task.txt; JSON matching TASK_SCHEMA, one repair round with the
 rejections); `write_tasks_offline` is the deterministic stand-in: values from the environment's
 text-grounded state and parameter examples, instructions from the text's own step sentences and the
-title, held to the same checks and marked `offline`.
+title, held to the same checks and marked `offline`. Its first task is the text's whole procedure
+(`procedure_task`: the goal in the user's words, the calls in the execution graph's order), then one
+task per write.
 """
 
 from __future__ import annotations
@@ -441,6 +443,161 @@ def _read_tasks(workflow: Workflow, text: str, k: int, seed: int) -> list[Task]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------------------
+# the whole procedure as one task: the text's goal, its writes in the execution graph's order
+
+
+def _procedure_order(workflow: Workflow) -> list[str]:
+    """The procedure's calls in the graph's order: its writes and the searches and checks it names (reads with
+    arguments); before the first change of a record the procedure did not make, the read that shows it (the
+    text's "select the printer you want", "open the Settings page")."""
+    from tools_runtime.exec_graph import parse_graph, reference_order, stages
+
+    try:
+        graph = parse_graph(workflow.execution_graph)
+        order = reference_order(graph)
+        parallel = stages(graph)
+    except ValueError:
+        return []
+    effects = workflow.effects
+    if any(sum(1 for t in st if t in effects and effects[t].kind != "read") > 1 for st in parallel):
+        return []  # alternatives (a command page's examples), not one procedure
+    listing = {e.entity: t for t, e in effects.items() if e.kind == "read" and not (workflow.tool(t) and
+                                                                                    workflow.tool(t).properties)}
+    seen: set[str] = set()  # entities the procedure has looked at or made
+    out: list[str] = []
+    for tool in order:
+        effect = effects.get(tool)
+        spec = workflow.tool(tool)
+        if effect is None or spec is None:
+            continue
+        if effect.kind == "read" and not spec.properties:
+            continue
+        if effect.kind in ("update", "delete") and effect.entity not in seen and effect.entity in listing:
+            out.append(listing[effect.entity])
+        seen.add(effect.entity)
+        out.append(tool)
+    return out
+
+
+class _Walk:
+    """The procedure's calls run one by one on a fresh backend: values chosen so each call finds what it needs."""
+
+    def __init__(self, workflow: Workflow, text: str, rng: random.Random):
+        from tools_runtime.executor import ToolEnvironment, initial_state
+
+        self.wf, self.text, self.rng = workflow, text, rng
+        self.env = ToolEnvironment(workflow, initial_state(workflow))
+        self.entities = {e.name: e for e in workflow.entities}
+        self.focus: dict[str, dict[str, Any]] = {}  # entity → the record the user is about
+        self.values: dict[str, tuple[Any, ValueSource]] = {}  # param → the value the user gave for it
+        self.made: dict[str, Any] = {}  # key field → the value a create or send returned
+        self.actions: list[Action] = []
+
+    def records(self, entity: str) -> list[dict[str, Any]]:
+        return [r for _, r in sorted(self.env.backend.view()["collections"].get(entity, {}).items())]
+
+    def record(self, entity: str) -> dict[str, Any] | None:
+        if entity not in self.focus:
+            recs = self.records(entity)
+            if not recs:
+                return None
+            self.focus[entity] = recs[self.rng.randrange(len(recs))]
+        return self.focus[entity]
+
+    def value(self, tool: str, param: str, schema: dict[str, Any]) -> tuple[Any, ValueSource | None]:
+        """(value, its source; None when it comes from an earlier result)."""
+        effect = self.wf.effects[tool]
+        if param in self.made:
+            return self.made[param], None
+        if param in self.values:
+            return self.values[param]
+        ent = self.entities.get(effect.entity)
+        if ent is not None and effect.kind != "create":
+            rec = self.record(ent.name)
+            field = effect.match or ent.key if param == effect.key else param
+            if rec is not None and field in rec and not (effect.kind == "update" and any(
+                    w.param == param for w in effect.writes)):
+                src = next((r.sources.get(field) for r in self.wf.initial_state if r.entity == ent.name
+                            and r.values.get(ent.key) == rec.get(ent.key)), None)
+                return rec[field], src or ValueSource(kind="invented")
+        for other in self.entities.values():  # a reference: the record of another entity the user chose
+            if other.name != effect.entity and param == other.key and (rec := self.record(other.name)) is not None:
+                src = next((r.sources.get(param) for r in self.wf.initial_state if r.entity == other.name
+                            and r.values.get(other.key) == rec.get(other.key)), None)
+                return rec[param], src or ValueSource(kind="invented")
+        writes = {w.param: w.field for w in effect.writes if w.param}
+        return _value_for(self.wf, self.text, tool, param, schema, effect.entity, writes.get(param), self.rng)
+
+    def call(self, tool: str) -> bool:
+        spec = self.wf.tool(tool)
+        effect = self.wf.effects[tool]
+        assert spec is not None
+        args: dict[str, Any] = {}
+        for param, schema in spec.properties.items():
+            value, src = self.value(tool, param, schema if isinstance(schema, dict) else {})
+            args[param] = value
+            if src is not None:
+                self.values.setdefault(param, (value, src))
+        rec = self.env.call(tool, args)
+        if not rec.ok:
+            return False
+        self.actions.append(Action(tool=tool, arguments=args))
+        ent = self.entities.get(effect.entity)
+        if isinstance(rec.result, dict) and ent is not None:
+            if effect.kind in ("create", "external") and ent.key in rec.result:
+                self.made[ent.key] = rec.result[ent.key]
+                if effect.kind == "create" and (new := self.env.backend.view()["collections"].get(
+                        ent.name, {}).get(str(rec.result[ent.key]))) is not None:
+                    self.focus[ent.name] = new
+            rows = rec.result.get("results")
+            if effect.kind == "read" and isinstance(rows, list) and rows and ent.name not in self.focus:
+                hits = [r for r in rows if isinstance(r, dict) and ent.key in r]
+                match = [r for r in self.records(ent.name) if hits and r.get(ent.key) == hits[0][ent.key]]
+                if match:
+                    self.focus[ent.name] = match[0]
+        return True
+
+
+def procedure_task(workflow: Workflow, text: str, seed: int = 0) -> Task | None:
+    """The text's whole procedure as one task: the user asks for the text's goal and gives the facts its steps
+    need; the gold is the procedure's calls in the execution graph's order (sign in, search, book, invite).
+    None when the procedure has fewer than two calls or a call fails."""
+    order = _procedure_order(workflow)
+    if not any(workflow.effects[t].kind not in ("read", "session") for t in order) or len(order) < 2:
+        return None
+    rng = random.Random(f"{workflow.id}|procedure|{seed}")
+    walk = _Walk(workflow, text, rng)
+    for tool in order:
+        if not walk.call(tool):
+            return None
+    known = [Info(key=k, value=v, source=src, withhold=is_secret(k)) for k, (v, src) in walk.values.items()]
+    purpose = _goal(workflow.title)
+    said = [i for i in known if not i.withhold and not isinstance(i.value, bool)]
+    facts = "; ".join(f"the {i.key.replace('_', ' ')} {be(i.key)} {i.value}" for i in said)
+    facts = (facts[:1].upper() + facts[1:] + ".") if facts else ""
+    opener = OPENERS[rng.randrange(len(OPENERS))]
+    goal = f"I want to {purpose}." if purpose else "I need help with the steps of this guide."
+    instruction = " ".join(x for x in (opener, goal, facts) if x)
+    # A step the goal does not name ("Switch Media Sharing to on" under "Share your music"): the user quotes it.
+    for action in walk.actions:
+        probe = Task(id="probe", env_id=workflow.id, instruction=instruction, gold_actions=[action])
+        spec = workflow.tool(action.tool)
+        step = _step_text(spec.description if spec else "").split("; ")[0]
+        if step and unrelated_write(instruction, probe, workflow) is not None:
+            instruction += f" The guide says: \"{as_user_words(step)}.\""
+    unknown = [f"the {workflow.effects[a.tool].entity.replace('_', ' ')} the assistant creates"
+               for a in walk.actions if workflow.effects[a.tool].kind == "create"]
+    if any(i.withhold for i in known):
+        unknown.append("the assistant has to ask for the password")
+    cites = sorted({c for a in walk.actions for c in _cites(workflow, (workflow.tool(a.tool).description
+                                                                        if workflow.tool(a.tool) else ""))})
+    return Task(id=f"{workflow.id}:p0", env_id=workflow.id, instruction=instruction,
+                persona=PERSONAS[rng.randrange(len(PERSONAS))], cites=cites, known_info=known,
+                unknown_info=unknown, gold_actions=walk.actions, operator="offline_procedure", offline=True,
+                meta={"procedure": True})
+
+
 def write_tasks_offline(workflow: Workflow, text: str, *, k: int = 3, seed: int = 0) -> tuple[list[Task],
                                                                                             list[TaskRejection]]:
     """K tasks by rules: one per write capability (cycled), a look-up when the state has a text value."""
@@ -449,6 +606,14 @@ def write_tasks_offline(workflow: Workflow, text: str, *, k: int = 3, seed: int 
     tasks: list[Task] = []
     if not writes:
         tasks = _read_tasks(workflow, text, k, seed)
+    whole = procedure_task(workflow, text, seed) if writes else None
+    whole_rejected: list[TaskRejection] = []
+    if whole is not None:
+        checked, whole_rejected = check_tasks(workflow, [whole])
+        whole = checked[0] if checked else None
+    if whole is not None:
+        # The text's whole procedure first: with one task per environment, that is the one simulated.
+        tasks.append(whole)
     for n in range(min(k, max(len(writes), 1) * 2)):
         if not writes:
             break
@@ -457,6 +622,8 @@ def write_tasks_offline(workflow: Workflow, text: str, *, k: int = 3, seed: int 
             if lookup is not None:
                 tasks.append(lookup)
                 continue
+        if whole is not None and _needs_made_record(workflow, writes[n % len(writes)]):
+            continue  # "send the invitation" alone has no booking to send it for: only the whole procedure does
         tasks.append(_offline_task(workflow, text, writes[n % len(writes)], n, seed + n // len(writes)))
     seen: set[str] = set()
     unique = []
@@ -465,7 +632,18 @@ def write_tasks_offline(workflow: Workflow, text: str, *, k: int = 3, seed: int 
         if sig not in seen:
             seen.add(sig)
             unique.append(t)
-    return check_tasks(workflow, unique[:k])
+    valid, rejected = check_tasks(workflow, unique[:k])
+    return valid, [*whole_rejected, *rejected]
+
+
+def _needs_made_record(workflow: Workflow, tool: str) -> bool:
+    """A tool that names, by its id, a record of a kind the initial state has none of (a booking made earlier)."""
+    spec = workflow.tool(tool)
+    have = {r.entity for r in workflow.initial_state}
+    return spec is not None and any(p == f"{e.name}_id" and e.name not in have for p in spec.properties
+                                    for e in workflow.entities)
+
+
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -201,7 +201,8 @@ def test_a_small_environment_stops_at_its_tool_ceiling(offline_env):
     from tools_runtime.refine_tasks import compose_task, gold_repeats
 
     wf, tasks = offline_env
-    task, _ = compose_task(RefineContext(workflow=wf, text=PAGE, siblings=tasks), tasks[0], list(TASK_OPS))
+    one_step = next(t for t in tasks if not t.meta.get("procedure"))  # the whole procedure is at the ceiling already
+    task, _ = compose_task(RefineContext(workflow=wf, text=PAGE, siblings=tasks), one_step, list(TASK_OPS))
     # The composed task uses every tool of the environment: its tool types are at the ceiling, not above.
     assert len({a.tool for a in task.gold_actions}) == len(wf.tools) == 3
     assert len(task.meta["requests"]) >= 3
@@ -213,7 +214,7 @@ def test_without_a_judge_the_composed_task_leaves_the_refusal_out_and_says_so(of
     from tools_runtime.refine_tasks import refine_candidates
 
     wf, tasks = offline_env
-    parent = next(t for t in tasks if not t.refuse)
+    parent = next(t for t in tasks if not t.refuse and not t.meta.get("procedure"))
     ctx = RefineContext(workflow=wf, text=PAGE, siblings=tasks)
     out, drops = refine_candidates(ctx, parent, singles=False, compose=True, judge=False)
     assert out and "policy_refusal" not in out[0].meta["operators"]

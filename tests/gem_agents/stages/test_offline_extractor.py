@@ -186,6 +186,7 @@ def test_whole_offline_chain_on_a_real_gnome_page(corpus_path):
     assert traj.verdict is not None and traj.verdict.passed, traj.verdict
     called = [c["function"]["name"] for m in traj.messages if m["role"] == "assistant"
               for c in m.get("tool_calls") or []]
-    assert called == ["set_connection"]
+    assert called == ["list_devices", "set_connection"]  # the whole procedure: find the device, then change it
     assert traj.messages[0]["role"] == "system" and "Bluetooth" in traj.messages[0]["content"]
-    assert traj.messages[1]["role"] == "user" and "switch the Connection switch to off" in traj.messages[1]["content"]
+    # The whole procedure's request is the page's goal in the user's words, with the facts its steps need.
+    assert traj.messages[1]["role"] == "user" and "disconnect a Bluetooth device" in traj.messages[1]["content"]
