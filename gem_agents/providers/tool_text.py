@@ -119,9 +119,13 @@ def parse_tool_text(text: str, tool_names: list[str] | None = None) -> dict[str,
             bodies += found
             kept = kept.replace(fence.group(0), "", 1)
     if not bodies:
-        found = _json_calls(text.strip(), names) or _json_sequence(text.strip(), names)
-        if found:
-            bodies, kept = found, ""
+        bare = text.strip()
+        # `{{"name": …}}`: the template's escaped braces copied (the 1.5B in the embedded funnel)
+        for candidate in (bare, bare[1:-1] if bare.startswith("{{") and bare.endswith("}}") else ""):
+            found = candidate and (_json_calls(candidate, names) or _json_sequence(candidate, names))
+            if found:
+                bodies, kept = found, ""
+                break
     if not bodies:
         return {"role": "assistant", "content": text.strip()}
     return {"role": "assistant", "content": kept.strip(),

@@ -66,6 +66,8 @@ def test_calls_inside_a_tag_the_model_invented_are_parsed():
                           NAMES)
     assert _calls(one) == [("get_order", {"order_id": "B2"})] and one["content"] == "Sure."
     assert "tool_calls" not in parse_tool_text('<tools>{"name": "rm_rf", "arguments": {}}</tools>', NAMES)
+    doubled = parse_tool_text('{{"name": "get_order", "arguments": {"order_id": "C3"}}}', NAMES)
+    assert _calls(doubled) == [("get_order", {"order_id": "C3"})]
 
 
 def _converts(schema: dict) -> str:
