@@ -21,6 +21,7 @@ from tools_runtime.binding import bind_tools
 from tools_runtime.exec_graph import parse_graph, stages
 from tools_runtime.executor import parse_tool_content
 from tools_runtime.records import PlannedCall, Scenario
+from tools_runtime.refine_tasks import described_rows
 from tools_runtime.state import get_path
 from tools_runtime.verification.components import _mentions, _needs_grounding, grounding_context
 from tools_runtime.verification.replay import call_name_args, tool_calls_of
@@ -110,7 +111,8 @@ def resolve(call: PlannedCall, index: int, scenario: Scenario, messages: list[di
                 missing.append(param)
         elif src.kind == "result":
             try:
-                args[param] = get_path(prog.results[src.call], src.path or param)  # type: ignore[index]
+                result = prog.results[src.call]  # type: ignore[index]
+                args[param] = get_path(result, described_path(result, src.path or param, since))
             except (KeyError, IndexError, ValueError, TypeError):
                 missing.append(param)
         else:
@@ -126,6 +128,26 @@ def resolve(call: PlannedCall, index: int, scenario: Scenario, messages: list[di
             else:
                 args[param] = coerce(raw, props.get(param))
     return {k: args[k] for k in call.arguments if k in args}, missing
+
+
+def described_path(result: Any, path: str, texts: list[str]) -> str:
+    """`path` into a listing with the row the user described: a key taken from a listing of several records
+    comes from the row whose values the user's words name ("the Standard account"), not from where the plan
+    happened to find it. The plan's row stays when the words single out no row."""
+    parts = [p for p in path.replace("/", ".").split(".") if p]
+    for j in range(len(parts) - 2, -1, -1):
+        if not parts[j].isdigit():
+            continue
+        try:
+            rows = get_path(result, ".".join(parts[:j]))
+        except (KeyError, IndexError, ValueError, TypeError):
+            return path
+        if isinstance(rows, list) and len(rows) > 1:
+            picked = described_rows(rows, texts, key=parts[j + 1])
+            if len(picked) == 1:
+                return ".".join([*parts[:j], str(picked[0]), *parts[j + 1:]])
+        return path
+    return path
 
 
 def _stage_of(scenario: Scenario) -> dict[str, int]:
@@ -169,15 +191,22 @@ def _pick(bank: list[str], scenario: Scenario, messages: list[dict[str, Any]]) -
     return bank[(scenario.seed * 7 + len(messages) + sum(map(ord, scenario.id))) % len(bank)]
 
 
-def _scalars(result: Any, limit: int = 5) -> list[tuple[str, Any]]:
-    """(field, value) pairs of a result, the records of a listing included."""
+def _scalars(result: Any, limit: int = 5, asked: list[str] | None = None) -> list[tuple[str, Any]]:
+    """(field, value) pairs of a result, the records of a listing included. `asked`: what the user asked to
+    hear (their words since the request): the rows they describe and the fields they name come first."""
     out: list[tuple[str, Any]] = []
     rows = [result] if isinstance(result, dict) else []
     if isinstance(result, dict) and isinstance(result.get("results"), list):
-        rows = [r for r in result["results"] if isinstance(r, dict)][:3]
+        rows = [r for r in result["results"] if isinstance(r, dict)]
+        first = described_rows(rows, asked) if asked else []
+        rows = ([rows[i] for i in first] + [r for i, r in enumerate(rows) if i not in first])[:3]
+    words = " ".join(asked or []).casefold()
     for row in rows:
-        for k, v in row.items():
-            if isinstance(v, str | int | float) and not (isinstance(v, bool) or k in ("status", "count")):
+        named = [k for k in row if humanize(k).casefold() in words]
+        for k in [*named, *(k for k in row if k not in named)]:
+            v = row[k]
+            if isinstance(v, str | int | float) and not (isinstance(v, bool) or k in ("status", "count")
+                                                         and k not in named):
                 out.append((k, v))
             elif isinstance(v, bool):
                 out.append((k, "on" if v else "off"))
@@ -238,8 +267,14 @@ def _summary(scenario: Scenario, prog: Progress, goal: int, messages: list[dict[
     last = max((i for i, c in enumerate(scenario.plan) if c.goal == goal), default=None)
     result = prog.results.get(last) if last is not None else None
     call = scenario.plan[last] if last is not None else None
-    did = _did(scenario, call.tool, call.arguments) if call else "it is done"
-    facts = "; ".join(f"{humanize(k)}: {v}" for k, v in _scalars(result))
+    # A request that ends by reading its record back says what it changed, then what the read shows.
+    wrote = max((i for i, c in enumerate(scenario.plan) if c.goal == goal and i in prog.results
+                 and (e := scenario.workflow.effects.get(c.tool)) is not None and e.kind not in ("read", "session")),
+                default=None)
+    said = scenario.plan[wrote] if wrote is not None else call
+    did = _did(scenario, said.tool, said.arguments) if said else "it is done"
+    asked = _since_goal(_user_texts(messages), scenario, goal)
+    facts = "; ".join(f"{humanize(k)}: {v}" for k, v in _scalars(result, asked=asked))
     text = _pick(DONE, scenario, messages).format(did=did)
     effect = scenario.workflow.effects.get(call.tool) if call else None
     if facts:
