@@ -430,6 +430,11 @@ def _lookups(wf: Workflow, entity: str) -> list[tuple[str, str | None]]:
     return out
 
 
+def _noun(entity: str) -> str:
+    """An entity as the user says it: `file_2` (renamed apart when environments were merged) → `file`."""
+    return human(re.sub(r"_\d+$", "", entity))
+
+
 def _rows(result: Any) -> list[Any]:
     rows = result.get("results") if isinstance(result, dict) else None
     return rows if isinstance(rows, list) else []
@@ -455,15 +460,24 @@ def _description(wf: Workflow, state: dict[str, Any], entity: str, rid: str, avo
     return None
 
 
-def _record_reader(wf: Workflow, entity: str, key_value: Any, state: dict[str, Any]) -> Action | None:
+def _record_reader(wf: Workflow, entity: str, key_value: Any, state: dict[str, Any], near: str = "") -> Action | None:
     """A read that shows one record of `entity`: a look-up by key, else the entity's listing (a settings
-    panel is a listing of one record)."""
-    for name in _readers(wf, entity):
+    panel is a listing of one record). Of several, the one on the same chain of the execution graph as the
+    write `near` (the panel its help page opens), else one that returns the fields `near` writes."""
+    effect = wf.effects.get(near)
+    fields = {w.field for w in effect.writes} if effect else set()
+    chain = _chain_of(wf, {near}) if near else set()
+
+    def closeness(name: str) -> tuple[bool, bool]:
+        e = wf.effects[name]
+        return name not in chain, bool(e.returns) and not fields & set(e.returns)
+
+    for name in sorted(_readers(wf, entity), key=closeness):
         spec = wf.tool(name)
         key = wf.effects[name].key or ""
         if spec is not None and key_value is not None and set(spec.required) <= {key}:
             return Action(tool=name, arguments={key: key_value})
-    listers = _listers(wf, entity)
+    listers = sorted(_listers(wf, entity), key=closeness)
     return Action(tool=listers[0], arguments={}) if listers else None
 
 
@@ -534,7 +548,7 @@ def as_procedure(ctx: RefineContext, task: Task, state: dict[str, Any], actions:
                 continue
             kf = entity_key(wf, entity) or key
             hit = [n for n, r in enumerate(rows) if isinstance(r, dict) and same(r.get(kf), key_value)]
-            phrase = f"It's the {human(entity)} whose {human(desc[0])} is {desc[1]}"
+            phrase = f"It's the {_noun(entity)} whose {human(desc[0])} is {desc[1]}"
             if len(hit) != 1 or described_rows(rows, [f"{text} {phrase}."], kf) != hit:
                 continue
             before.append(find)
@@ -543,12 +557,12 @@ def as_procedure(ctx: RefineContext, task: Task, state: dict[str, Any], actions:
             out.known.append(Info(key=desc[0], value=desc[1], source=source_in(ctx.text, desc[1])))
             if out.volunteer is not None:
                 out.volunteer = [k for k in out.volunteer if k != user_key.key]
-            out.text += (f" I don't have its {human(key)} to hand: it's the {human(entity)} whose "
+            out.text += (f" I don't have its {human(key)} to hand: it's the {_noun(entity)} whose "
                          f"{human(desc[0])} is {desc[1]}.")
             out.steps.append(f"lookup:{tool}")
             break
     # check: open the record first; a rule on one of its fields is checked, and its value told
-    reader = _record_reader(wf, entity, None if listing else key_value, state) if rid is not None else None
+    reader = _record_reader(wf, entity, None if listing else key_value, state, w.tool) if rid is not None else None
     # The request's own calls may read the record already before they write it (a sibling's procedure).
     reads_first = any((e := wf.effects.get(a.tool)) is not None and e.kind == "read" and e.entity == entity
                       for a in actions[:i])
@@ -570,7 +584,7 @@ def as_procedure(ctx: RefineContext, task: Task, state: dict[str, Any], actions:
                              f"{human(checked or '')}.")
                 out.communicate.append(str(value))
             elif not reader.arguments and len(recs) > 1:
-                out.text += f" Have a look at my {spoken_plural(human(entity))} first."
+                out.text += f" Have a look at my {spoken_plural(_noun(entity))} first."
             else:
                 out.text += " Please have a look at how it's set now before you change it."
             out.steps.append(f"check:{reader.tool}")
@@ -588,19 +602,38 @@ def as_procedure(ctx: RefineContext, task: Task, state: dict[str, Any], actions:
         if rid is not None and rid in records(after, entity):
             kf = entity_key(wf, entity) or key
             back = _record_reader(wf, entity, records(after, entity)[rid].get(kf, rid) if key or
-                                  effect.kind == "create" else None, after)
+                                  effect.kind == "create" else None, after, w.tool)
         told = _confirm_value(wf, after, entity, rid, back, written, said) if back is not None else None
         last = acts[-1] if acts else None
         ends_read = last is not None and (e := wf.effects.get(last.tool)) is not None and e.kind == "read" \
             and e.entity == entity and acts.index(last) > i
-        if back is not None and told is not None and not ends_read \
+        others = _listed_others(wf, after, entity, rid, back, said) if back is not None and told is None \
+            and effect.kind == "create" else None
+        if back is not None and (told is not None or others is not None) and not ends_read \
                 and (back.tool, _shape(back.arguments)) not in earlier:
             acts.append(back)
-            out.communicate.append(str(told[1]))
-            out.text += f" Afterwards, tell me what it shows for the {human(told[0])}."
+            if told is not None:
+                out.communicate.append(str(told[1]))
+                out.text += f" Afterwards, tell me what it shows for the {human(told[0])}."
+            else:  # a new record in a listing: which others are there is what the user cannot know
+                out.communicate.append(str(others))
+                out.text += f" Afterwards, tell me which {spoken_plural(_noun(entity))} I have now."
             out.steps.append(f"confirm:{back.tool}")
     out.actions = acts
     return out
+
+
+def _listed_others(wf: Workflow, after: dict[str, Any], entity: str, rid: str | None, reader: Action,
+                   said: list[str]) -> Any:
+    """The name of another record a listing shows beside the new one (None when it shows no other)."""
+    kf = entity_key(wf, entity) or ""
+    try:
+        rows = _rows(probe(wf, after, [reader])[0])
+    except RefineOpError:
+        return None
+    names = [r.get(kf) for r in rows if isinstance(r, dict) and not same(r.get(kf), rid) and _scalar(r.get(kf))]
+    fresh = [n for n in names if not any(str(n).casefold() in x.casefold() for x in said)]
+    return fresh[0] if fresh else None
 
 
 def _confirm_value(wf: Workflow, after: dict[str, Any], entity: str, rid: str | None, reader: Action,
@@ -743,11 +776,15 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     seen = ctx.tool_use or Counter()
     tie = {s.id: rng.random() for s in sorted(sibs, key=lambda s: s.id)}  # seeded: runs stay reproducible
 
+    chains = {s.id: _chain_of(wf, gold_tools(s)) for s in sibs}
+
     def rank(s: Task) -> tuple[int, int, int, int, float]:
-        # Capabilities no earlier composed task of the environment used first, then the most new ones, the
-        # least used ones, the fewest writes the task already made (no "again"); ties by seeded chance, not
-        # by id (sorting by id made every composed task pick the same siblings).
-        new = gold_tools(s) - used - sessions
+        # Capabilities no earlier composed task of the environment used first, then the most new ones (those of
+        # the whole procedure the sibling is part of), the least used ones, the fewest writes the task already
+        # made (no "again"); ties by seeded chance, not by id (sorting by id made every composed task pick the
+        # same siblings).
+        new = {t for o in sibs if gold_tools(o) <= chains[s.id] for t in gold_tools(o)} | gold_tools(s)
+        new -= used | sessions
         return (-len(new - set(seen)), -len(new), sum(seen[t] for t in new), len(gold_tools(s) & writes_done),
                 tie[s.id])
 
@@ -1053,7 +1090,7 @@ def error_condition(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
                 text = f"There's another {entity} of mine too — please {ask} for it as well."
             # The slip is on the write; reading the record back afterwards confirms the corrected one changed.
             proc = as_procedure(ctx, task, state, [Action(tool=tool, arguments=args)], info_for(ctx, args), text,
-                                lookup=False, check=False)
+                                lookup=False, listing=True)
             return extend(ctx, task, start, "error_condition", proc.text, proc.actions, known=proc.known,
                           communicate=[*communicate, *proc.communicate],
                           branches=[f"{tool}:error:{err.get('code')}", *proc.steps],
@@ -1420,7 +1457,13 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
     others between). The first request is done as a procedure (`first_as_procedure`) unless that leaves the
     session with fewer requests (on a small environment its reads are the ones later requests would need)."""
     kw: dict[str, Any] = {"seed": seed, "judge": judge, "operators": operators, "max_requests": max_requests}
-    first = first_as_procedure(ctx, parent)
+    table = TASK_OPS if operators is None else operators
+    try:  # long context reads the first request's record back at the end: then the first request does not
+        long = "long_context" in order and bool(table["long_context"](ctx, parent, op_rng(parent, "long_context",
+                                                                                           seed)))
+    except RefineOpError:
+        long = False
+    first = first_as_procedure(ctx, parent, confirm=not long)
     current, why = _compose(ctx, parent, first, order, **kw)
     if first is not parent and len(requests_of(current)) < len(requests_of(plain := _compose(ctx, parent, parent,
                                                                                               order, **kw)[0])):
@@ -1498,17 +1541,34 @@ def _compose(ctx: RefineContext, parent: Task, current: Task, order: list[str], 
     return current, {op: r for op, r in why.items() if not applied.get(op)}
 
 
-def first_as_procedure(ctx: RefineContext, parent: Task) -> Task:
-    """The original request done as a procedure (`as_procedure`: the record found, checked, read back), so the
-    composed session's first request takes the calls a real one does; the parent when nothing applies."""
+def first_as_procedure(ctx: RefineContext, parent: Task, *, confirm: bool = True) -> Task:
+    """The original request done as a procedure, so the composed session's first request takes the calls a real
+    one does: with the rest of its help page's procedure (the sibling tasks on its chain of the execution
+    graph), the record found and checked, and read back unless `confirm` is off (long context, last, will ask
+    about this record); the parent when nothing applies."""
     wf = ctx.workflow
     if len(requests_of(parent)) > 1 or parent.refuse or not parent.gold_actions:
         return parent
     blank = parent.model_copy(update={"gold_actions": [], "known_info": [], "meta": {}})
     req = requests_of(parent)[0]
-    # No read-back here: long context, last, asks about this request's record once the others are done.
-    proc = as_procedure(ctx, blank, initial_state(wf), list(parent.gold_actions), list(parent.known_info),
-                        parent.instruction, volunteer=req.get("volunteer"), confirm=False)
+    state = initial_state(wf)
+    sibs = [s for s in ctx.siblings if s.id != parent.id and not s.refuse and not s.meta.get(REQUESTS)]
+    writes = {a.tool for a in parent.gold_actions if is_write(wf, a.tool)}
+    parts = _in_graph_order(wf, [parent, *_procedure_siblings(ctx, blank, parent, sibs, session_tools(wf), writes,
+                                                              state, list(parent.gold_actions))])
+    actions = [a for p in parts for a in p.gold_actions]
+    facts: list[Info] = []
+    for x in (x for p in parts for x in p.known_info):
+        if not any(x.key == y.key for y in facts):
+            facts.append(x)
+    volunteer = req.get("volunteer")
+    if volunteer is not None:
+        volunteer = list(dict.fromkeys([*volunteer, *(x.key for p in parts if p is not parent for x in p.known_info
+                                                      if not x.withhold)]))
+    proc = as_procedure(ctx, blank, state, actions, facts, _joined([p.instruction for p in parts]),
+                        volunteer=volunteer, confirm=confirm)
+    if len(parts) > 1:
+        proc.steps.append("procedure:" + "+".join(p.id for p in parts if p is not parent))
     if not proc.steps or order_conflicts(wf, proc.actions):
         return parent
     first = {**req, "instruction": proc.text, "end": len(proc.actions)}
