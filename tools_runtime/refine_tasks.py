@@ -566,6 +566,7 @@ def as_procedure(ctx: RefineContext, task: Task, state: dict[str, Any], actions:
     # The request's own calls may read the record already before they write it (a sibling's procedure).
     reads_first = any((e := wf.effects.get(a.tool)) is not None and e.kind == "read" and e.entity == entity
                       for a in actions[:i])
+    checked: str | None = None
     if check and reader is not None and not before and not reads_first and fresh(reader):
         checked = next((f for pre in effect.preconditions for f in _FIELD_REF.findall(pre.expr)), None)
         value = recs.get(rid or "", {}).get(checked) if checked else None
@@ -603,7 +604,8 @@ def as_procedure(ctx: RefineContext, task: Task, state: dict[str, Any], actions:
             kf = entity_key(wf, entity) or key
             back = _record_reader(wf, entity, records(after, entity)[rid].get(kf, rid) if key or
                                   effect.kind == "create" else None, after, w.tool)
-        told = _confirm_value(wf, after, entity, rid, back, written, said) if back is not None else None
+        told = _confirm_value(wf, after, entity, rid, back, written, said, skip={checked} if out.communicate else set()
+                              ) if back is not None else None
         last = acts[-1] if acts else None
         ends_read = last is not None and (e := wf.effects.get(last.tool)) is not None and e.kind == "read" \
             and e.entity == entity and acts.index(last) > i
@@ -637,7 +639,7 @@ def _listed_others(wf: Workflow, after: dict[str, Any], entity: str, rid: str | 
 
 
 def _confirm_value(wf: Workflow, after: dict[str, Any], entity: str, rid: str | None, reader: Action,
-                   written: set[str], said: list[str]) -> tuple[str, Any] | None:
+                   written: set[str], said: list[str], skip: set[Any] = frozenset()) -> tuple[str, Any] | None:
     """What a read after the writes shows the user: a field the request wrote (its new value), else one the
     dialogue has not said yet; switches and ids aside (a value the user must hear, not a yes/no)."""
     try:
@@ -651,7 +653,7 @@ def _confirm_value(wf: Workflow, after: dict[str, Any], entity: str, rid: str | 
         return None
     # A number the request wrote is told as it is ("priority 3"); other values need some length to be telling.
     cands = [(f not in written, any(str(v).casefold() in s.casefold() for s in said), f, v) for f, v in row.items()
-             if f != kf and f not in _BOOKKEEPING and not f.endswith("_id") and _scalar(v)
+             if f != kf and f not in _BOOKKEEPING and f not in skip and not f.endswith("_id") and _scalar(v)
              and (len(str(v)) >= _MIN_DESCRIPTION or f in written and isinstance(v, int | float))]
     if not cands:
         return None
@@ -994,9 +996,27 @@ def branch(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             f"If it doesn't, leave it alone and tell me its {human(shown)}.")
     nl = [f"The assistant does not {ask} for {entity} {key_value}, and explains that {condition[:1].lower()}"
           f"{condition[1:]}."]
-    out = extend(ctx, task, start, "branch", text, [Action(tool=reader, arguments=rargs)],
-                 known=info_for(ctx, {**rargs, **{k: v for k, v in args.items() if k != key_param}}),
-                 communicate=[str(record[shown])], nl=nl, branches=[f"{tool}:blocked:{pre.error}"])
+    actions = [Action(tool=reader, arguments=rargs)]
+    known = info_for(ctx, {**rargs, **{k: v for k, v in args.items() if k != key_param}})
+    communicate = [str(record[shown])]
+    labels = [f"{tool}:blocked:{pre.error}"]
+    # The alternative a person names when the rule says no ("then do it for sam instead"): a record the rule
+    # allows, the same write on it, read back when it shows something to tell. Not when that write repeats an
+    # earlier request's.
+    alt = next((c for c in cases[1:] if c[0] == tool and c[4] is None), None)
+    if alt is not None and (tool, _shape(alt[3])) not in {(a.tool, _shape(a.arguments)) for a in task.gold_actions}:
+        alt_key = alt[3].get(key_param, alt[2]["id"])
+        proc = as_procedure(ctx, task, state, [Action(tool=tool, arguments=alt[3])], info_for(ctx, alt[3]), "",
+                            lookup=False, check=False)
+        text = (f"Next, {entity} {key_value}: please {ask}, as long as the rule allows it (\"{condition}\"). "
+                f"If it doesn't, leave it alone, tell me its {human(shown)}, and do it for {entity} {alt_key} "
+                f"instead.{proc.text}")
+        actions += proc.actions
+        known = [*(x for x in known if x.key not in alt[3]), *proc.known]
+        communicate += proc.communicate
+        labels += [f"{tool}:alternative", *proc.steps]
+    out = extend(ctx, task, start, "branch", text, actions, known=known, communicate=communicate, nl=nl,
+                 branches=labels)
     # The listing names no record, so a later branch would pick the same one again ("Next, loan L-202" twice).
     return out.model_copy(update={"meta": {**out.meta, NAMED: [*out.meta.get(NAMED, []), rid]}})
 

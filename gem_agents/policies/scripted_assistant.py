@@ -263,6 +263,27 @@ def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
     }.get(effect.kind, f"I ran {what}")
 
 
+def _asked_earlier(scenario: Scenario, prog: Progress, goal: int, asked: list[str]) -> list[tuple[str, Any]]:
+    """Fields the request names ("tell me its account type") that an earlier read of the request showed for the
+    record it then changed (the row holding the write's key): what was checked before the write."""
+    words = " ".join(asked).casefold()
+    steps = [i for i, c in enumerate(scenario.plan) if c.goal == goal and i in prog.results]
+    keys = [v for i in steps for v in scenario.plan[i].arguments.values() if isinstance(v, str | int) and
+            not isinstance(v, bool) and (e := scenario.workflow.effects.get(scenario.plan[i].tool)) is not None
+            and e.kind not in ("read", "session")]
+    out: list[tuple[str, Any]] = []
+    for i in steps[:-1]:
+        result = prog.results[i]
+        rows = result.get("results") if isinstance(result, dict) and isinstance(result.get("results"), list) \
+            else [result]
+        for row in rows:
+            if not isinstance(row, dict) or not any(v in keys for v in row.values() if not isinstance(v, bool)):
+                continue
+            out += [(k, v) for k, v in row.items() if isinstance(v, str | int | float) and not isinstance(v, bool)
+                    and humanize(k).casefold() in words and (k, v) not in out]
+    return out
+
+
 def _summary(scenario: Scenario, prog: Progress, goal: int, messages: list[dict[str, Any]]) -> str:
     last = max((i for i, c in enumerate(scenario.plan) if c.goal == goal), default=None)
     result = prog.results.get(last) if last is not None else None
@@ -274,7 +295,9 @@ def _summary(scenario: Scenario, prog: Progress, goal: int, messages: list[dict[
     said = scenario.plan[wrote] if wrote is not None else call
     did = _did(scenario, said.tool, said.arguments) if said else "it is done"
     asked = _since_goal(_user_texts(messages), scenario, goal)
-    facts = "; ".join(f"{humanize(k)}: {v}" for k, v in _scalars(result, asked=asked))
+    pairs = _scalars(result, asked=asked)
+    pairs += [p for p in _asked_earlier(scenario, prog, goal, asked[:1]) if p not in pairs]
+    facts = "; ".join(f"{humanize(k)}: {v}" for k, v in pairs)
     text = _pick(DONE, scenario, messages).format(did=did)
     effect = scenario.workflow.effects.get(call.tool) if call else None
     if facts:
