@@ -343,7 +343,8 @@ def extend(ctx: RefineContext, task: Task, start: Start | None, op: str, instruc
                  "operators": [*meta.get("operators", []), op],
                  "branches": [*meta.get("branches", []), *(branches or [])]})
     if slips:
-        meta["slips"] = [*meta.get("slips", []), *({**s, "key": renamed.get(s["key"], s["key"])} for s in slips)]
+        meta["slips"] = [*meta.get("slips", []), *({**s, "key": renamed.get(s["key"], s["key"]), "request": n}
+                                                   for s in slips)]
     ops = meta["operators"]
     return task.model_copy(update={
         "id": f"{root}+{'+'.join(ops)}",
@@ -1077,8 +1078,12 @@ def error_condition(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     cands.sort(key=lambda c: (c[0] in used, "not_found" not in c[1].errors, c[1].kind == "read", rng.random()))
     reasons = []
     slipped = {s.get("tool") for s in task.meta.get("slips", [])}
+    shapes = {(a.tool, _shape(a.arguments)) for a in task.gold_actions}
     for tool, effect in cands:
         if tool in slipped:  # the same slip on the same tool again would be repetition, not a new error
+            continue
+        if ctx.no_repeats and any(t == tool for t, _ in shapes):
+            reasons.append(f"{tool}: the task called it already")
             continue
         recs = records(state, effect.entity)
         # The slip needs a fact of its own: a record no earlier request named.
@@ -1606,14 +1611,24 @@ def first_as_procedure(ctx: RefineContext, parent: Task, *, confirm: bool = True
 
 def gold_repeats(task: Task) -> tuple[int, int]:
     """(repeats, calls) of a task's gold: calls of a tool, with arguments of the same shape, that an earlier
-    request already made (the gold-side form of `repetition_share`)."""
+    request already made (the gold-side form of `repetition_share`). A planned slip is one call more in the
+    dialogue (the rejected one), a repeat too when its tool is."""
     first: dict[tuple[str, tuple[str, ...]], int] = {}
     calls = repeats = 0
-    for n, req in enumerate(requests_of(task)):
+    reqs = requests_of(task)
+    slips = Counter()
+    for sl in task.meta.get("slips", []):
+        n = sl.get("request")
+        if not isinstance(n, int):  # written before slips named their request: the last request calling the tool
+            n = max((i for i, r in enumerate(reqs) if any(a.tool == sl.get("tool") for a in
+                                                        task.gold_actions[int(r["start"]):int(r["end"])])), default=-1)
+        slips[(n, sl.get("tool"))] += 1
+    for n, req in enumerate(reqs):
         for a in task.gold_actions[int(req["start"]):int(req["end"])]:
-            calls += 1
+            extra = slips.pop((n, a.tool), 0)
+            calls += 1 + extra
             seen = first.setdefault((a.tool, _shape(a.arguments)), n)
-            repeats += seen < n
+            repeats += (seen < n) * (1 + extra)
     return repeats, calls
 
 
