@@ -738,10 +738,17 @@ def _chain_of(wf: Workflow, tools: set[str]) -> set[str]:
     from tools_runtime.exec_graph import parse_graph
 
     try:
-        graph = parse_graph(wf.execution_graph).graph
+        parsed = parse_graph(wf.execution_graph)
     except ValueError:
         return set()
-    return {n for comp in nx.weakly_connected_components(graph) if comp & tools for n in comp}
+    # A chain is one procedure even where its steps are alternatives of one stage ("(count_lines, count_words)":
+    # one help page's commands), which share no edge.
+    out = {n for comp in nx.weakly_connected_components(parsed.graph) if comp & tools for n in comp}
+    for chain in parsed.chains:
+        nodes = {n for stage in chain for n in stage}
+        if nodes & tools:
+            out |= nodes
+    return out
 
 
 _GREETING = re.compile(r"^\s*(?:hi|hello|hey|good (?:morning|afternoon|evening))(?: there| again)?\s*[!,.—-]*\s*",
