@@ -756,18 +756,33 @@ _GREETING = re.compile(r"^\s*(?:hi|hello|hey|good (?:morning|afternoon|evening))
 
 
 def _joined(instructions: list[str]) -> str:
-    """One request from several instructions of one procedure: the first whole, the others without their
-    greeting and without the goal sentence the first already said."""
+    """One request from several instructions of one procedure: the first whole; of the others, only what the
+    first has not said already (no second greeting, goal sentence or repeated fact), each as one more ask."""
     first = instructions[0]
-    goal = re.search(r"\bI want to ([^.!?]+)[.!?]", first)
+    said = {x.strip().casefold() for x in _sentences(_GREETING.sub("", first, count=1))}
+    lead_in = next((p for p in map(_want_prefix, _sentences(_GREETING.sub("", first, count=1))) if p), None)
     out = [first]
     for text in instructions[1:]:
-        text = _GREETING.sub("", text, count=1)
-        if goal:
-            text = re.sub(rf"^\s*I want to {re.escape(goal.group(1))}[.!?]\s*", "", text, flags=re.IGNORECASE)
-        lead = text if re.match(r"I\b", text) else text[:1].lower() + text[1:]
-        out.append(f"While you're at it: {lead}" if text else "")
-    return " ".join(t for t in out if t)
+        parts = [x for x in _sentences(_GREETING.sub("", text, count=1)) if x.strip().casefold() not in said]
+        said |= {x.strip().casefold() for x in parts}
+        if parts and lead_in is not None and _want_prefix(parts[0]) == lead_in:
+            # "I'm on the command line and want to count all lines in a file." → "I also want to count all lines …"
+            parts[0] = "I also want to " + parts[0][len(lead_in):].lstrip()
+        text = " ".join(parts).strip()
+        if text:
+            lead = text if re.match(r"I\b", text) else text[:1].lower() + text[1:]
+            out.append(f"While you're at it: {lead}")
+    return " ".join(out)
+
+
+def _want_prefix(sentence: str) -> str | None:
+    """The words of a goal sentence up to its "want to" (`I'm on the command line and want to`), else None."""
+    m = re.search(r"\bwant to\b", sentence)
+    return sentence[:m.end()] if m else None
+
+
+def _sentences(text: str) -> list[str]:
+    return [x for x in re.split(r"(?<=[.!?])\s+", text.strip()) if x]
 
 
 def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
