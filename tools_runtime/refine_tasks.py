@@ -535,6 +535,12 @@ def as_procedure(ctx: RefineContext, task: Task, state: dict[str, Any], actions:
     before: list[Action] = []
     # look-up: the user does not know the key, only what the record is
     user_key = next((x for x in out.known if key and same(x.value, key_value) and not x.withhold), None)
+    if lookup and user_key is not None:
+        # "The account name is kim." is the task writer's way of giving the key; a person who does not know it
+        # says what the record is instead (below), so that sentence goes.
+        bare = re.sub(rf"\s*\b(?:The|My) {re.escape(human(user_key.key.split('@')[0]))} (?:is|are) "
+                      rf"{re.escape(str(key_value))}[.;]", "", text, flags=re.IGNORECASE)
+        text = bare if str(key_value).casefold() not in bare.casefold() else text
     if lookup and rid is not None and effect.kind != "create" and user_key is not None \
             and str(key_value).casefold() not in text.casefold() \
             and not any(same(x.value, key_value) for x in task.known_info):
@@ -558,8 +564,8 @@ def as_procedure(ctx: RefineContext, task: Task, state: dict[str, Any], actions:
             out.known.append(Info(key=desc[0], value=desc[1], source=source_in(ctx.text, desc[1])))
             if out.volunteer is not None:
                 out.volunteer = [k for k in out.volunteer if k != user_key.key]
-            out.text += (f" I don't have its {human(key)} to hand: it's the {_noun(entity)} whose "
-                         f"{human(desc[0])} is {desc[1]}.")
+            out.text = text + (f" I don't have its {human(key)} to hand: it's the {_noun(entity)} whose "
+                               f"{human(desc[0])} is {desc[1]}.")
             out.steps.append(f"lookup:{tool}")
             break
     # check: open the record first; a rule on one of its fields is checked, and its value told
