@@ -263,14 +263,26 @@ def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
     }.get(effect.kind, f"I ran {what}")
 
 
-def _asked_earlier(scenario: Scenario, prog: Progress, goal: int, asked: list[str]) -> list[tuple[str, Any]]:
+def _asked_earlier(scenario: Scenario, prog: Progress, goal: int, asked: list[str],
+                   messages: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     """Fields the request names ("tell me its account type") that an earlier read of the request showed for the
-    record it then changed (the row holding the write's key): what was checked before the write."""
+    record it then changed (the row holding a value its writes were called with): what was checked before."""
     words = " ".join(asked).casefold()
     steps = [i for i, c in enumerate(scenario.plan) if c.goal == goal and i in prog.results]
-    keys = [v for i in steps for v in scenario.plan[i].arguments.values() if isinstance(v, str | int) and
-            not isinstance(v, bool) and (e := scenario.workflow.effects.get(scenario.plan[i].tool)) is not None
-            and e.kind not in ("read", "session")]
+    description = scenario.goals[goal].description if goal < len(scenario.goals) else ""
+    start = next((i for i, m in enumerate(messages) if m.get("role") == "user" and description
+                  and description in str(m.get("content") or "")), 0)
+    keys = []
+    for m in messages[start:]:  # what this request's writes were called with, as the transcript has it
+        for call in tool_calls_of(m):
+            name, raw, _ = call_name_args(call)
+            effect = scenario.workflow.effects.get(name)
+            try:
+                args = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+            except ValueError:
+                args = {}
+            if effect is not None and effect.kind not in ("read", "session") and isinstance(args, dict):
+                keys += [v for v in args.values() if isinstance(v, str | int) and not isinstance(v, bool)]
     out: list[tuple[str, Any]] = []
     for i in steps[:-1]:
         result = prog.results[i]
@@ -296,7 +308,7 @@ def _summary(scenario: Scenario, prog: Progress, goal: int, messages: list[dict[
     did = _did(scenario, said.tool, said.arguments) if said else "it is done"
     asked = _since_goal(_user_texts(messages), scenario, goal)
     pairs = _scalars(result, asked=asked)
-    pairs += [p for p in _asked_earlier(scenario, prog, goal, asked[:1]) if p not in pairs]
+    pairs += [p for p in _asked_earlier(scenario, prog, goal, asked[:1], messages) if p not in pairs]
     facts = "; ".join(f"{humanize(k)}: {v}" for k, v in pairs)
     text = _pick(DONE, scenario, messages).format(did=did)
     effect = scenario.workflow.effects.get(call.tool) if call else None
