@@ -765,12 +765,18 @@ def _joined(instructions: list[str]) -> str:
     """One request from several instructions of one procedure: the first whole; of the others, only what the
     first has not said already (no second greeting, goal sentence or repeated fact), each as one more ask."""
     first = instructions[0]
-    said = {x.strip().casefold() for x in _sentences(_GREETING.sub("", first, count=1))}
+    said = {_clause_key(c) for x in _sentences(_GREETING.sub("", first, count=1)) for c in _clauses(x)}
     lead_in = next((p for p in map(_want_prefix, _sentences(_GREETING.sub("", first, count=1))) if p), None)
     out = [first]
     for text in instructions[1:]:
-        parts = [x for x in _sentences(_GREETING.sub("", text, count=1)) if x.strip().casefold() not in said]
-        said |= {x.strip().casefold() for x in parts}
+        parts = []
+        for sentence in _sentences(_GREETING.sub("", text, count=1)):
+            # "The source1 is a; the existing directory is b." → only the clauses not said yet.
+            kept = [c for c in _clauses(sentence) if _clause_key(c) not in said]
+            said |= {_clause_key(c) for c in kept}
+            if kept:
+                joined = "; ".join(c.rstrip(".;!? ") for c in kept)
+                parts.append(joined + (sentence[-1] if sentence[-1] in ".!?" else "."))
         if parts and lead_in is not None and _want_prefix(parts[0]) == lead_in:
             # "I'm on the command line and want to count all lines in a file." → "I also want to count all lines …"
             parts[0] = "I also want to " + parts[0][len(lead_in):].lstrip()
@@ -779,6 +785,14 @@ def _joined(instructions: list[str]) -> str:
             lead = text if re.match(r"I\b", text) else text[:1].lower() + text[1:]
             out.append(f"While you're at it: {lead}")
     return " ".join(out)
+
+
+def _clauses(sentence: str) -> list[str]:
+    return [c for c in re.split(r";\s+|,\s+and\s+(?=the |my )", sentence.strip()) if c]
+
+
+def _clause_key(clause: str) -> str:
+    return re.sub(r"^my ", "the ", clause.strip().rstrip(".;!? ").casefold())
 
 
 def _want_prefix(sentence: str) -> str | None:
