@@ -345,7 +345,8 @@ def extend(ctx: RefineContext, task: Task, start: Start | None, op: str, instruc
                  "operators": [*meta.get("operators", []), op],
                  "branches": [*meta.get("branches", []), *(branches or [])]})
     if slips:
-        meta["slips"] = [*meta.get("slips", []), *({**s, "key": renamed.get(s["key"], s["key"])} for s in slips)]
+        meta["slips"] = [*meta.get("slips", []), *({**s, "key": renamed.get(s["key"], s["key"]), "request": n}
+                                                   for s in slips)]
     ops = meta["operators"]
     return task.model_copy(update={
         "id": f"{root}+{'+'.join(ops)}",
@@ -381,6 +382,295 @@ def _scalar(value: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# multi-call requests: look-up → check → write → confirm
+#
+# A real procedure takes several calls: the person names the record as they know it ("the Standard account"),
+# so the assistant finds it (a listing or a search) before changing it; it opens the record to check it first
+# (the panel the help page starts from, the field a rule is about); and it reads the result back when the
+# person asks what it shows now. `as_procedure` wraps a request's writes in those steps where the environment
+# has the reads and the record allows them. Reads are free for the verifier: a look-up is needed only because
+# the user does not know the key (grounding), a confirmation only because the user asks for a value it shows.
+
+# Values that say nothing to single out a record by ("on", "0", "-").
+_MIN_DESCRIPTION = 3
+# A backend's own bookkeeping (which gesture ran last): nothing a person describes a record by or asks to hear.
+_BOOKKEEPING = frozenset({"times", "last_action"})
+
+
+def described_rows(rows: list[Any], texts: list[str], key: str = "") -> list[int]:
+    """Indices of the rows of a listing that the user's words describe best: the most field values (other
+    than `key`, three characters or more, not switches) said in `texts`; empty when no row has one."""
+    from tools_runtime.verification.components import _mentions
+
+    scores = []
+    for row in rows:
+        n = 0
+        if isinstance(row, dict):
+            for f, v in row.items():
+                if f == key or f in _BOOKKEEPING or isinstance(v, bool) or not _scalar(v) \
+                        or len(str(v)) < _MIN_DESCRIPTION:
+                    continue
+                n += any(_mentions(t, v) for t in texts)
+        scores.append(n)
+    best = max(scores, default=0)
+    return [i for i, s in enumerate(scores) if s == best] if best else []
+
+
+def _lookups(wf: Workflow, entity: str) -> list[tuple[str, str | None]]:
+    """(tool, query parameter) of the reads that find records of `entity` without their key: searches by a
+    query first (the user's words go in), then plain listings."""
+    from tools_runtime.binding import QUERY_ARGS
+
+    out: list[tuple[str, str | None]] = []
+    for t in wf.tools:
+        e = wf.effects.get(t.name)
+        if e is None or e.kind != "read" or e.entity != entity or e.key:
+            continue
+        if not t.required:
+            out.append((t.name, None))
+        elif len(t.required) == 1 and t.required[0] in QUERY_ARGS:
+            out.insert(0, (t.name, t.required[0]))
+    return out
+
+
+def _noun(entity: str) -> str:
+    """An entity as the user says it: `file_2` (renamed apart when environments were merged) → `file`."""
+    return human(re.sub(r"_\d+$", "", entity))
+
+
+def _rows(result: Any) -> list[Any]:
+    rows = result.get("results") if isinstance(result, dict) else None
+    return rows if isinstance(rows, list) else []
+
+
+def _description(wf: Workflow, state: dict[str, Any], entity: str, rid: str, avoid: set[str],
+                 said: list[str]) -> tuple[str, Any] | None:
+    """A field of record `rid` whose value no other record has in any field (so the user can name the record
+    by it), not a field the request changes and not something the dialogue already said."""
+    ent = next((e for e in wf.entities if e.name == entity), None)
+    recs = records(state, entity)
+    if ent is None or rid not in recs or len(recs) < 2:
+        return None
+    others = {str(v).casefold() for r_id, r in recs.items() if r_id != rid for v in r.values() if _scalar(v)}
+    for f in ent.fields:
+        v = recs[rid].get(f)
+        if f == ent.key or f in ent.hidden or f in avoid or f in _BOOKKEEPING or f.endswith("_id") or isinstance(v, bool) \
+                or not _scalar(v) or len(str(v)) < _MIN_DESCRIPTION or str(v).casefold() in others:
+            continue
+        if any(str(v).casefold() in s.casefold() for s in said):
+            continue
+        return f, v
+    return None
+
+
+def _record_reader(wf: Workflow, entity: str, key_value: Any, state: dict[str, Any], near: str = "") -> Action | None:
+    """A read that shows one record of `entity`: a look-up by key, else the entity's listing (a settings
+    panel is a listing of one record). Of several, the one on the same chain of the execution graph as the
+    write `near` (the panel its help page opens), else one that returns the fields `near` writes."""
+    effect = wf.effects.get(near)
+    fields = {w.field for w in effect.writes} if effect else set()
+    chain = _chain_of(wf, {near}) if near else set()
+
+    def closeness(name: str) -> tuple[bool, bool]:
+        e = wf.effects[name]
+        return name not in chain, bool(e.returns) and not fields & set(e.returns)
+
+    for name in sorted(_readers(wf, entity), key=closeness):
+        spec = wf.tool(name)
+        key = wf.effects[name].key or ""
+        if spec is not None and key_value is not None and set(spec.required) <= {key}:
+            return Action(tool=name, arguments={key: key_value})
+    listers = sorted(_listers(wf, entity), key=closeness)
+    return Action(tool=listers[0], arguments={}) if listers else None
+
+
+@dataclass
+class Procedure:
+    """A request's calls as a procedure: its actions, the user's facts, its instruction, what to tell."""
+
+    actions: list[Action]
+    known: list[Info]
+    text: str
+    communicate: list[str] = field(default_factory=list)
+    volunteer: list[str] | None = None
+    steps: list[str] = field(default_factory=list)  # lookup:TOOL, check:TOOL, confirm:TOOL
+
+
+def as_procedure(ctx: RefineContext, task: Task, state: dict[str, Any], actions: list[Action],
+                 known: list[Info], text: str, *, lookup: bool = True, check: bool = True, confirm: bool = True,
+                 volunteer: list[str] | None = None, listing: bool = False) -> Procedure:
+    """The request's writes wrapped in the steps a real procedure has, where the environment has the reads:
+
+    look-up  the user names the record by a field only it has ("the Standard account"), not its key; the
+             assistant finds it by a search or a listing, and writes with the key it found;
+    check    the record is read before the write (the panel the procedure opens; a rule's field, whose value
+             the user asks to hear);
+    confirm  the record is read again after the writes, and the user hears a value it shows now.
+    A step whose read an earlier request already made (same tool, same argument shape) is left out: it would
+    be repetition, not procedure. Every step is probed on `state`; one that fails is left out. `listing`: the
+    check lists the records (the user has not said which one yet: a clarifying question follows).
+    """
+    wf = ctx.workflow
+    out = Procedure(actions=list(actions), known=list(known), text=text, volunteer=volunteer)
+    writes = [(i, a) for i, a in enumerate(actions) if (e := wf.effects.get(a.tool)) is not None
+              and e.kind in ("update", "delete", "external", "create") and e.entity]
+    if not writes:
+        return out
+    earlier = {(a.tool, _shape(a.arguments)) for a in task.gold_actions}
+    taken = set(earlier)
+
+    def fresh(a: Action) -> bool:
+        return (a.tool, _shape(a.arguments)) not in taken
+
+    i, w = writes[0]
+    effect = wf.effects[w.tool]
+    entity = effect.entity
+    recs = records(state, entity)
+    key = effect.key or ""
+    key_value = w.arguments.get(key) if key else None
+    rid = next((r for r, rec in recs.items() if key_value is not None and
+                (same(r, key_value) or same(rec.get(entity_key(wf, entity) or key), key_value))), None)
+    if rid is None and effect.kind != "create" and len(recs) == 1:
+        rid = next(iter(recs))  # a settings panel: one record, no key
+    written = {w2.field for _, a in writes for w2 in wf.effects[a.tool].writes}
+    said = [text, *(str(x.value) for x in task.known_info), *(str(x.value) for x in known)]
+    before: list[Action] = []
+    # look-up: the user does not know the key, only what the record is
+    user_key = next((x for x in out.known if key and same(x.value, key_value) and not x.withhold), None)
+    if lookup and user_key is not None:
+        # "The account name is kim." is the task writer's way of giving the key; a person who does not know it
+        # says what the record is instead (below), so that sentence goes.
+        bare = re.sub(rf"\s*\b(?:The|My) {re.escape(human(user_key.key.split('@')[0]))} (?:is|are) "
+                      rf"{re.escape(str(key_value))}[.;]", "", text, flags=re.IGNORECASE)
+        text = bare if str(key_value).casefold() not in bare.casefold() else text
+    if lookup and rid is not None and effect.kind != "create" and user_key is not None \
+            and str(key_value).casefold() not in text.casefold() \
+            and not any(same(x.value, key_value) for x in task.known_info):
+        desc = _description(wf, state, entity, rid, written, said)
+        for tool, query in _lookups(wf, entity) if desc else []:
+            find = Action(tool=tool, arguments={query: desc[1]} if query else {})
+            if not fresh(find):
+                continue
+            try:
+                rows = _rows(probe(wf, state, [find])[0])
+            except RefineOpError:
+                continue
+            kf = entity_key(wf, entity) or key
+            hit = [n for n, r in enumerate(rows) if isinstance(r, dict) and same(r.get(kf), key_value)]
+            phrase = f"It's the {_noun(entity)} whose {human(desc[0])} is {desc[1]}"
+            if len(hit) != 1 or described_rows(rows, [f"{text} {phrase}."], kf) != hit:
+                continue
+            before.append(find)
+            taken.add((find.tool, _shape(find.arguments)))
+            out.known = [x for x in out.known if x is not user_key]
+            out.known.append(Info(key=desc[0], value=desc[1], source=source_in(ctx.text, desc[1])))
+            if out.volunteer is not None:
+                out.volunteer = [k for k in out.volunteer if k != user_key.key]
+            out.text = text + (f" I don't have its {human(key)} to hand: it's the {_noun(entity)} whose "
+                               f"{human(desc[0])} is {desc[1]}.")
+            out.steps.append(f"lookup:{tool}")
+            break
+    # check: open the record first; a rule on one of its fields is checked, and its value told
+    reader = _record_reader(wf, entity, None if listing else key_value, state, w.tool) if rid is not None else None
+    # The request's own calls may read the record already before they write it (a sibling's procedure).
+    reads_first = any((e := wf.effects.get(a.tool)) is not None and e.kind == "read" and e.entity == entity
+                      for a in actions[:i])
+    checked: str | None = None
+    if check and reader is not None and not before and not reads_first and fresh(reader):
+        checked = next((f for pre in effect.preconditions for f in _FIELD_REF.findall(pre.expr)), None)
+        value = recs.get(rid or "", {}).get(checked) if checked else None
+        try:
+            probe(wf, state, [reader])
+        except RefineOpError:
+            reader = None
+        if reader is not None:
+            before.append(reader)
+            taken.add((reader.tool, _shape(reader.arguments)))
+            pre = next(p for p in effect.preconditions if checked in p.expr) if checked else None
+            if pre is not None and _scalar(value) and str(value).casefold() not in " ".join(said).casefold():
+                rule = pre.message.rstrip(".")
+                out.text += (f" Check its {human(checked or '')} first and tell me what it is." if rule in text else
+                             f" Please check first that this is allowed (\"{rule}\") and tell me its "
+                             f"{human(checked or '')}.")
+                out.communicate.append(str(value))
+            elif not reader.arguments and len(recs) > 1:
+                out.text += f" Have a look at my {spoken_plural(_noun(entity))} first."
+            else:
+                out.text += " Please have a look at how it's set now before you change it."
+            out.steps.append(f"check:{reader.tool}")
+    acts = [*actions[:i], *before, *actions[i:]]
+    # confirm: read it back and tell the user what it shows now
+    if confirm:
+        env = ToolEnvironment(wf, copy.deepcopy(state))
+        for a in acts:
+            env.call(a.tool, dict(a.arguments))
+        after = env.backend.view()
+        if effect.kind == "create":
+            new = sorted(set(records(after, entity)) - set(recs))
+            rid = new[0] if len(new) == 1 else None
+        back = None
+        if rid is not None and rid in records(after, entity):
+            kf = entity_key(wf, entity) or key
+            back = _record_reader(wf, entity, records(after, entity)[rid].get(kf, rid) if key or
+                                  effect.kind == "create" else None, after, w.tool)
+        told = _confirm_value(wf, after, entity, rid, back, written, said, skip={checked} if out.communicate else set()
+                              ) if back is not None else None
+        last = acts[-1] if acts else None
+        ends_read = last is not None and (e := wf.effects.get(last.tool)) is not None and e.kind == "read" \
+            and e.entity == entity and acts.index(last) > i
+        others = _listed_others(wf, after, entity, rid, back, said) if back is not None and told is None \
+            and effect.kind == "create" else None
+        if back is not None and (told is not None or others is not None) and not ends_read \
+                and (back.tool, _shape(back.arguments)) not in earlier:
+            acts.append(back)
+            if told is not None:
+                out.communicate.append(str(told[1]))
+                out.text += f" Afterwards, tell me what it shows for the {human(told[0])}."
+            else:  # a new record in a listing: which others are there is what the user cannot know
+                out.communicate.append(str(others))
+                out.text += f" Afterwards, tell me which {spoken_plural(_noun(entity))} I have now."
+            out.steps.append(f"confirm:{back.tool}")
+    out.actions = acts
+    return out
+
+
+def _listed_others(wf: Workflow, after: dict[str, Any], entity: str, rid: str | None, reader: Action,
+                   said: list[str]) -> Any:
+    """The name of another record a listing shows beside the new one (None when it shows no other)."""
+    kf = entity_key(wf, entity) or ""
+    try:
+        rows = _rows(probe(wf, after, [reader])[0])
+    except RefineOpError:
+        return None
+    names = [r.get(kf) for r in rows if isinstance(r, dict) and not same(r.get(kf), rid) and _scalar(r.get(kf))]
+    fresh = [n for n in names if not any(str(n).casefold() in x.casefold() for x in said)]
+    return fresh[0] if fresh else None
+
+
+def _confirm_value(wf: Workflow, after: dict[str, Any], entity: str, rid: str | None, reader: Action,
+                   written: set[str], said: list[str], skip: set[Any] = frozenset()) -> tuple[str, Any] | None:
+    """What a read after the writes shows the user: a field the request wrote (its new value), else one the
+    dialogue has not said yet; switches and ids aside (a value the user must hear, not a yes/no)."""
+    try:
+        result = probe(wf, after, [reader])[0]
+    except RefineOpError:
+        return None
+    kf = entity_key(wf, entity) or ""
+    row = result if isinstance(result, dict) and "results" not in result else next(
+        (r for r in _rows(result) if isinstance(r, dict) and rid is not None and same(r.get(kf), rid)), None)
+    if not isinstance(row, dict):
+        return None
+    # A number the request wrote is told as it is ("priority 3"); other values need some length to be telling.
+    cands = [(f not in written, any(str(v).casefold() in s.casefold() for s in said), f, v) for f, v in row.items()
+             if f != kf and f not in _BOOKKEEPING and f not in skip and not f.endswith("_id") and _scalar(v)
+             and (len(str(v)) >= _MIN_DESCRIPTION or f in written and isinstance(v, int | float))]
+    if not cands:
+        return None
+    best = min(cands, key=lambda c: c[:2])
+    return best[2], best[3]
+
+
+# ---------------------------------------------------------------------------------------------------------
 # operators
 
 
@@ -396,6 +686,125 @@ def _slips_for(wf: Workflow, state: dict[str, Any], actions: list[Action], infos
             return [slip], [f"{a.tool}:error:{code}"]
         env.call(a.tool, dict(a.arguments))
     return [], []
+
+
+def _procedure_siblings(ctx: RefineContext, task: Task, sib: Task, sibs: list[Task], used: set[str],
+                        writes_done: set[str], state: dict[str, Any], actions: list[Action]) -> list[Task]:
+    """The other sibling tasks on the same procedure (weakly connected chain of the execution graph) as `sib`,
+    each adding tools neither the task nor the others use, whose gold still runs after `actions`."""
+    wf = ctx.workflow
+    chain = _chain_of(wf, gold_tools(sib))
+    if not chain:
+        return []
+    out: list[Task] = []
+    have = set(gold_tools(sib))
+    facts = {x.key: x.value for x in sib.known_info}
+    acts = list(actions)
+    for other in sibs:
+        tools = gold_tools(other)
+        if other.id == sib.id or not tools <= chain or not tools - have - used or tools & (have | writes_done):
+            continue
+        if any(k in facts and not same(facts[k], x.value) for x in other.known_info for k in [x.key]):
+            continue  # two values for one fact in one request: the user could not tell them apart
+        try:
+            probe(wf, state, [*acts, *other.gold_actions])
+        except RefineOpError:
+            continue
+        if order_conflicts(wf, [*task.gold_actions, *_in_graph_order_actions(wf, [*acts, *other.gold_actions])]):
+            continue
+        out.append(other)
+        have |= tools
+        acts += other.gold_actions
+        facts.update({x.key: x.value for x in other.known_info})
+    return out
+
+
+def _graph_rank(wf: Workflow) -> dict[str, int]:
+    from tools_runtime.exec_graph import parse_graph, reference_order
+
+    try:
+        return {n: i for i, n in enumerate(reference_order(parse_graph(wf.execution_graph)))}
+    except ValueError:
+        return {}
+
+
+def _in_graph_order(wf: Workflow, tasks: list[Task]) -> list[Task]:
+    """Tasks of one procedure in the order the execution graph runs their first calls (stable otherwise)."""
+    rank = _graph_rank(wf)
+    return sorted(tasks, key=lambda t: min((rank.get(a.tool, 10 ** 6) for a in t.gold_actions), default=10 ** 6))
+
+
+def _in_graph_order_actions(wf: Workflow, actions: list[Action]) -> list[Action]:
+    rank = _graph_rank(wf)
+    return sorted(actions, key=lambda a: rank.get(a.tool, 10 ** 6))
+
+
+def _chain_of(wf: Workflow, tools: set[str]) -> set[str]:
+    """The tools of the execution graph's chains (weakly connected) that hold any of `tools`."""
+    import networkx as nx
+
+    from tools_runtime.exec_graph import parse_graph
+
+    try:
+        parsed = parse_graph(wf.execution_graph)
+    except ValueError:
+        return set()
+    # A chain is one procedure even where its steps are alternatives of one stage ("(count_lines, count_words)":
+    # one help page's commands), which share no edge.
+    out = {n for comp in nx.weakly_connected_components(parsed.graph) if comp & tools for n in comp}
+    for chain in parsed.chains:
+        nodes = {n for stage in chain for n in stage}
+        if nodes & tools:
+            out |= nodes
+    return out
+
+
+_GREETING = re.compile(r"^\s*(?:hi|hello|hey|good (?:morning|afternoon|evening))(?: there| again)?\s*[!,.—-]*\s*",
+                       re.IGNORECASE)
+
+
+def _joined(instructions: list[str]) -> str:
+    """One request from several instructions of one procedure: the first whole; of the others, only what the
+    first has not said already (no second greeting, goal sentence or repeated fact), each as one more ask."""
+    first = instructions[0]
+    said = {_clause_key(c) for x in _sentences(_GREETING.sub("", first, count=1)) for c in _clauses(x)}
+    lead_in = next((p for p in map(_want_prefix, _sentences(_GREETING.sub("", first, count=1))) if p), None)
+    out = [first]
+    for text in instructions[1:]:
+        parts = []
+        for sentence in _sentences(_GREETING.sub("", text, count=1)):
+            # "The source1 is a; the existing directory is b." → only the clauses not said yet.
+            kept = [c for c in _clauses(sentence) if _clause_key(c) not in said]
+            said |= {_clause_key(c) for c in kept}
+            if kept:
+                joined = "; ".join(c.rstrip(".;!? ") for c in kept)
+                parts.append(joined + (sentence[-1] if sentence[-1] in ".!?" else "."))
+        if parts and lead_in is not None and _want_prefix(parts[0]) == lead_in:
+            # "I'm on the command line and want to count all lines in a file." → "I also want to count all lines …"
+            parts[0] = "I also want to " + parts[0][len(lead_in):].lstrip()
+        text = " ".join(parts).strip()
+        if text:
+            lead = text if re.match(r"I\b", text) else text[:1].lower() + text[1:]
+            out.append(f"While you're at it: {lead}")
+    return " ".join(out)
+
+
+def _clauses(sentence: str) -> list[str]:
+    return [c for c in re.split(r";\s+|,\s+and\s+(?=the |my )", sentence.strip()) if c]
+
+
+def _clause_key(clause: str) -> str:
+    return re.sub(r"^my ", "the ", clause.strip().rstrip(".;!? ").casefold())
+
+
+def _want_prefix(sentence: str) -> str | None:
+    """The words of a goal sentence up to its "want to" (`I'm on the command line and want to`), else None."""
+    m = re.search(r"\bwant to\b", sentence)
+    return sentence[:m.end()] if m else None
+
+
+def _sentences(text: str) -> list[str]:
+    return [x for x in re.split(r"(?<=[.!?])\s+", text.strip()) if x]
 
 
 def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
@@ -414,11 +823,15 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     seen = ctx.tool_use or Counter()
     tie = {s.id: rng.random() for s in sorted(sibs, key=lambda s: s.id)}  # seeded: runs stay reproducible
 
+    chains = {s.id: _chain_of(wf, gold_tools(s)) for s in sibs}
+
     def rank(s: Task) -> tuple[int, int, int, int, float]:
-        # Capabilities no earlier composed task of the environment used first, then the most new ones, the
-        # least used ones, the fewest writes the task already made (no "again"); ties by seeded chance, not
-        # by id (sorting by id made every composed task pick the same siblings).
-        new = gold_tools(s) - used - sessions
+        # Capabilities no earlier composed task of the environment used first, then the most new ones (those of
+        # the whole procedure the sibling is part of), the least used ones, the fewest writes the task already
+        # made (no "again"); ties by seeded chance, not by id (sorting by id made every composed task pick the
+        # same siblings).
+        new = {t for o in sibs if gold_tools(o) <= chains[s.id] for t in gold_tools(o)} | gold_tools(s)
+        new -= used | sessions
         return (-len(new - set(seen)), -len(new), sum(seen[t] for t in new), len(gold_tools(s) & writes_done),
                 tie[s.id])
 
@@ -443,12 +856,22 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
         if order_conflicts(wf, [*task.gold_actions, *actions]):
             reasons.append(f"sibling {sib.id}: its writes come earlier in the execution graph")
             continue
-        communicate = [c for c in sib.communicate_info if c]
-        slips, branches = _slips_for(wf, state, actions, list(sib.known_info))
-        return extend(ctx, task, start, "multi_goal", sib.instruction, actions, known=list(sib.known_info),
-                      communicate=communicate, nl=list(sib.nl_assertions),
-                      forbidden=[t for t in sib.forbidden_tools if t not in gold_tools(task) and
-                                 all(a.tool != t for a in actions)], slips=slips, branches=branches)
+        # The sibling's whole procedure: the other tasks written for the same chain of the execution graph
+        # (one help page's steps: name the share, switch media sharing on, pick the folder) join it.
+        parts = _in_graph_order(wf, [sib, *_procedure_siblings(ctx, task, sib, sibs, used | sessions, writes_done,
+                                                               state, actions)])
+        actions = [a for p in parts for a in p.gold_actions if (a.tool, repr(sorted(a.arguments.items()))) not in done]
+        facts = [x for p in parts for x in p.known_info]
+        proc = as_procedure(ctx, task, state, actions, facts, _joined([p.instruction for p in parts]))
+        if order_conflicts(wf, [*task.gold_actions, *proc.actions]):
+            proc = Procedure(actions=actions, known=facts, text=_joined([p.instruction for p in parts]))
+        communicate = [c for p in parts for c in p.communicate_info if c] + proc.communicate
+        slips, branches = _slips_for(wf, state, proc.actions, proc.known)
+        return extend(ctx, task, start, "multi_goal", proc.text, proc.actions, known=proc.known,
+                      communicate=communicate, nl=[n for p in parts for n in p.nl_assertions],
+                      forbidden=[t for p in parts for t in p.forbidden_tools if t not in gold_tools(task) and
+                                 all(a.tool != t for a in proc.actions)], slips=slips,
+                      branches=[*branches, *proc.steps], volunteer=proc.volunteer)
     # No sibling adds a tool: build a request for an unused capability (writes first, then reads).
     order = {"update": 0, "create": 0, "external": 0, "delete": 1, "compute": 2, "read": 3}
     unused = sorted((t.name for t in wf.tools if t.name not in used and t.name not in sessions
@@ -487,10 +910,13 @@ def multi_goal(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             text = f"Could you also {ask}{what}?"
         else:
             text = f"I'd also like you to {ask}."
-        known = info_for(ctx, args)
-        slips, branches = _slips_for(wf, state, [Action(tool=tool, arguments=args)], known)
-        return extend(ctx, task, start, "multi_goal", text, [Action(tool=tool, arguments=args)],
-                      known=known, communicate=communicate, slips=slips, branches=branches)
+        proc = as_procedure(ctx, task, state, [Action(tool=tool, arguments=args)], info_for(ctx, args), text)
+        if order_conflicts(wf, [*task.gold_actions, *proc.actions]):
+            proc = Procedure(actions=[Action(tool=tool, arguments=args)], known=info_for(ctx, args), text=text)
+        slips, branches = _slips_for(wf, state, proc.actions, proc.known)
+        return extend(ctx, task, start, "multi_goal", proc.text, proc.actions, known=proc.known,
+                      communicate=[*communicate, *proc.communicate], slips=slips, branches=[*branches, *proc.steps],
+                      volunteer=proc.volunteer)
     raise RefineOpError("no capability left that the task does not use" + (f" ({'; '.join(reasons[:3])})"
                                                                          if reasons else ""))
 
@@ -595,8 +1021,10 @@ def branch(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     if err is None:
         text = (f"Next, {entity} {key_value}: please {ask}, as long as the rule allows it "
                 f"(\"{condition}\"). If it doesn't, leave it alone and tell me why.")
-        return extend(ctx, task, start, "branch", text, [Action(tool=tool, arguments=args)], known=info_for(ctx, args),
-                      branches=[f"{tool}:allowed"])
+        proc = as_procedure(ctx, task, state, [Action(tool=tool, arguments=args)], info_for(ctx, args), text,
+                            lookup=False)
+        return extend(ctx, task, start, "branch", proc.text, proc.actions, known=proc.known,
+                      communicate=proc.communicate, branches=[f"{tool}:allowed", *proc.steps])
     # A look-up by key shows why; else a listing of the records does (the offline environments' `list_…`).
     listers = _listers(wf, effect.entity)
     if not readers and not listers:
@@ -613,9 +1041,27 @@ def branch(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
             f"If it doesn't, leave it alone and tell me its {human(shown)}.")
     nl = [f"The assistant does not {ask} for {entity} {key_value}, and explains that {condition[:1].lower()}"
           f"{condition[1:]}."]
-    out = extend(ctx, task, start, "branch", text, [Action(tool=reader, arguments=rargs)],
-                 known=info_for(ctx, {**rargs, **{k: v for k, v in args.items() if k != key_param}}),
-                 communicate=[str(record[shown])], nl=nl, branches=[f"{tool}:blocked:{pre.error}"])
+    actions = [Action(tool=reader, arguments=rargs)]
+    known = info_for(ctx, {**rargs, **{k: v for k, v in args.items() if k != key_param}})
+    communicate = [str(record[shown])]
+    labels = [f"{tool}:blocked:{pre.error}"]
+    # The alternative a person names when the rule says no ("then do it for sam instead"): a record the rule
+    # allows, the same write on it, read back when it shows something to tell. Not when that write repeats an
+    # earlier request's.
+    alt = next((c for c in cases[1:] if c[0] == tool and c[4] is None), None)
+    if alt is not None and (tool, _shape(alt[3])) not in {(a.tool, _shape(a.arguments)) for a in task.gold_actions}:
+        alt_key = alt[3].get(key_param, alt[2]["id"])
+        proc = as_procedure(ctx, task, state, [Action(tool=tool, arguments=alt[3])], info_for(ctx, alt[3]), "",
+                            lookup=False, check=False)
+        text = (f"Next, {entity} {key_value}: please {ask}, as long as the rule allows it (\"{condition}\"). "
+                f"If it doesn't, leave it alone, tell me its {human(shown)}, and do it for {entity} {alt_key} "
+                f"instead.{proc.text}")
+        actions += proc.actions
+        known = [*(x for x in known if x.key not in alt[3]), *proc.known]
+        communicate += proc.communicate
+        labels += [f"{tool}:alternative", *proc.steps]
+    out = extend(ctx, task, start, "branch", text, actions, known=known, communicate=communicate, nl=nl,
+                 branches=labels)
     # The listing names no record, so a later branch would pick the same one again ("Next, loan L-202" twice).
     return out.model_copy(update={"meta": {**out.meta, NAMED: [*out.meta.get(NAMED, []), rid]}})
 
@@ -676,8 +1122,12 @@ def error_condition(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
     cands.sort(key=lambda c: (c[0] in used, "not_found" not in c[1].errors, c[1].kind == "read", rng.random()))
     reasons = []
     slipped = {s.get("tool") for s in task.meta.get("slips", [])}
+    shapes = {(a.tool, _shape(a.arguments)) for a in task.gold_actions}
     for tool, effect in cands:
         if tool in slipped:  # the same slip on the same tool again would be repetition, not a new error
+            continue
+        if ctx.no_repeats and any(t == tool for t, _ in shapes):
+            reasons.append(f"{tool}: the task called it already")
             continue
         recs = records(state, effect.entity)
         # The slip needs a fact of its own: a record no earlier request named.
@@ -707,9 +1157,12 @@ def error_condition(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
                 text = f"There's another {entity} of mine too: can you {ask} and tell me its {human(shown[0])}?"
             else:
                 text = f"There's another {entity} of mine too — please {ask} for it as well."
-            known = info_for(ctx, args)
-            return extend(ctx, task, start, "error_condition", text, [Action(tool=tool, arguments=args)], known=known,
-                          communicate=communicate, branches=[f"{tool}:error:{err.get('code')}"],
+            # The slip is on the write; reading the record back afterwards confirms the corrected one changed.
+            proc = as_procedure(ctx, task, state, [Action(tool=tool, arguments=args)], info_for(ctx, args), text,
+                                lookup=False, listing=True)
+            return extend(ctx, task, start, "error_condition", proc.text, proc.actions, known=proc.known,
+                          communicate=[*communicate, *proc.communicate],
+                          branches=[f"{tool}:error:{err.get('code')}", *proc.steps],
                           slips=[{"kind": kind, "tool": tool, "key": key, "param": key, "wrong": wrong}])
     raise RefineOpError("no tool that names a record by key rejects a wrong value the user might give"
                         + (f" ({'; '.join(reasons[:2])})" if reasons else ""))
@@ -764,10 +1217,13 @@ def ambiguous(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
                 nl = [f"More than one {entity} has {human(fld)} {value} ({others}); the assistant asks the user "
                       "which one they mean before acting."]
                 key = effect.key or ""
-                return extend(ctx, task, start, "ambiguous", text, [Action(tool=tool, arguments=args)],
-                              known=info_for(ctx, args, withhold={key}), communicate=communicate, nl=nl,
-                              branches=[f"clarify:{effect.entity}.{fld}"],
-                              volunteer=[k for k in args if k != key and not is_secret(k)])
+                # The assistant lists the records first (and sees two match), asks, acts, and reads it back.
+                proc = as_procedure(ctx, task, state, [Action(tool=tool, arguments=args)],
+                                    info_for(ctx, args, withhold={key}), text, lookup=False, listing=True,
+                                    volunteer=[k for k in args if k != key and not is_secret(k)])
+                return extend(ctx, task, start, "ambiguous", proc.text, proc.actions, known=proc.known,
+                              communicate=[*communicate, *proc.communicate], nl=nl,
+                              branches=[f"clarify:{effect.entity}.{fld}", *proc.steps], volunteer=proc.volunteer)
     raise RefineOpError("no field value that two records share (nothing to be ambiguous about)")
 
 
@@ -920,9 +1376,11 @@ def add_first(ctx: RefineContext, task: Task, rng: random.Random) -> Task:
                     f"help says (\"{sentence}\").")
             user_args = {**cargs, **{k: v for k, v in wargs.items() if k != (wf.effects[writer].key or "")
                                      or name_param == kf}}
-            out = extend(ctx, task, start, "add_first", text, actions, known=info_for(ctx, user_args),
-                         branches=[f"{creator}:add_first"])
-            return out
+            proc = as_procedure(ctx, task, state, actions, info_for(ctx, user_args), text, lookup=False, check=False)
+            if order_conflicts(wf, [*task.gold_actions, *proc.actions]):
+                proc = Procedure(actions=actions, known=info_for(ctx, user_args), text=text)
+            return extend(ctx, task, start, "add_first", proc.text, proc.actions, known=proc.known,
+                          communicate=proc.communicate, branches=[f"{creator}:add_first", *proc.steps])
     raise RefineOpError("no create-first alternative fits the environment (" + "; ".join(reasons[:3]) + ")")
 
 
@@ -1065,13 +1523,39 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
     first; an operator stops when it finds nothing new (its reason is returned) or reaches its
     COMPOSE_REPEAT; the task stops growing at `max_requests` requests. Refusals come after the acting
     requests (a later request must not call the tool a refusal forbids), long context last (it needs the
-    others between)."""
+    others between). The first request is done as a procedure (`first_as_procedure`) unless that leaves the
+    session with fewer requests (on a small environment its reads are the ones later requests would need)."""
+    kw: dict[str, Any] = {"seed": seed, "judge": judge, "operators": operators, "max_requests": max_requests}
+    table = TASK_OPS if operators is None else operators
+    try:  # long context reads the first request's record back at the end: then the first request does not
+        long = "long_context" in order and bool(table["long_context"](ctx, parent, op_rng(parent, "long_context",
+                                                                                           seed)))
+    except RefineOpError:
+        long = False
+    first = first_as_procedure(ctx, parent, confirm=not long)
+    current, why = _compose(ctx, parent, first, order, **kw)
+    if first is not parent and len(requests_of(current)) < len(requests_of(plain := _compose(ctx, parent, parent,
+                                                                                              order, **kw)[0])):
+        current, why = plain, _compose(ctx, parent, parent, order, **kw)[1]
+    if ctx.tool_use is not None and len(requests_of(current)) > 2:  # what refine_candidates keeps as composed
+        ctx.tool_use.update(gold_tools(current))
+    return current, why
+
+
+def _compose(ctx: RefineContext, parent: Task, current: Task, order: list[str], *, seed: int, judge: bool,
+             operators: dict[str, TaskOp] | None, max_requests: int) -> tuple[Task, dict[str, str]]:
     tail = [op for op in ("policy_refusal", "long_context") if op in order]
     turns = [op for op in order if op not in tail]
-    current = parent
     applied: dict[str, int] = {}
     why: dict[str, str] = {}
     later: set[str] = set()  # turned down for repeating: may fit once the task has more calls
+
+    def _applies(op: str) -> bool:
+        try:
+            (TASK_OPS if operators is None else operators)[op](ctx, parent, op_rng(parent, op, seed))
+        except RefineOpError:
+            return False
+        return True
 
     def attempt(op: str, strict: bool = False) -> bool:
         nonlocal current
@@ -1100,7 +1584,9 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
 
     # The acting requests leave room for the tail's (a refusal only with a judge), so the whole task holds
     # at most max_requests; the cap is checked before every request, not once a turn.
-    room = max(2, max_requests - len([op for op in tail if judge or op not in JUDGE_OPS]))
+    # A tail operator that does not apply to the original (long context: its first request names no record a read
+    # can show again) keeps no room: the session would hold one request less for nothing.
+    room = max(2, max_requests - len([op for op in tail if (judge or op not in JUDGE_OPS) and _applies(op)]))
     live = list(turns)
     while live and len(requests_of(current)) < room:
         later.clear()
@@ -1117,22 +1603,76 @@ def compose_task(ctx: RefineContext, parent: Task, order: list[str], *, seed: in
             except RefineOpError as exc:
                 why[op] = str(exc)
             continue
+        if len(requests_of(current)) >= max_requests:
+            why[op] = f"the session already holds {max_requests} requests (refine_max_requests)"
+            continue
         attempt(op)
-    if ctx.tool_use is not None and len(requests_of(current)) > 2:  # what refine_candidates keeps as composed
-        ctx.tool_use.update(gold_tools(current))
     return current, {op: r for op, r in why.items() if not applied.get(op)}
+
+
+def first_as_procedure(ctx: RefineContext, parent: Task, *, confirm: bool = True) -> Task:
+    """The original request done as a procedure, so the composed session's first request takes the calls a real
+    one does: with the rest of its help page's procedure (the sibling tasks on its chain of the execution
+    graph), the record found and checked, and read back unless `confirm` is off (long context, last, will ask
+    about this record); the parent when nothing applies."""
+    wf = ctx.workflow
+    if len(requests_of(parent)) > 1 or parent.refuse or not parent.gold_actions:
+        return parent
+    blank = parent.model_copy(update={"gold_actions": [], "known_info": [], "meta": {}})
+    req = requests_of(parent)[0]
+    state = initial_state(wf)
+    sibs = [s for s in ctx.siblings if s.id != parent.id and not s.refuse and not s.meta.get(REQUESTS)]
+    writes = {a.tool for a in parent.gold_actions if is_write(wf, a.tool)}
+    parts = _in_graph_order(wf, [parent, *_procedure_siblings(ctx, blank, parent, sibs, session_tools(wf), writes,
+                                                              state, list(parent.gold_actions))])
+    actions = [a for p in parts for a in p.gold_actions]
+    facts: list[Info] = []
+    for x in (x for p in parts for x in p.known_info):
+        if not any(x.key == y.key for y in facts):
+            facts.append(x)
+    volunteer = req.get("volunteer")
+    if volunteer is not None:
+        volunteer = list(dict.fromkeys([*volunteer, *(x.key for p in parts if p is not parent for x in p.known_info
+                                                      if not x.withhold)]))
+    proc = as_procedure(ctx, blank, state, actions, facts, _joined([p.instruction for p in parts]),
+                        volunteer=volunteer, confirm=confirm)
+    if len(parts) > 1:
+        proc.steps.append("procedure:" + "+".join(p.id for p in parts if p is not parent))
+    if not proc.steps or order_conflicts(wf, proc.actions):
+        return parent
+    first = {**req, "instruction": proc.text, "end": len(proc.actions)}
+    if proc.volunteer is not None:
+        first["volunteer"] = proc.volunteer
+    meta = {**parent.meta, REQUESTS: [first], "root": parent.meta.get("root") or parent.id,
+            "parent_tools": sorted(gold_tools(parent)), "branches": [*parent.meta.get("branches", []), *proc.steps]}
+    cand = parent.model_copy(update={
+        "instruction": proc.text, "gold_actions": proc.actions, "known_info": proc.known,
+        "communicate_info": [*parent.communicate_info, *(c for c in proc.communicate if c not in parent.communicate_info)],
+        "expected_state_hash": "", "meta": meta})
+    got = validate(wf, cand, "procedure")
+    return got if isinstance(got, Task) else parent
 
 
 def gold_repeats(task: Task) -> tuple[int, int]:
     """(repeats, calls) of a task's gold: calls of a tool, with arguments of the same shape, that an earlier
-    request already made (the gold-side form of `repetition_share`)."""
+    request already made (the gold-side form of `repetition_share`). A planned slip is one call more in the
+    dialogue (the rejected one), a repeat too when its tool is."""
     first: dict[tuple[str, tuple[str, ...]], int] = {}
     calls = repeats = 0
-    for n, req in enumerate(requests_of(task)):
+    reqs = requests_of(task)
+    slips = Counter()
+    for sl in task.meta.get("slips", []):
+        n = sl.get("request")
+        if not isinstance(n, int):  # written before slips named their request: the last request calling the tool
+            n = max((i for i, r in enumerate(reqs) if any(a.tool == sl.get("tool") for a in
+                                                        task.gold_actions[int(r["start"]):int(r["end"])])), default=-1)
+        slips[(n, sl.get("tool"))] += 1
+    for n, req in enumerate(reqs):
         for a in task.gold_actions[int(req["start"]):int(req["end"])]:
-            calls += 1
+            extra = slips.pop((n, a.tool), 0)
+            calls += 1 + extra
             seen = first.setdefault((a.tool, _shape(a.arguments)), n)
-            repeats += seen < n
+            repeats += (seen < n) * (1 + extra)
     return repeats, calls
 
 

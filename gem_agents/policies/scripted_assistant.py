@@ -21,6 +21,7 @@ from tools_runtime.binding import bind_tools
 from tools_runtime.exec_graph import parse_graph, stages
 from tools_runtime.executor import parse_tool_content
 from tools_runtime.records import PlannedCall, Scenario
+from tools_runtime.refine_tasks import described_rows
 from tools_runtime.state import get_path
 from tools_runtime.verification.components import _mentions, _needs_grounding, grounding_context
 from tools_runtime.verification.replay import call_name_args, tool_calls_of
@@ -110,7 +111,8 @@ def resolve(call: PlannedCall, index: int, scenario: Scenario, messages: list[di
                 missing.append(param)
         elif src.kind == "result":
             try:
-                args[param] = get_path(prog.results[src.call], src.path or param)  # type: ignore[index]
+                result = prog.results[src.call]  # type: ignore[index]
+                args[param] = get_path(result, described_path(result, src.path or param, since))
             except (KeyError, IndexError, ValueError, TypeError):
                 missing.append(param)
         else:
@@ -126,6 +128,26 @@ def resolve(call: PlannedCall, index: int, scenario: Scenario, messages: list[di
             else:
                 args[param] = coerce(raw, props.get(param))
     return {k: args[k] for k in call.arguments if k in args}, missing
+
+
+def described_path(result: Any, path: str, texts: list[str]) -> str:
+    """`path` into a listing with the row the user described: a key taken from a listing of several records
+    comes from the row whose values the user's words name ("the Standard account"), not from where the plan
+    happened to find it. The plan's row stays when the words single out no row."""
+    parts = [p for p in path.replace("/", ".").split(".") if p]
+    for j in range(len(parts) - 2, -1, -1):
+        if not parts[j].isdigit():
+            continue
+        try:
+            rows = get_path(result, ".".join(parts[:j]))
+        except (KeyError, IndexError, ValueError, TypeError):
+            return path
+        if isinstance(rows, list) and len(rows) > 1:
+            picked = described_rows(rows, texts, key=parts[j + 1])
+            if len(picked) == 1:
+                return ".".join([*parts[:j], str(picked[0]), *parts[j + 1:]])
+        return path
+    return path
 
 
 def _stage_of(scenario: Scenario) -> dict[str, int]:
@@ -172,15 +194,22 @@ def _pick(bank: list[str], scenario: Scenario, messages: list[dict[str, Any]]) -
     return bank[(scenario.seed * 7 + len(messages) + sum(map(ord, scenario.id))) % len(bank)]
 
 
-def _scalars(result: Any, limit: int = 5) -> list[tuple[str, Any]]:
-    """(field, value) pairs of a result, the records of a listing included."""
+def _scalars(result: Any, limit: int = 5, asked: list[str] | None = None) -> list[tuple[str, Any]]:
+    """(field, value) pairs of a result, the records of a listing included. `asked`: what the user asked to
+    hear (their words since the request): the rows they describe and the fields they name come first."""
     out: list[tuple[str, Any]] = []
     rows = [result] if isinstance(result, dict) else []
     if isinstance(result, dict) and isinstance(result.get("results"), list):
-        rows = [r for r in result["results"] if isinstance(r, dict)][:3]
+        rows = [r for r in result["results"] if isinstance(r, dict)]
+        first = described_rows(rows, asked) if asked else []
+        rows = ([rows[i] for i in first] + [r for i, r in enumerate(rows) if i not in first])[:3]
+    words = " ".join(asked or []).casefold()
     for row in rows:
-        for k, v in row.items():
-            if isinstance(v, str | int | float) and not (isinstance(v, bool) or k in ("status", "count")):
+        named = [k for k in row if humanize(k).casefold() in words]
+        for k in [*named, *(k for k in row if k not in named)]:
+            v = row[k]
+            if isinstance(v, str | int | float) and not (isinstance(v, bool) or k in ("status", "count")
+                                                         and k not in named):
                 out.append((k, v))
             elif isinstance(v, bool):
                 out.append((k, "on" if v else "off"))
@@ -329,26 +358,71 @@ def _looked_up(scenario: Scenario, goal: int, effect: Any, result: Any) -> str:
     return f"in {panel}, {said}" if panel and said else said
 
 
+def _asked_earlier(scenario: Scenario, prog: Progress, goal: int, asked: list[str],
+                   messages: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """Fields the request names ("tell me its account type") that an earlier read of the request showed for the
+    record it then changed (the row holding a value its writes were called with): what was checked before."""
+    words = " ".join(asked).casefold()
+    steps = [i for i, c in enumerate(scenario.plan) if c.goal == goal and i in prog.results]
+    description = scenario.goals[goal].description if goal < len(scenario.goals) else ""
+    start = next((i for i, m in enumerate(messages) if m.get("role") == "user" and description
+                  and description in str(m.get("content") or "")), 0)
+    keys = []
+    for m in messages[start:]:  # what this request's writes were called with, as the transcript has it
+        for call in tool_calls_of(m):
+            name, raw, _ = call_name_args(call)
+            effect = scenario.workflow.effects.get(name)
+            try:
+                args = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+            except ValueError:
+                args = {}
+            if effect is not None and effect.kind not in ("read", "session") and isinstance(args, dict):
+                keys += [v for v in args.values() if isinstance(v, str | int) and not isinstance(v, bool)]
+    out: list[tuple[str, Any]] = []
+    for i in steps[:-1]:
+        result = prog.results[i]
+        rows = result.get("results") if isinstance(result, dict) and isinstance(result.get("results"), list) \
+            else [result]
+        for row in rows:
+            if not isinstance(row, dict) or not any(v in keys for v in row.values() if not isinstance(v, bool)):
+                continue
+            out += [(k, v) for k, v in row.items() if isinstance(v, str | int | float) and not isinstance(v, bool)
+                    and humanize(k).casefold() in words and (k, v) not in out]
+    return out
+
+
 def _summary(scenario: Scenario, prog: Progress, goal: int, messages: list[dict[str, Any]]) -> str:
     last = max((i for i, c in enumerate(scenario.plan) if c.goal == goal), default=None)
     result = prog.results.get(last) if last is not None else None
     call = scenario.plan[last] if last is not None else None
     effect = scenario.workflow.effects.get(call.tool) if call else None
-    if call is not None and effect is not None and effect.kind == "read":
+    # The request's last change (a request may end by reading its record back after it).
+    wrote = max((i for i, c in enumerate(scenario.plan) if c.goal == goal and i in prog.results
+                 and (e := scenario.workflow.effects.get(c.tool)) is not None and e.kind not in ("read", "session")),
+                default=None)
+    if call is not None and effect is not None and effect.kind == "read" and wrote is None:
+        # A look-up request: the records the user named, and a rule that stops the change asked for.
         found = _looked_up(scenario, goal, effect, result)
         if found:
             text = _pick(FOUND, scenario, messages).format(facts=found)
         else:
             text = _pick(DONE, scenario, messages).format(did=_did(scenario, call.tool, call.arguments))
         return f"{text} {_pick(MORE, scenario, messages)}"
-    did = _did(scenario, call.tool, call.arguments) if call else "it is done"
-    # What changed is said in `did`; the result adds only what the user did not say and `did` does not
-    # (a new record's id), never every field back ("include: …; layout: …; orientation: …").
-    # Values the user typed are not read back; values a tool made (an id passed on from an earlier result) are.
-    said = " ".join(_user_texts(messages)).lower()
-    facts = ", and the ".join(f"{humanize(k)} {be(k)} {v}" for k, v in _scalars(result, limit=8)
-                              if k not in ("panel", "last_action") and str(v).lower() not in said
-                              and str(v).lower() not in did.lower())
+    said_call = scenario.plan[wrote] if wrote is not None else call
+    did = _did(scenario, said_call.tool, said_call.arguments) if said_call else "it is done"
+    asked = _since_goal(_user_texts(messages), scenario, goal)
+    checked = _asked_earlier(scenario, prog, goal, asked[:1], messages)
+    if effect is not None and effect.kind == "read":
+        # Read back after the change: what the read shows, the fields the user asked about first.
+        pairs = _scalars(result, asked=asked)
+    else:
+        # What changed is said in `did`; the result adds only what the user did not say and `did` does not
+        # (a new record's id), never every field back. Values a tool made (an id) are said.
+        said = " ".join(_user_texts(messages)).lower()
+        pairs = [(k, v) for k, v in _scalars(result, limit=8) if k not in ("panel", "last_action")
+                 and str(v).lower() not in said and str(v).lower() not in did.lower()]
+    pairs += [p for p in checked if p not in pairs]  # what was checked before the change, as asked
+    facts = ", and the ".join(f"{humanize(k)} {be(k)} {v}" for k, v in pairs)
     text = _pick(DONE, scenario, messages).format(did=did)
     if facts:
         text += " " + _pick(RESULT, scenario, messages).format(facts=facts)
