@@ -391,6 +391,12 @@ def _asked_earlier(scenario: Scenario, prog: Progress, goal: int, asked: list[st
     return out
 
 
+def _mentions(text: str, value: Any) -> bool:
+    """Whether `text` says `value` as a whole word ('21' is not said by '2026-03-21')."""
+    v = str(value).lower()
+    return bool(v) and re.search(rf"(?<![\w.-]){re.escape(v)}(?![\w.-])", text) is not None
+
+
 def _summary(scenario: Scenario, prog: Progress, goal: int, messages: list[dict[str, Any]]) -> str:
     last = max((i for i, c in enumerate(scenario.plan) if c.goal == goal), default=None)
     result = prog.results.get(last) if last is not None else None
@@ -420,7 +426,7 @@ def _summary(scenario: Scenario, prog: Progress, goal: int, messages: list[dict[
         # (a new record's id), never every field back. Values a tool made (an id) are said.
         said = " ".join(_user_texts(messages)).lower()
         pairs = [(k, v) for k, v in _scalars(result, limit=8) if k not in ("panel", "last_action")
-                 and str(v).lower() not in said and str(v).lower() not in did.lower()]
+                 and not _mentions(said, v) and not _mentions(did.lower(), v)]
     pairs += [p for p in checked if p not in pairs]  # what was checked before the change, as asked
     facts = ", and the ".join(f"{humanize(k)} {be(k)} {v}" for k, v in pairs)
     text = _pick(DONE, scenario, messages).format(did=did)
