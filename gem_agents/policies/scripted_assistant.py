@@ -417,7 +417,10 @@ def _summary(scenario: Scenario, prog: Progress, goal: int, messages: list[dict[
     said_call = scenario.plan[wrote] if wrote is not None else call
     did = _did(scenario, said_call.tool, said_call.arguments) if said_call else "it is done"
     asked = _since_goal(_user_texts(messages), scenario, goal)
-    checked = _asked_earlier(scenario, prog, goal, asked[:1], messages)
+    # Fields checked before the change are told only when the request asked to hear them ("tell me its
+    # account type"); a procedure's request names many fields it only gives.
+    wants = re.search(r"\b(?:tell me|let me know|what (?:it|is|they))\b", " ".join(asked[:1]), re.IGNORECASE)
+    checked = _asked_earlier(scenario, prog, goal, asked[:1], messages) if wants else []
     if effect is not None and effect.kind == "read":
         # Read back after the change: what the read shows, the fields the user asked about first.
         pairs = _scalars(result, asked=asked)
