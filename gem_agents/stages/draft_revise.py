@@ -247,6 +247,13 @@ def check_instruction(text: str, task: Task, workflow: Workflow) -> list[str]:
     if _SCAFFOLD.search(text):
         problems.append("the request copies the draft's notes (\"the user knows\", key=value); write only "
                         "what the user says")
+    # Each value the drafted request gave must survive the rewrite: a lost one becomes a question the
+    # assistant asks and a model-user turn (the 1.5B dropped all five facts of the booking request).
+    lost = [str(k.value) for k in task.known_info if not k.withhold and isinstance(k.value, str | int)
+            and not isinstance(k.value, bool) and str(k.value) in task.instruction
+            and str(k.value).casefold() not in text.casefold()]
+    if lost:
+        problems.append(f"the request lost the user's values ({', '.join(lost)}); say each of them")
     if (unrelated := unrelated_write(text, task, workflow)) is not None:
         problems.append(unrelated + "; ask for what the drafted request asks for")
     return problems

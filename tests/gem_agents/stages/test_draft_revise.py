@@ -103,8 +103,10 @@ def test_revised_tasks_keep_gold_and_are_marked_model_written():
     wf = draft()
     drafts, _ = write_tasks_offline(wf, DOC.text, k=2)
     assert drafts
-    answer = json.dumps({"tasks": [{"instruction": f"Please archive last year's files for me, number {i}.",
-                                    "persona": "a tidy engineer"} for i in range(len(drafts))]})
+    def keeps(t):  # the rewrite keeps every value the draft's request gave
+        return " ".join(str(k.value) for k in t.known_info if str(k.value) in t.instruction)
+    answer = json.dumps({"tasks": [{"instruction": f"Please archive last year's files for me, number {i}: {keeps(t)}.",
+                                    "persona": "a tidy engineer"} for i, t in enumerate(drafts)]})
     client, seen = fake_client([answer], role="task", draft="offline")
     valid, _ = asyncio.run(write_tasks(wf, DOC, client, k=2))
     assert len(valid) == len(drafts)
@@ -122,6 +124,18 @@ def test_a_task_request_naming_a_tool_is_repaired_then_left_offline():
     out = asyncio.run(revise_tasks(wf, DOC, client, drafts[:1], repair_rounds=1))
     assert len(seen) == 2 and "names a tool" in seen[1][0][-1]["content"]
     assert out[0].offline is True and "names a tool" in out[0].meta["model_revision_rejected"]
+
+
+def test_a_request_that_loses_a_value_the_draft_gave_is_repaired_then_left_as_drafted():
+    wf = draft()
+    drafts, _ = write_tasks_offline(wf, DOC.text, k=1)
+    given = [str(k.value) for k in drafts[0].known_info if str(k.value) in drafts[0].instruction]
+    assert given, drafts[0].instruction
+    bad = json.dumps({"tasks": [{"instruction": "Please tidy my old project files for me.", "persona": "x"}]})
+    client, seen = fake_client([bad, bad], role="task")
+    out = asyncio.run(revise_tasks(wf, DOC, client, drafts[:1], repair_rounds=1))
+    assert "lost the user's values" in seen[1][0][-1]["content"] and given[0] in seen[1][0][-1]["content"]
+    assert out[0].offline is True and out[0].instruction == drafts[0].instruction
 
 
 def test_a_request_copying_the_draft_notes_or_a_parameter_name_is_not_kept():
