@@ -391,7 +391,7 @@ def _asked_earlier(scenario: Scenario, prog: Progress, goal: int, asked: list[st
     return out
 
 
-def _mentions(text: str, value: Any) -> bool:
+def _says_word(text: str, value: Any) -> bool:
     """Whether `text` says `value` as a whole word ('21' is not said by '2026-03-21')."""
     v = str(value).lower()
     return bool(v) and re.search(rf"(?<![\w.-]){re.escape(v)}(?![\w.-])", text) is not None
@@ -429,7 +429,7 @@ def _summary(scenario: Scenario, prog: Progress, goal: int, messages: list[dict[
         # (a new record's id), never every field back. Values a tool made (an id) are said.
         said = " ".join(_user_texts(messages)).lower()
         pairs = [(k, v) for k, v in _scalars(result, limit=8) if k not in ("panel", "last_action")
-                 and not _mentions(said, v) and not _mentions(did.lower(), v)]
+                 and not _says_word(said, v) and not _says_word(did.lower(), v)]
     pairs += [p for p in checked if p not in pairs]  # what was checked before the change, as asked
     facts = ", and the ".join(f"{humanize(k)} {be(k)} {v}" for k, v in pairs)
     text = _pick(DONE, scenario, messages).format(did=did)
