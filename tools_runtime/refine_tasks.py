@@ -547,7 +547,8 @@ def as_procedure(ctx: RefineContext, task: Task, state: dict[str, Any], actions:
             and str(key_value).casefold() not in text.casefold() \
             and not any(same(x.value, key_value) for x in task.known_info):
         desc = _description(wf, state, entity, rid, written, said)
-        for tool, query in _lookups(wf, entity) if desc else []:
+        for tool, query in _lookups(wf, entity) if desc is not None else []:
+            assert desc is not None  # for mypy: the loop runs only with a description
             find = Action(tool=tool, arguments={query: desc[1]} if query else {})
             if not fresh(find):
                 continue
@@ -648,7 +649,7 @@ def _listed_others(wf: Workflow, after: dict[str, Any], entity: str, rid: str | 
 
 
 def _confirm_value(wf: Workflow, after: dict[str, Any], entity: str, rid: str | None, reader: Action,
-                   written: set[str], said: list[str], skip: set[Any] = frozenset()) -> tuple[str, Any] | None:
+                   written: set[str], said: list[str], skip: frozenset[Any] | set[Any] = frozenset()) -> tuple[str, Any] | None:
     """What a read after the writes shows the user: a field the request wrote (its new value), else one the
     dialogue has not said yet; switches and ids aside (a value the user must hear, not a yes/no)."""
     try:
@@ -1660,7 +1661,7 @@ def gold_repeats(task: Task) -> tuple[int, int]:
     first: dict[tuple[str, tuple[str, ...]], int] = {}
     calls = repeats = 0
     reqs = requests_of(task)
-    slips = Counter()
+    slips: Counter[tuple[int, Any]] = Counter()
     for sl in task.meta.get("slips", []):
         n = sl.get("request")
         if not isinstance(n, int):  # written before slips named their request: the last request calling the tool

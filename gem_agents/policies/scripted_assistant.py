@@ -338,7 +338,8 @@ def _looked_up(scenario: Scenario, goal: int, effect: Any, result: Any) -> str:
         for r in named:
             fields = [_is(k, v) for k, v in r.items() if k != key and _scalar(v)]
             said = _and(fields)
-            parts.append(f"for {r[key]}, {said}" if said else str(r[key]))
+            name = r.get(key or "")
+            parts.append(f"for {name}, {said}" if said else str(name))
         text = "; ".join(parts)
         # Only a request that asked for a change under a rule is told why nothing changed.
         rule = next((b for r in named if (b := _blocked_by(scenario, effect.entity, r))), "") \
@@ -381,8 +382,8 @@ def _asked_earlier(scenario: Scenario, prog: Progress, goal: int, asked: list[st
     out: list[tuple[str, Any]] = []
     for i in steps[:-1]:
         result = prog.results[i]
-        rows = result.get("results") if isinstance(result, dict) and isinstance(result.get("results"), list) \
-            else [result]
+        rows: list[Any] = result["results"] \
+            if isinstance(result, dict) and isinstance(result.get("results"), list) else [result]
         for row in rows:
             if not isinstance(row, dict) or not any(v in keys for v in row.values() if not isinstance(v, bool)):
                 continue

@@ -122,7 +122,7 @@ def parse_tool_text(text: str, tool_names: list[str] | None = None) -> dict[str,
         bare = text.strip()
         # `{{"name": …}}`: the template's escaped braces copied (the 1.5B in the embedded funnel)
         for candidate in (bare, bare[1:-1] if bare.startswith("{{") and bare.endswith("}}") else ""):
-            found = candidate and (_json_calls(candidate, names) or _json_sequence(candidate, names))
+            found = (_json_calls(candidate, names) or _json_sequence(candidate, names)) if candidate else None
             if found:
                 bodies, kept = found, ""
                 break

@@ -462,8 +462,8 @@ def _procedure_order(workflow: Workflow) -> list[str]:
     effects = workflow.effects
     if any(sum(1 for t in st if t in effects and effects[t].kind != "read") > 1 for st in parallel):
         return []  # alternatives (a command page's examples), not one procedure
-    listing = {e.entity: t for t, e in effects.items() if e.kind == "read" and not (workflow.tool(t) and
-                                                                                    workflow.tool(t).properties)}
+    listing = {e.entity: t for t, e in effects.items()
+               if e.kind == "read" and not ((spec := workflow.tool(t)) is not None and spec.properties)}
     seen: set[str] = set()  # entities the procedure has looked at or made
     out: list[str] = []
     for tool in order:
@@ -590,8 +590,8 @@ def procedure_task(workflow: Workflow, text: str, seed: int = 0) -> Task | None:
                for a in walk.actions if workflow.effects[a.tool].kind == "create"]
     if any(i.withhold for i in known):
         unknown.append("the assistant has to ask for the password")
-    cites = sorted({c for a in walk.actions for c in _cites(workflow, (workflow.tool(a.tool).description
-                                                                        if workflow.tool(a.tool) else ""))})
+    specs = [workflow.tool(a.tool) for a in walk.actions]
+    cites = sorted({c for spec in specs for c in _cites(workflow, spec.description if spec else "")})
     return Task(id=f"{workflow.id}:p0", env_id=workflow.id, instruction=instruction,
                 persona=PERSONAS[rng.randrange(len(PERSONAS))], cites=cites, known_info=known,
                 unknown_info=unknown, gold_actions=walk.actions, operator="offline_procedure", offline=True,
