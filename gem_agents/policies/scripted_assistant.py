@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gem_agents.user.dialogue_text import be, coerce, find_fact, humanize
+from gem_agents.user.dialogue_text import be, coerce, find_fact, humanize, plural
 from gem_agents.user.scripted import goals_stated
 from graphs.roles import RoleView
 from tools_runtime.binding import bind_tools
@@ -274,15 +274,6 @@ def _did(scenario: Scenario, tool: str, args: dict[str, Any]) -> str:
         "compute": f"I calculated {what}",
         "external": f"I sent the {entity}{on}",
     }.get(effect.kind, f"I ran {what}")
-
-
-def plural(noun: str) -> str:
-    """`account` → accounts, `city` → cities (a listing says how many)."""
-    if noun.endswith("s"):
-        return noun
-    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
-        return noun[:-1] + "ies"
-    return noun + ("es" if noun.endswith(("sh", "ch", "x")) else "s")
 
 
 def _and(parts: list[str]) -> str:

@@ -36,6 +36,7 @@ from typing import Any
 
 from gem_agents.stages.offline_extractor import VERBS, ToolDraft, snake, tokens
 from gem_agents.stages.plausible import plausible_values
+from gem_agents.user.dialogue_text import plural
 from tools_runtime.binding import singular
 from tools_runtime.environment import (
     Entity,
@@ -306,15 +307,6 @@ def _ui_path(gestures: list[Step]) -> str:
     if not gestures:
         return ""
     return " In the UI: " + "; ".join(g.draft.step.rstrip(".") for g in gestures[-4:]) + "."
-
-
-def plural(noun: str) -> str:
-    """`city` → cities, `print_job` → print_jobs, `settings` → settings."""
-    if noun.endswith("s"):
-        return noun
-    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
-        return noun[:-1] + "ies"
-    return noun + ("es" if noun.endswith(("sh", "ch", "x")) else "s")
 
 
 def _noun_of(key: str) -> str:

@@ -16,6 +16,16 @@ CONFIRM_WORDS = ("proceed", "confirm", "go ahead", "shall i", "should i", "would
                  "is that right", "do you want me")
 
 
+def plural(noun: str) -> str:
+    """`city` → cities, `print_job` → print_jobs, `settings` → settings (names, tools and
+    the assistant's "you have 3 accounts")."""
+    if noun.endswith("s"):
+        return noun
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + ("es" if noun.endswith(("sh", "ch", "x")) else "s")
+
+
 def humanize(key: str) -> str:
     """`order_id` → `order id`; a goal suffix (`order_id@2`) is never shown."""
     return key.split("@")[0].replace("_", " ").replace("-", " ").strip()
